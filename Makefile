@@ -1,0 +1,33 @@
+# The two commands: `make demo` and `make test`. Both install first (idempotent).
+PYTHON     ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+# Override for another CUDA/CPU build, e.g. make install TORCH_SPEC="torch==2.5.1 torchvision==0.20.1"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP      := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+# Re-runs only when the venv is new or the install recipe changed; every step is idempotent.
+$(STAMP): setup.py tools/install_detectron2.py Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "setuptools<82" wheel
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) tools/install_detectron2.py
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+demo: install
+	$(PY) tools/visualize_mixing.py --out output/demo/mixing
+
+bench: install
+	$(PY) tools/bench_mixing.py
+
+clean:
+	rm -rf output build *.egg-info

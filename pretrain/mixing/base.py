@@ -1,0 +1,214 @@
+"""The mixer contract shared by every method: inputs, result, loss, random draws.
+
+A mixer is called as ``mixer(images, targets, model=None, saliency=None)`` and returns a
+:class:`MixResult`. Training with it is::
+
+    result = mixer(images, targets, model=model)       # before model.train() forward
+    loss = mix_loss(model(result.images), result)
+
+Every random draw goes through the mixer's own ``torch.Generator`` (``mixer.generator``), so a
+seeded mixer is deterministic and its state can be checkpointed with ``get_state()``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pretrain.mixing.saliency import gradient_saliency
+
+
+@dataclass
+class MixResult:
+    """What a mixer returns: the mixed batch and its two-label targets.
+
+    ``lam[i]`` is the weight of ``targets_a[i]``; ``1 - lam[i]`` the weight of ``targets_b[i]``.
+    """
+
+    images: Tensor  # [B, C, H, W]
+    targets_a: Tensor  # long [B]
+    targets_b: Tensor  # long [B]
+    lam: Tensor  # float [B], on the images' device
+
+
+def mix_loss(logits: Tensor, result: MixResult) -> Tensor:
+    """``mean_i(lam_i * CE(logits_i, a_i) + (1 - lam_i) * CE(logits_i, b_i))``."""
+    lam = result.lam.to(device=logits.device, dtype=torch.float32)
+    ce_a = F.cross_entropy(logits.float(), result.targets_a, reduction="none")
+    ce_b = F.cross_entropy(logits.float(), result.targets_b, reduction="none")
+    return (lam * ce_a + (1.0 - lam) * ce_b).mean()
+
+
+def check_batch(images: Tensor, targets: Optional[Tensor] = None) -> None:
+    """Raise ValueError unless ``images`` is [B, C, H, W] float and ``targets`` is long [B]."""
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images: expected a 4-D tensor [B, C, H, W], got {shape}")
+    if not images.is_floating_point():
+        raise ValueError(f"images: expected a floating-point tensor, got {images.dtype}")
+    if images.shape[0] == 0:
+        raise ValueError("images: the batch is empty")
+    if targets is not None:
+        if not isinstance(targets, Tensor) or targets.dim() != 1:
+            shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+            raise ValueError(f"targets: expected a 1-D tensor of class indices [B], got {shape}")
+        if targets.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"targets: batch size {targets.shape[0]} does not match images' {images.shape[0]}"
+            )
+        if targets.dtype != torch.long:
+            raise ValueError(f"targets: expected dtype torch.long (class indices), got {targets.dtype}")
+
+
+def check_pair(x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor) -> None:
+    """Raise ValueError unless (x1, y1) and (x2, y2) are valid batches of the same shape."""
+    check_batch(x1, y1)
+    check_batch(x2, y2)
+    if x1.shape != x2.shape:
+        raise ValueError(f"x2: expected the shape of x1 {tuple(x1.shape)}, got {tuple(x2.shape)}")
+
+
+def check_saliency(saliency: Tensor, images: Tensor) -> None:
+    """Raise ValueError unless ``saliency`` is [B, H, W] matching ``images`` [B, C, H, W]."""
+    b, _, h, w = images.shape
+    if not isinstance(saliency, Tensor) or tuple(saliency.shape) != (b, h, w):
+        shape = tuple(saliency.shape) if isinstance(saliency, Tensor) else type(saliency).__name__
+        raise ValueError(f"saliency: expected shape {(b, h, w)} to match images {tuple(images.shape)}, got {shape}")
+
+
+def check_prob(name: str, value: float) -> float:
+    """Return ``value`` as float if it lies in [0, 1], else raise ValueError naming ``name``."""
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1], got {value}")
+    return float(value)
+
+
+def check_positive(name: str, value: float) -> float:
+    """Return ``value`` as float if it is > 0, else raise ValueError naming ``name``."""
+    if not float(value) > 0.0:
+        raise ValueError(f"{name}: expected a value > 0, got {value}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random draws through one torch.Generator (CPU), moved to the tensors' device afterwards.
+# Drawing on the CPU keeps a seeded run identical across devices; the draws are O(B) numbers.
+# ---------------------------------------------------------------------------------------------
+def rand(size: int, generator: Optional[torch.Generator], device: torch.device) -> Tensor:
+    """``size`` floats uniform in [0, 1) drawn from ``generator``, returned on ``device``."""
+    return torch.rand(size, generator=generator).to(device)
+
+
+def randint(high: int, size: int, generator: Optional[torch.Generator], device: torch.device) -> Tensor:
+    """``size`` integers uniform in [0, high) drawn from ``generator``, returned on ``device``."""
+    return torch.randint(high, (size,), generator=generator).to(device)
+
+
+def randperm(n: int, generator: Optional[torch.Generator], device: torch.device) -> Tensor:
+    """A random permutation of ``range(n)`` drawn from ``generator``, returned on ``device``."""
+    return torch.randperm(n, generator=generator).to(device)
+
+
+def beta(alpha: float, size: int, generator: Optional[torch.Generator]) -> np.ndarray:
+    """``size`` draws of Beta(alpha, alpha) as float64, seeded from ``generator``.
+
+    torch's Beta/Gamma samplers take no generator, so one 63-bit seed is drawn from ``generator``
+    and fed to numpy's PCG64: still a pure function of the generator's state.
+    """
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    return np.random.default_rng(seed).beta(alpha, alpha, size)
+
+
+class Mixer:
+    """Base class: validates inputs, resolves saliency, and calls :meth:`mix`.
+
+    Subclasses set ``needs_saliency`` (and ``saliency_reduction``, the channel reduction of the
+    input gradient they expect: ``"max"`` for SalfMix's eq. 3, ``"rms"`` for PuzzleMix) and
+    implement ``mix(images, targets, saliency)``.
+    """
+
+    needs_saliency: bool = False
+    saliency_reduction: str = "max"
+
+    def __init__(self, generator: Optional[torch.Generator] = None, seed: Optional[int] = None) -> None:
+        if generator is None:
+            generator = torch.Generator()
+            generator.manual_seed(int(torch.randint(2**62, (1,))) if seed is None else seed)
+        self.generator = generator
+
+    def __call__(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        model: Optional[torch.nn.Module] = None,
+        saliency: Optional[Tensor] = None,
+    ) -> MixResult:
+        """Mix a batch. ``saliency`` [B, H, W] is used if given, else computed with ``model``."""
+        check_batch(images, targets)
+        if self.needs_saliency:
+            if saliency is None:
+                if model is None:
+                    raise ValueError(
+                        f"{type(self).__name__} needs a saliency map: pass saliency=[B, H, W] or model="
+                    )
+                saliency = gradient_saliency(model, images, targets, self.saliency_reduction)
+            check_saliency(saliency, images)
+        return self.mix(images, targets, saliency)
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+        """Mix a validated batch; implemented by each method."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "generator")
+        return f"{type(self).__name__}({params})"
+
+
+def unmixed(images: Tensor, targets: Tensor) -> MixResult:
+    """The result of a single-image method or of a skipped mix: one label with weight 1."""
+    lam = torch.ones(images.shape[0], device=images.device)
+    return MixResult(images, targets, targets, lam)
+
+
+class PairMixer(Mixer):
+    """A two-image method: picks a partner per sample, then calls :meth:`mix_pair`.
+
+    ``mix_pair(x1, y1, x2, y2, s2)`` is also what HybridMix calls on self-mixed images, with the
+    partners it chose itself (``s2`` is the partners' saliency for methods that use it).
+    """
+
+    def __init__(self, prob: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.prob = check_prob("prob", prob)
+
+    def skips_batch(self) -> bool:
+        """Whether this batch goes unmixed: the official loops draw one r ~ U(0, 1) per batch
+        and mix only when r < prob (no draw is made when prob = 1)."""
+        return self.prob < 1.0 and float(torch.rand(1, generator=self.generator)) >= self.prob
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+        if self.skips_batch():
+            return unmixed(images, targets)
+        index = randperm(images.shape[0], self.generator, images.device)
+        partner_saliency = saliency[index] if saliency is not None else None
+        return self.mix_pair(images, targets, images[index], targets[index], partner_saliency)
+
+    def mix_pair(
+        self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor] = None
+    ) -> MixResult:
+        """Mix each ``x1[i]`` with its partner ``x2[i]``; implemented by each method."""
+        raise NotImplementedError
+
+
+MixerFactory = Callable[..., Mixer]
+
+
+class NoMix(Mixer):
+    """The baseline: images and labels pass through unchanged (lam = 1)."""
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+        return unmixed(images, targets)

@@ -1,0 +1,67 @@
+"""Cutout (DeVries & Taylor 2017, https://arxiv.org/abs/1708.04552) and its saliency ablation.
+
+Faithful to the official code (uoguelph-mlrg/Cutout): one square hole per image, centre uniform
+over all pixels, edges ``centre -+ length // 2`` clipped at the borders, applied after
+normalisation so the hole is 0. ``length = int(size * H)`` with ``size = 0.5`` (the paper's
+"mask size 0.5 of the input image"; 16 px at 32 px as in the official CIFAR-10 setting).
+The official transform runs per image in the data loader; here every image of the batch gets its
+own hole in one vectorised call. The label is unchanged (lam = 1).
+
+:class:`CutoutSaliency` is the paper's "Cutout w/ Sal." ablation (section 6.2): it drops the
+least salient patch P_l exactly as SalfMix chooses it (side ``floor(W * r)`` around the argmin
+cell of the n x n pooled saliency), so it differs from SalfMix only in filling P_l with zeros
+instead of P_m (the comparison of section 6.3).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from pretrain.mixing.base import Mixer, MixResult, rand, unmixed
+from pretrain.mixing.geometry import box_mask, random_centered_boxes
+from pretrain.mixing.salfmix import check_n, check_r, patch_side, salfmix_positions
+
+
+def cutout(images: Tensor, length: int, u: Tensor) -> Tensor:
+    """A copy of ``images`` [B, C, H, W] with one ``length``-side hole per image set to 0.
+
+    ``u`` [B, 2] are uniform draws in [0, 1) for each hole's centre row and column.
+    """
+    b, _, h, w = images.shape
+    side = torch.full((b,), int(length), device=images.device)
+    mask = box_mask(random_centered_boxes(side, side, h, w, u), h, w)
+    return images.masked_fill(mask, 0.0)
+
+
+class Cutout(Mixer):
+    """Cutout with a hole of side ``size * H`` (``size`` in (0, 1]), one per image."""
+
+    def __init__(self, size: float = 0.5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < float(size) <= 1.0:
+            raise ValueError(f"size: expected the hole side as a fraction of the image in (0, 1], got {size}")
+        self.size = float(size)
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+        b, _, h, _ = images.shape
+        u = rand(2 * b, self.generator, images.device).view(b, 2)
+        return unmixed(cutout(images, int(self.size * h), u), targets)
+
+
+class CutoutSaliency(Mixer):
+    """Cutout that drops the least salient patch P_l (paper section 6.2)."""
+
+    needs_saliency = True
+
+    def __init__(self, n: int = 4, r: float = 0.3, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n, self.r = check_n(n), check_r(r)
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+        _, _, h, w = images.shape
+        n, o = check_n(self.n, min(h, w)), patch_side(self.r, h, w)
+        _, p_l = salfmix_positions(saliency, n, o, self.generator)
+        boxes = torch.cat([p_l, p_l + o], dim=1)
+        return unmixed(images.masked_fill(box_mask(boxes, h, w), 0.0), targets)

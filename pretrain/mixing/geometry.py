@@ -1,0 +1,149 @@
+"""Shared batched geometry: boxes, masks, patch placement, pooled saliency cells.
+
+Pure functions on tensors, vectorised over the batch on the tensors' device. Boxes are integer
+tensors ``[B, 4]`` as ``(y1, x1, y2, x2)``, half-open: rows ``y1 <= i < y2``, cols ``x1 <= j < x2``.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def centered_boxes(cy: Tensor, cx: Tensor, cut_h: Tensor, cut_w: Tensor, h: int, w: int) -> Tensor:
+    """Boxes ``[cy - cut_h//2, cy + cut_h//2)`` x ``[cx - cut_w//2, cx + cut_w//2)`` clipped to the image.
+
+    This is the box of the official CutMix / SaliencyMix / Cutout code: the side is
+    ``2 * (cut // 2)`` before clipping, and clipping can shrink it at the borders.
+    """
+    half_h, half_w = cut_h // 2, cut_w // 2
+    y1 = (cy - half_h).clamp(0, h)
+    y2 = (cy + half_h).clamp(0, h)
+    x1 = (cx - half_w).clamp(0, w)
+    x2 = (cx + half_w).clamp(0, w)
+    return torch.stack([y1, x1, y2, x2], dim=1).long()
+
+
+def cut_size(lam: Tensor, h: int, w: int) -> Tuple[Tensor, Tensor]:
+    """CutMix's cut side: ``int(H * sqrt(1 - lam))`` and ``int(W * sqrt(1 - lam))``."""
+    rat = torch.sqrt(1.0 - lam.double())
+    return (h * rat).floor().long(), (w * rat).floor().long()
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Area [B] of boxes [B, 4]."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_mask(boxes: Tensor, h: int, w: int) -> Tensor:
+    """Boolean mask [B, 1, H, W], True inside each sample's box."""
+    rows = torch.arange(h, device=boxes.device).view(1, h, 1)
+    cols = torch.arange(w, device=boxes.device).view(1, 1, w)
+    y1, x1, y2, x2 = (boxes[:, k].view(-1, 1, 1) for k in range(4))
+    inside = (rows >= y1) & (rows < y2) & (cols >= x1) & (cols < x2)
+    return inside.unsqueeze(1)
+
+
+def _patch_index(shape: Tuple[int, ...], yx: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Flat indices into a contiguous [B, C, H, W] tensor of each sample's patch, [B*C*ph*pw]."""
+    b, c, h, w = shape
+    ph, pw = size
+    dev = yx.device
+    rows = yx[:, 0:1] + torch.arange(ph, device=dev)  # [B, ph]
+    cols = yx[:, 1:2] + torch.arange(pw, device=dev)  # [B, pw]
+    offset = rows.unsqueeze(2) * w + cols.unsqueeze(1)  # [B, ph, pw]
+    plane = (torch.arange(b, device=dev).view(b, 1) * c + torch.arange(c, device=dev).view(1, c)) * (h * w)
+    return (plane.view(b, c, 1, 1) + offset.unsqueeze(1)).reshape(-1)
+
+
+def paste_boxes(x1: Tensor, x2: Tensor, boxes: Tensor) -> Tuple[Tensor, Tensor]:
+    """``x1`` [B, C, H, W] with each sample's box [B, 4] replaced by the same region of ``x2``.
+
+    Returns the mixed images and ``lam`` [B] = the fraction of pixels still from ``x1``.
+    """
+    h, w = x1.shape[-2:]
+    mixed = torch.where(box_mask(boxes, h, w), x2, x1)
+    lam = 1.0 - box_area(boxes).double() / (h * w)
+    return mixed, lam.float()
+
+
+def paste_patches(
+    dst: Tensor, src: Tensor, src_yx: Tensor, dst_yx: Tensor, size: Tuple[int, int]
+) -> Tensor:
+    """A copy of ``dst`` [B, C, H, W] with ``src[b]``'s patch at ``src_yx[b]`` pasted at ``dst_yx[b]``.
+
+    Every patch is ``size = (ph, pw)`` and must lie inside both images. ``src`` [B, C, Hs, Ws] may
+    be ``dst`` itself: patches are read from the unmodified source, so overlapping patches are
+    well defined. One flat gather of the B*C*ph*pw patch pixels and one scatter into the copy:
+    the work is proportional to the patches, not to the images.
+    """
+    out = dst.contiguous().clone()
+    src = src.contiguous()
+    values = src.view(-1)[_patch_index(tuple(src.shape), src_yx, size)]
+    out.view(-1)[_patch_index(tuple(out.shape), dst_yx, size)] = values
+    return out
+
+
+def pooled_cells(saliency: Tensor, n: int) -> Tuple[Tensor, Tensor, Tuple[int, int]]:
+    """Average-pool ``saliency`` [B, H, W] with kernel = stride = (H // n, W // n), no padding.
+
+    Returns the top-left pixel ``(y, x)`` [B, 2] of the argmax and of the argmin cell, and the
+    cell size ``(kh, kw)``. The pooled map has ``H // kh`` x ``W // kw`` cells: n x n when n
+    divides the side (the paper's 4 x 4 at 32 px, 8 x 8 at 64 px); otherwise the remainder rows
+    and columns form the extra cells that kernel = stride = floor(H / n) gives. Ties go to the
+    first cell in row-major order.
+    """
+    _, h, w = saliency.shape
+    kh, kw = h // n, w // n
+    pooled = F.avg_pool2d(saliency.unsqueeze(1).float(), (kh, kw), stride=(kh, kw))  # [B, 1, h', w']
+    flat = pooled.flatten(1)
+    cols = pooled.shape[-1]
+    imax, imin = flat.argmax(dim=1), flat.argmin(dim=1)
+    cell = torch.tensor([kh, kw], device=saliency.device)
+    top_max = torch.stack([imax // cols, imax % cols], dim=1) * cell
+    top_min = torch.stack([imin // cols, imin % cols], dim=1) * cell
+    return top_max, top_min, (kh, kw)
+
+
+def patch_range(cell_start: Tensor, cell_size: int, patch: int, length: int) -> Tuple[Tensor, Tensor]:
+    """Inclusive range ``[lo, hi]`` of patch starts (one axis) for a patch of side ``patch``.
+
+    The patch must lie inside ``[0, length)`` and contain the cell ``[c, c + cell_size)`` when it
+    is at least as large as the cell; a patch smaller than the cell lies inside the cell.
+    """
+    far = cell_start + cell_size - patch
+    lo = torch.minimum(cell_start, far).clamp(min=0)
+    hi = torch.maximum(cell_start, far).clamp(max=length - patch)
+    return lo, hi
+
+
+def uniform_in_range(lo: Tensor, hi: Tensor, u: Tensor) -> Tensor:
+    """Map ``u`` in [0, 1) to an integer uniform over ``[lo, hi]`` (elementwise)."""
+    span = (hi - lo + 1).to(u.dtype)
+    return lo + torch.minimum((u * span).floor().long(), hi - lo)
+
+
+def patch_containing(
+    cell_yx: Tensor, cell_size: Tuple[int, int], patch: int, hw: Tuple[int, int], u: Tensor
+) -> Tensor:
+    """Top-left ``(y, x)`` [B, 2] of a ``patch`` x ``patch`` square drawn uniformly among the
+    positions inside the image that contain the cell at ``cell_yx`` (see :func:`patch_range`);
+    ``u`` [B, 2] holds uniform draws in [0, 1)."""
+    out = []
+    for axis in range(2):
+        lo, hi = patch_range(cell_yx[:, axis], cell_size[axis], patch, hw[axis])
+        out.append(uniform_in_range(lo, hi, u[:, axis]))
+    return torch.stack(out, dim=1)
+
+
+def random_centered_boxes(cut_h: Tensor, cut_w: Tensor, h: int, w: int, u: Tensor) -> Tensor:
+    """Boxes of side ``cut`` centred on a pixel drawn uniformly over the image, clipped.
+
+    ``u`` [B, 2] holds uniform draws in [0, 1) for the centre row and column; this is the
+    ``randint(H)``, ``randint(W)`` centre of the official CutMix and Cutout code.
+    """
+    cy = (u[:, 0] * h).floor().long().clamp(max=h - 1)
+    cx = (u[:, 1] * w).floor().long().clamp(max=w - 1)
+    return centered_boxes(cy, cx, cut_h, cut_w, h, w)

@@ -1,0 +1,39 @@
+"""Mixup (Zhang et al., ICLR 2018, https://arxiv.org/abs/1710.09412).
+
+Faithful to the official code (facebookresearch/mixup-cifar10): ``lam ~ Beta(alpha, alpha)``
+(alpha = 1 by default), partner = a random permutation of the batch,
+``x = lam * x1 + (1 - lam) * x2``, loss ``lam * CE(y1) + (1 - lam) * CE(y2)``. The official code
+draws one lam per batch (the default here); ``per_sample=True`` draws one per pair.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from pretrain.mixing.base import MixResult, PairMixer, check_pair, beta, check_positive
+
+
+def mixup(x1: Tensor, x2: Tensor, lam: Tensor) -> Tensor:
+    """``lam * x1 + (1 - lam) * x2`` with ``lam`` [B] broadcast over [B, C, H, W]."""
+    lam = lam.to(x1.dtype).view(-1, 1, 1, 1)
+    return lam * x1 + (1.0 - lam) * x2
+
+
+class Mixup(PairMixer):
+    """Mixup with ``lam ~ Beta(alpha, alpha)``, applied with probability ``prob`` per batch."""
+
+    def __init__(self, alpha: float = 1.0, per_sample: bool = False, prob: float = 1.0, **kwargs) -> None:
+        super().__init__(prob=prob, **kwargs)
+        self.alpha = check_positive("alpha", alpha)
+        self.per_sample = bool(per_sample)
+
+    def mix_pair(
+        self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor] = None
+    ) -> MixResult:
+        check_pair(x1, y1, x2, y2)
+        b = x1.shape[0]
+        draws = beta(self.alpha, b if self.per_sample else 1, self.generator)
+        lam = torch.as_tensor(draws, dtype=torch.float32).expand(b).to(x1.device)
+        return MixResult(mixup(x1, x2, lam), y1, y2, lam)

@@ -1,0 +1,119 @@
+"""Figures of what the mixing methods do (the paper's Figures 2, 3 and 6).
+
+One PNG grid per image: the original, its gradient saliency map, the pooled n x n map with the
+most (red) and least (blue) salient cells, the SalfMix result with P_m (red) and P_l (blue), and
+each HybridMix version.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pretrain.mixing import build_mixer
+from pretrain.mixing.geometry import paste_patches, pooled_cells
+from pretrain.mixing.saliency import gradient_saliency
+from pretrain.mixing.salfmix import check_n, patch_side, salfmix_positions
+
+# The torchvision ImageNet statistics, used by every shipped pretraining config.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+HYBRIDS = ("hybridmix_v1", "hybridmix_v2", "hybridmix_v3")
+
+
+def normalize(images_uint8: np.ndarray) -> Tensor:
+    """uint8 [N, H, W, 3] -> normalised float [N, 3, H, W]."""
+    x = torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 255.0
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def to_display(image: Tensor) -> np.ndarray:
+    """Normalised [3, H, W] -> float [H, W, 3] in [0, 1] for matplotlib."""
+    x = image.detach().cpu() * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
+    return x.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def mixing_panels(
+    model: torch.nn.Module, images: Tensor, targets: Tensor, n: int, r: float, seed: int = 0
+) -> Dict[str, object]:
+    """Everything one figure shows, for a batch: saliency, pooled maps, cells, patches, results."""
+    _, _, h, w = images.shape
+    n, o = check_n(n, min(h, w)), patch_side(r, h, w)
+    saliency = gradient_saliency(model, images, targets)  # [B, H, W]
+    kh, kw = h // n, w // n
+    pooled = F.avg_pool2d(saliency.unsqueeze(1), (kh, kw), stride=(kh, kw))[:, 0]
+    top_max, top_min, cell = pooled_cells(saliency, n)
+    generator = torch.Generator().manual_seed(seed)
+    p_m, p_l = salfmix_positions(saliency, n, o, generator)
+    panels: Dict[str, object] = {
+        "saliency": saliency,
+        "pooled": pooled,
+        "cell_max": top_max,
+        "cell_min": top_min,
+        "cell": cell,
+        "p_m": p_m,
+        "p_l": p_l,
+        "o": o,
+        "salfmix": paste_patches(images, images, p_m, p_l, (o, o)),
+    }
+    for name in HYBRIDS:
+        mixer = build_mixer(name, n=n, r=r, generator=torch.Generator().manual_seed(seed))
+        panels[name] = mixer(images, targets, saliency=saliency)
+    return panels
+
+
+def _box(ax, yx, size, colour: str) -> None:
+    import matplotlib.patches as mpatches
+
+    y, x = (int(v) for v in yx)
+    ax.add_patch(mpatches.Rectangle((x - 0.5, y - 0.5), size[1], size[0], fill=False, edgecolor=colour, linewidth=2))
+
+
+def save_figures(images: Tensor, targets: Tensor, panels: Dict[str, object], out_dir: str,
+                 names: Optional[Sequence[str]] = None) -> List[str]:
+    """Write one PNG grid per image into ``out_dir``; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    _, _, h, w = images.shape
+    cell, o = panels["cell"], panels["o"]
+    paths = []
+    for i in range(images.shape[0]):
+        fig, axes = plt.subplots(1, 4 + len(HYBRIDS), figsize=(2.2 * (4 + len(HYBRIDS)), 2.6))
+        axes[0].imshow(to_display(images[i]))
+        axes[0].set_title(f"original (y={int(targets[i])})")
+        axes[1].imshow(panels["saliency"][i].cpu().numpy(), cmap="inferno")
+        axes[1].set_title("saliency M")
+        pooled = panels["pooled"][i].cpu().numpy()
+        axes[2].imshow(np.kron(pooled, np.ones(cell)), cmap="inferno", extent=(-0.5, pooled.shape[1] * cell[1] - 0.5, pooled.shape[0] * cell[0] - 0.5, -0.5))
+        _box(axes[2], panels["cell_max"][i], cell, "red")
+        _box(axes[2], panels["cell_min"][i], cell, "deepskyblue")
+        axes[2].set_title("pooled: R_m, R_l")
+        axes[3].imshow(to_display(panels["salfmix"][i]))
+        _box(axes[3], panels["p_m"][i], (o, o), "red")
+        _box(axes[3], panels["p_l"][i], (o, o), "deepskyblue")
+        axes[3].set_title("SalfMix: P_m -> P_l")
+        for ax, name in zip(axes[4:], HYBRIDS):
+            result = panels[name]
+            ax.imshow(to_display(result.images[i]))
+            ax.set_title(f"{name.replace('hybridmix_', 'HybridMix ')}\nlam={float(result.lam[i]):.2f} "
+                         f"({int(result.targets_a[i])}/{int(result.targets_b[i])})", fontsize=8)
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
+        stem = names[i] if names is not None else f"image_{i:03d}"
+        path = os.path.join(out_dir, f"{stem}.png")
+        tmp = path + ".tmp.png"
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,115 @@
+"""Properties every registered mixer must have, and the registry itself."""
+import pytest
+import torch
+
+from pretrain.mixing import MIXERS, MixResult, build_mixer, mix_loss
+
+CUT_AND_PASTE = ("cutmix", "saliencymix", "resizemix", "hybridmix_v3", "hybridmix_v2", "puzzlemix")
+SINGLE_IMAGE = ("none", "cutout", "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool")
+
+
+def build(name, seed=0, **kwargs):
+    return build_mixer(name, generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+@pytest.mark.parametrize("name", list(MIXERS))
+def test_contract(name, model, make_batch):
+    images, targets = make_batch(b=8, h=32, w=32)
+    before = images.clone()
+    result = build(name)(images, targets, model=model)
+    assert isinstance(result, MixResult)
+    assert result.images.shape == images.shape and result.images.dtype == images.dtype
+    assert result.targets_a.dtype == torch.long and result.targets_b.dtype == torch.long
+    assert result.targets_a.shape == (8,) and result.targets_b.shape == (8,)
+    assert result.lam.shape == (8,) and result.lam.is_floating_point()
+    assert ((result.lam >= 0) & (result.lam <= 1)).all()
+    assert torch.equal(images, before), "the input batch must not be modified"
+    assert torch.isfinite(mix_loss(model(result.images), result))
+    if name in SINGLE_IMAGE:
+        assert torch.equal(result.lam, torch.ones(8)) and torch.equal(result.targets_b, targets)
+
+
+@pytest.mark.parametrize("name", list(MIXERS))
+def test_seeded_determinism(name, model, make_batch):
+    images, targets = make_batch(b=8)
+    a = build(name, seed=3)(images, targets, model=model)
+    b = build(name, seed=3)(images, targets, model=model)
+    assert torch.equal(a.images, b.images) and torch.equal(a.lam, b.lam)
+    assert torch.equal(a.targets_b, b.targets_b)
+
+
+def constant_batch(b=12):
+    """Constant images with distinct values: a mixed pixel's value says where it came from."""
+    images = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1).expand(b, 3, 32, 32).contiguous()
+    return images, torch.arange(b), torch.rand(b, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", CUT_AND_PASTE)
+def test_lam_is_true_pixel_ratio(name):
+    images, targets, saliency = constant_batch()
+    per_sample = name in ("cutmix", "resizemix", "hybridmix_v3")
+    result = (build(name, per_sample=True) if per_sample else build(name))(images, targets, saliency=saliency)
+    for i in range(12):
+        a, p = int(result.targets_a[i]), int(result.targets_b[i])
+        if a == p:
+            continue
+        px = result.images[i, 0]
+        from_a = torch.isclose(px, torch.tensor(float(a)), atol=1e-3).float().mean()
+        from_b = torch.isclose(px, torch.tensor(float(p)), atol=1e-3).float().mean()
+        if name != "puzzlemix":  # PuzzleMix's mask has fractional levels (n_labels > 2)
+            assert float(from_a + from_b) == pytest.approx(1.0, abs=1e-6), "pixels come from the pair only"
+            assert float(result.lam[i]) == pytest.approx(float(from_a), abs=1e-6)
+        # For every method the image is, pixel by pixel, a convex mix of the pair with weight lam.
+        assert float(px.mean()) == pytest.approx(float(result.lam[i]) * a + (1 - float(result.lam[i])) * p, abs=1e-3)
+
+
+def test_mixup_lam_is_mixing_weight():
+    images, targets, _ = constant_batch()
+    result = build("mixup", per_sample=True)(images, targets)
+    for i in range(12):
+        lam, a, p = float(result.lam[i]), int(result.targets_a[i]), int(result.targets_b[i])
+        assert torch.allclose(result.images[i], torch.full_like(result.images[i], lam * a + (1 - lam) * p), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n in MIXERS if MIXERS[n].needs_saliency])
+def test_needs_saliency_or_model(name, make_batch):
+    with pytest.raises(ValueError, match="needs a saliency map"):
+        build(name)(*make_batch())
+
+
+@pytest.mark.parametrize("name", list(MIXERS))
+def test_bad_inputs(name, model, make_batch):
+    images, targets = make_batch()
+    mixer = build(name)
+    with pytest.raises(ValueError, match="images: expected a 4-D tensor"):
+        mixer(images[0], targets, model=model)
+    with pytest.raises(ValueError, match="targets: batch size"):
+        mixer(images, targets[:3], model=model)
+    with pytest.raises(ValueError, match="targets: expected dtype torch.long"):
+        mixer(images, targets.float(), model=model)
+    if MIXERS[name].needs_saliency:
+        with pytest.raises(ValueError, match="saliency: expected shape"):
+            mixer(images, targets, saliency=torch.rand(8, 16, 16))
+
+
+def test_registry_names():
+    expected = {"none", "cutout", "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "mixup",
+                "cutmix", "saliencymix", "resizemix", "puzzlemix", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3"}
+    assert set(MIXERS) == expected
+
+
+def test_build_mixer_errors():
+    with pytest.raises(ValueError, match="unknown mixing method 'cutmx'; valid names: none, cutout"):
+        build_mixer("cutmx")
+    with pytest.raises(ValueError, match="mixing method 'cutmix': .*unexpected keyword argument 'alpha'"):
+        build_mixer("cutmix", alpha=1.0)
+
+
+def test_mix_loss_weights():
+    logits = torch.randn(4, 5)
+    a, b = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 3, 2, 1])
+    lam = torch.tensor([1.0, 0.0, 0.5, 0.25])
+    ce = torch.nn.functional.cross_entropy
+    expected = sum(float(lam[i]) * ce(logits[i:i + 1], a[i:i + 1]) + (1 - float(lam[i])) * ce(logits[i:i + 1], b[i:i + 1])
+                   for i in range(4)) / 4
+    assert mix_loss(logits, MixResult(logits, a, b, lam)) == pytest.approx(float(expected), rel=1e-5)
