@@ -80,10 +80,8 @@ def paste_patches(
     the work is proportional to the patches, not to the images.
     """
     out = dst.contiguous().clone()
-    src = src.contiguous()
-    values = src.view(-1)[_patch_index(tuple(src.shape), src_yx, size)]
-    out.view(-1)[_patch_index(tuple(out.shape), dst_yx, size)] = values
-    return out
+    values = torch.take(src.contiguous(), _patch_index(tuple(src.shape), src_yx, size))
+    return out.put_(_patch_index(tuple(out.shape), dst_yx, size), values)
 
 
 def pooled_cells(saliency: Tensor, n: int) -> Tuple[Tensor, Tensor, Tuple[int, int]]:
@@ -107,35 +105,30 @@ def pooled_cells(saliency: Tensor, n: int) -> Tuple[Tensor, Tensor, Tuple[int, i
     return top_max, top_min, (kh, kw)
 
 
-def patch_range(cell_start: Tensor, cell_size: int, patch: int, length: int) -> Tuple[Tensor, Tensor]:
-    """Inclusive range ``[lo, hi]`` of patch starts (one axis) for a patch of side ``patch``.
+def patch_range(cell_start: Tensor, cell_size: Tensor, patch: int, length: Tensor) -> Tuple[Tensor, Tensor]:
+    """Inclusive range ``[lo, hi]`` of patch starts for a patch of side ``patch`` (elementwise).
 
     The patch must lie inside ``[0, length)`` and contain the cell ``[c, c + cell_size)`` when it
     is at least as large as the cell; a patch smaller than the cell lies inside the cell.
+    ``cell_size`` and ``length`` broadcast against ``cell_start`` (e.g. one value per axis).
     """
     far = cell_start + cell_size - patch
     lo = torch.minimum(cell_start, far).clamp(min=0)
-    hi = torch.maximum(cell_start, far).clamp(max=length - patch)
+    hi = torch.minimum(torch.maximum(cell_start, far), length - patch)
     return lo, hi
-
-
-def uniform_in_range(lo: Tensor, hi: Tensor, u: Tensor) -> Tensor:
-    """Map ``u`` in [0, 1) to an integer uniform over ``[lo, hi]`` (elementwise)."""
-    span = (hi - lo + 1).to(u.dtype)
-    return lo + torch.minimum((u * span).floor().long(), hi - lo)
 
 
 def patch_containing(
     cell_yx: Tensor, cell_size: Tuple[int, int], patch: int, hw: Tuple[int, int], u: Tensor
 ) -> Tensor:
-    """Top-left ``(y, x)`` [B, 2] of a ``patch`` x ``patch`` square drawn uniformly among the
-    positions inside the image that contain the cell at ``cell_yx`` (see :func:`patch_range`);
-    ``u`` [B, 2] holds uniform draws in [0, 1)."""
-    out = []
-    for axis in range(2):
-        lo, hi = patch_range(cell_yx[:, axis], cell_size[axis], patch, hw[axis])
-        out.append(uniform_in_range(lo, hi, u[:, axis]))
-    return torch.stack(out, dim=1)
+    """Top-left ``(y, x)`` [N, 2] of a ``patch`` x ``patch`` square drawn uniformly among the
+    positions inside the image that contain the cell at ``cell_yx`` [N, 2] (see
+    :func:`patch_range`); ``u`` [N, 2] holds uniform draws in [0, 1)."""
+    size = torch.tensor(cell_size, device=cell_yx.device)
+    length = torch.tensor(hw, device=cell_yx.device)
+    lo, hi = patch_range(cell_yx, size, patch, length)
+    span = (hi - lo + 1).to(u.dtype)
+    return lo + torch.minimum((u * span).floor().long(), hi - lo)
 
 
 def random_centered_boxes(cut_h: Tensor, cut_w: Tensor, h: int, w: int, u: Tensor) -> Tensor:

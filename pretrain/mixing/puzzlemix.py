@@ -78,7 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pretrain.mixing.base import MixResult, PairMixer, check_batch, check_saliency, randint, randperm, unmixed
+from pretrain.mixing.base import MixResult, PairMixer, check_pair, check_saliency, randint, randperm, unmixed
 from pretrain.mixing.base import beta as sample_beta
 
 BLOCK_NUMS = (2, 4, 8, 16)
@@ -356,7 +356,7 @@ class PuzzleMix(PairMixer):
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
         # One saliency tensor serves both images: s1 = saliency, s2 = saliency[index].
-        if self.prob < 1.0 and float(torch.rand(1, generator=self.generator)) >= self.prob:
+        if self.skips_batch():
             return unmixed(images, targets)
         index = randperm(images.shape[0], self.generator, images.device)
         return self.mix_pair(images, targets, images[index], targets[index], saliency[index], s1=saliency)
@@ -366,10 +366,7 @@ class PuzzleMix(PairMixer):
         *, s1: Optional[Tensor] = None,
     ) -> MixResult:
         """Mix ``x1[i]`` with ``x2[i]``; needs both saliency maps ``s1`` and ``s2`` [B, H, W]."""
-        check_batch(x1, y1)
-        check_batch(x2, y2)
-        if x1.shape != x2.shape:
-            raise ValueError(f"x2: shape {tuple(x2.shape)} does not match x1 {tuple(x1.shape)}")
+        check_pair(x1, y1, x2, y2)
         if s1 is None or s2 is None:
             raise ValueError("PuzzleMix.mix_pair needs the saliency of both images: s1= and s2= [B, H, W]")
         check_saliency(s1, x1)

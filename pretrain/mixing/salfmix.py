@@ -63,10 +63,10 @@ def salfmix_positions(
     top_max, top_min, cell = pooled_cells(saliency, n if pool else min(h, w))
     if not pool:
         cell = (1, 1)
-    u = rand(4 * b, generator, saliency.device).view(b, 4)
-    p_m = patch_containing(top_max, cell, o, (h, w), u[:, :2])
-    p_l = patch_containing(top_min, cell, o, (h, w), u[:, 2:])
-    return p_m, p_l
+    u = rand(4 * b, generator, saliency.device).view(b, 2, 2)  # [B, (P_m, P_l), (y, x)]
+    cells = torch.stack([top_max, top_min], dim=1)  # [B, 2, 2]
+    starts = patch_containing(cells.view(-1, 2), cell, o, (h, w), u.view(-1, 2)).view(b, 2, 2)
+    return starts[:, 0], starts[:, 1]
 
 
 def salfmix(

@@ -35,7 +35,7 @@ def test_paste_patches_matches_slicing_with_other_source():
 def test_patch_range_contains_cell_or_lies_inside():
     for length, cell, patch in [(32, 8, 12), (32, 8, 5), (32, 8, 8), (32, 8, 32)]:
         for c in range(0, length, cell):
-            lo, hi = patch_range(torch.tensor([c]), cell, patch, length)
+            lo, hi = patch_range(torch.tensor([c]), torch.tensor(cell), patch, torch.tensor(length))
             valid = [s for s in range(length - patch + 1)
                      if (s <= c and c + cell <= s + patch) or (patch < cell and c <= s and s + patch <= c + cell)]
             assert list(range(int(lo), int(hi) + 1)) == valid
