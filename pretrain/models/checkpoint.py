@@ -33,10 +33,9 @@ def load_resnet50(path: Optional[str] = None, num_classes: int = 200) -> torch.n
     if "fc.weight" in state:
         num_classes = state["fc.weight"].shape[0]
     model = torchvision.models.resnet50(num_classes=num_classes)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: not a torchvision ResNet-50 checkpoint (missing {len(missing)} keys, e.g. "
-            f"{missing[:3]}; unexpected {len(unexpected)}, e.g. {unexpected[:3]})"
-        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # missing/unexpected keys or shape mismatches
+        detail = " ".join(str(err).split())[:300]
+        raise ValueError(f"{path}: not a torchvision ResNet-50 checkpoint ({detail})") from None
     return model
