@@ -19,6 +19,8 @@ setup(
         "pycocotools>=2.0.7",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        # Pretraining metrics as TensorBoard events beside metrics.jsonl.
+        "tensorboard>=2.10",
         # SaliencyMix's official mode calls OpenCV's fine-grained static saliency (contrib).
         "opencv-contrib-python-headless>=4.9",
         # PuzzleMix's graph cut.
@@ -26,5 +28,5 @@ setup(
         # Detectron2 0.6 imports pkg_resources, which setuptools 82 removed.
         "setuptools<82",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "study": ["scikit-learn>=1.3"]},
 )

@@ -1,4 +1,32 @@
-"""Classification models."""
-from pretrain.models.checkpoint import load_resnet50, read_state_dict
+"""Classification models: torchvision's ResNet-50 (for detection transfer) and the
+CIFAR-style PreActResNet-18/50/101 of the paper's classification tables."""
+from typing import Callable, Dict
 
-__all__ = ["load_resnet50", "read_state_dict"]
+import torchvision
+from torch import nn
+
+from pretrain.models.checkpoint import load_resnet50, read_state_dict
+from pretrain.models.preact_resnet import preactresnet18, preactresnet50, preactresnet101
+
+
+def resnet50(num_classes: int) -> nn.Module:
+    """torchvision's ResNet-50 (ImageNet stem), so the Detectron2 converter applies to it."""
+    return torchvision.models.resnet50(num_classes=num_classes)
+
+
+ARCHS: Dict[str, Callable[[int], nn.Module]] = {
+    "resnet50": resnet50,
+    "preactresnet18": preactresnet18,
+    "preactresnet50": preactresnet50,
+    "preactresnet101": preactresnet101,
+}
+
+
+def build_arch(name: str, num_classes: int) -> nn.Module:
+    """The classifier ``name`` with ``num_classes`` outputs; ValueError lists the valid names."""
+    if name not in ARCHS:
+        raise ValueError(f"MODEL.ARCH: unknown architecture {name!r}; valid: {', '.join(ARCHS)}")
+    return ARCHS[name](num_classes)
+
+
+__all__ = ["ARCHS", "build_arch", "load_resnet50", "read_state_dict"]

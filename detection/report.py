@@ -1,0 +1,267 @@
+"""Put detection runs side by side like the paper's Table 8: one row per pretraining method.
+
+A run folder is a Detectron2 ``OUTPUT_DIR`` written by ``tools/train_detection.py``:
+
+- ``eval_results.json`` (required): ``{"iteration", "max_iter", "datasets": {name: {"AP",
+  "AP50", "AP75", "per_class_AP50": {...}}}}``;
+- ``run_info.json``: ``method`` (rows are grouped by it) and ``seed``; when absent, the
+  ``SALFMIX.METHOD`` and ``SEED`` of the saved ``config.yaml``, then the folder's name;
+- ``pretrain_metrics.json`` (optional): ``top1_err`` and ``top5_err`` (percent) of the backbone.
+
+Several runs of one method (seeds) give mean ± sample standard deviation.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from detection.errors import DetectionSetupError
+from detection.files import (
+    EVAL_RESULTS_FILE,
+    PRETRAIN_METRICS_FILE,
+    RUN_INFO_FILE,
+    atomic_write,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+__all__ = ["PAPER_TABLE8", "aggregate", "build_report", "read_run", "write_report"]
+
+METRICS = ("AP", "AP50", "AP75")
+PRETRAIN_METRICS = ("top1_err", "top5_err")
+# The paper's Table 8 (Faster R-CNN, VOC07 test), keyed by the pretraining method's mixer name.
+PAPER_TABLE8 = {
+    "baseline": (37.04, 65.86, 36.69),
+    "cutout": (36.90, 65.40, 36.74),
+    "salfmix": (37.23, 66.29, 36.85),
+    "mixup": (37.21, 65.63, 36.23),
+    "saliencymix": (40.31, 69.46, 40.71),
+    "cutmix": (39.72, 69.04, 39.90),
+    "resizemix": (39.20, 68.05, 39.23),
+    "hybridmix_v1": (38.66, 67.33, 38.21),
+    "hybridmix_v2": (40.45, 69.51, 40.87),
+    "hybridmix_v3": (40.78, 70.38, 40.64),
+}
+_ALIASES = {"none": "baseline"}
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as err:
+        raise DetectionSetupError(f"{path}: not valid JSON ({err})") from None
+
+
+def _saved_config(run_dir: str) -> Dict[str, Any]:
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f) or {}
+    except yaml.YAMLError:
+        return {}
+
+
+def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
+    """The method, seed, AP/AP50/AP75, per-class AP50 and pretraining errors of one run folder."""
+    if not os.path.isdir(run_dir):
+        raise DetectionSetupError(f"{run_dir}: run folder not found")
+    eval_path = os.path.join(run_dir, EVAL_RESULTS_FILE)
+    if not os.path.isfile(eval_path):
+        raise DetectionSetupError(
+            f"{run_dir}: no evaluation results ({EVAL_RESULTS_FILE}); train to the end or run with --eval-only"
+        )
+    results = _read_json(eval_path)
+    datasets = results.get("datasets") if isinstance(results, dict) else None
+    if not isinstance(datasets, dict) or not datasets:
+        raise DetectionSetupError(f"{eval_path}: expected a 'datasets' entry with results")
+    if dataset is None:
+        dataset = "voc_2007_test" if "voc_2007_test" in datasets or len(datasets) > 1 else next(iter(datasets))
+    if dataset not in datasets:
+        raise DetectionSetupError(f"{eval_path}: no results for {dataset} (has {', '.join(datasets)})")
+    res = datasets[dataset]
+    if not all(isinstance(res.get(k), (int, float)) for k in METRICS):
+        raise DetectionSetupError(f"{eval_path}: {dataset} lacks numeric AP, AP50 and AP75")
+
+    info_path = os.path.join(run_dir, RUN_INFO_FILE)
+    info = _read_json(info_path) if os.path.isfile(info_path) else {}
+    config = _saved_config(run_dir)
+    method = (
+        info.get("method")
+        or (config.get("SALFMIX") or {}).get("METHOD")
+        or os.path.basename(os.path.normpath(run_dir))
+    )
+    seed = info.get("seed", config.get("SEED"))
+
+    run = {
+        "run_dir": run_dir,
+        "method": str(method),
+        "seed": seed,
+        "dataset": dataset,
+        "per_class_AP50": res.get("per_class_AP50") or {},
+        # eval_results.json holds the latest evaluation; an earlier one means an unfinished run
+        "final": results.get("iteration") is None or results["iteration"] >= (results.get("max_iter") or 0),
+    }
+    run.update({k: float(res[k]) for k in METRICS})
+    pre_path = os.path.join(run_dir, PRETRAIN_METRICS_FILE)
+    if os.path.isfile(pre_path):
+        pre = _read_json(pre_path)
+        for k in PRETRAIN_METRICS:
+            if isinstance(pre.get(k), (int, float)):
+                run[k] = float(pre[k])
+    return run
+
+
+def _mean_std(values: Sequence[float]) -> Dict[str, Optional[float]]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {"mean": None, "std": None}
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def aggregate(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One entry per method (in order of first appearance): mean and std of every metric.
+
+    Entry: ``method``, ``runs`` (count), ``AP``/``AP50``/``AP75`` (means), ``*_std`` (sample
+    std, null for a single run), ``top1_err``/``top5_err`` (+ ``_std``) when known, ``seeds``,
+    ``run_dirs``, ``per_class_AP50`` (means) and ``paper`` (Table 8's AP/AP50/AP75 or null).
+    """
+    groups: "OrderedDict[str, List[Dict[str, Any]]]" = OrderedDict()
+    for run in runs:
+        groups.setdefault(run["method"], []).append(run)
+    out = []
+    for method, items in groups.items():
+        entry: Dict[str, Any] = {"method": method, "runs": len(items)}
+        for k in METRICS + PRETRAIN_METRICS:
+            stats = _mean_std([r.get(k) for r in items])
+            if k in PRETRAIN_METRICS and stats["mean"] is None:
+                continue
+            entry[k], entry[f"{k}_std"] = stats["mean"], stats["std"]
+        classes = list(OrderedDict.fromkeys(c for r in items for c in r["per_class_AP50"]))
+        entry["per_class_AP50"] = {c: _mean_std([r["per_class_AP50"].get(c) for r in items])["mean"] for c in classes}
+        entry["seeds"] = [r["seed"] for r in items]
+        entry["run_dirs"] = [r["run_dir"] for r in items]
+        entry["incomplete_runs"] = [r["run_dir"] for r in items if not r["final"]]
+        paper = PAPER_TABLE8.get(_ALIASES.get(method.lower(), method.lower()))
+        entry["paper"] = dict(zip(METRICS, paper)) if paper else None
+        out.append(entry)
+    return out
+
+
+def _fmt(mean: Optional[float], std: Optional[float]) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+
+
+def _markdown(methods: List[Dict[str, Any]], dataset: str) -> str:
+    has_pre = any("top1_err" in m for m in methods)
+    has_paper = any(m["paper"] for m in methods)
+    head = ["Backbone pretraining", "runs", "AP", "AP50", "AP75"]
+    head += ["top-1 err", "top-5 err"] if has_pre else []
+    head += ["paper AP / AP50 / AP75"] if has_paper else []
+    lines = [
+        f"# Faster R-CNN transfer on {dataset}",
+        "",
+        "Mean ± sample standard deviation over runs (seeds); AP in percent, as Detectron2's "
+        "PascalVOCDetectionEvaluator computes it."
+        + (" Top-1/top-5 errors (%) are the backbone's, from its pretraining." if has_pre else ""),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
+    for m in methods:
+        row = [m["method"], str(m["runs"])] + [_fmt(m[k], m[f"{k}_std"]) for k in METRICS]
+        if has_pre:
+            row += [_fmt(m.get(k), m.get(f"{k}_std")) for k in PRETRAIN_METRICS]
+        if has_paper:
+            row.append(" / ".join(f"{v:.2f}" for v in m["paper"].values()) if m["paper"] else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    classes = list(OrderedDict.fromkeys(c for m in methods for c in m["per_class_AP50"]))
+    if classes:
+        lines += ["", "## AP50 per class (mean over runs)", ""]
+        lines += ["| class | " + " | ".join(m["method"] for m in methods) + " |"]
+        lines += ["|---|" + "---:|" * len(methods)]
+        for c in classes:
+            lines.append(f"| {c} | " + " | ".join(_fmt(m["per_class_AP50"].get(c), None) for m in methods) + " |")
+    incomplete = [d for m in methods for d in m["incomplete_runs"]]
+    if incomplete:
+        lines += ["", "Note: these runs were evaluated before their last iteration: " + ", ".join(incomplete)]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(methods: List[Dict[str, Any]]) -> str:
+    cols = ["method", "runs"] + [f"{k}{s}" for k in METRICS + PRETRAIN_METRICS for s in ("", "_std")] + ["seeds"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for m in methods:
+        row = []
+        for c in cols:
+            v = m.get(c)
+            if c == "seeds":
+                row.append(" ".join(str(s) for s in v))
+            else:
+                row.append("" if v is None else f"{v:.4f}" if isinstance(v, float) else v)
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(methods))
+    width = 0.27
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(methods) + 2), 4.2))
+    for i, k in enumerate(METRICS):
+        means = [m[k] for m in methods]
+        stds = [np.nan if m[f"{k}_std"] is None else m[f"{k}_std"] for m in methods]  # no bar for one run
+        ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=k)
+    ax.set_xticks(x)
+    ax.set_xticklabels([m["method"] for m in methods], rotation=30, ha="right")
+    ax.set_ylabel("%")
+    ax.set_title(f"Faster R-CNN on {dataset} by backbone pretraining")
+    ax.legend()
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
+    finally:
+        plt.close(fig)
+
+
+def build_report(run_dirs: Sequence[str], dataset: Optional[str] = None) -> Dict[str, Any]:
+    """Read every run folder (errors name the folder) and aggregate per method."""
+    if not run_dirs:
+        raise DetectionSetupError("no run folders given")
+    runs = [read_run(d, dataset) for d in run_dirs]
+    names = sorted({r["dataset"] for r in runs})
+    if len(names) > 1:
+        raise DetectionSetupError(
+            f"the runs were evaluated on different datasets ({', '.join(names)}); pick one with --dataset"
+        )
+    return {"dataset": names[0], "methods": aggregate(runs)}
+
+
+def write_report(report: Dict[str, Any], out_dir: str) -> Dict[str, str]:
+    """Write report.md, report.csv, report.json and report.png into ``out_dir``; return the paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {ext: os.path.join(out_dir, f"report.{ext}") for ext in ("md", "csv", "json", "png")}
+    write_text_atomic(_markdown(report["methods"], report["dataset"]), paths["md"])
+    write_text_atomic(_csv(report["methods"]), paths["csv"])
+    write_json_atomic(report, paths["json"])
+    _bar_chart(report["methods"], report["dataset"], paths["png"])
+    return paths

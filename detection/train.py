@@ -1,0 +1,207 @@
+"""Fine-tuning and evaluating Faster R-CNN on VOC: Detectron2's DefaultTrainer, minimally extended.
+
+What the trainer adds to ``DefaultTrainer``: the VOC evaluator with per-class AP50, the results
+saved as ``OUTPUT_DIR/eval_results.json``, and DDP without ``device_ids`` for a CPU model (so
+``torchrun --nproc_per_node=2`` with gloo works). ``setup`` adds the checks Detectron2 leaves
+out (config keys, dataset folders and annotations, the weights file) before anything is built,
+and writes ``run_info.json`` (and ``pretrain_metrics.json``) for the reports.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from typing import Any, Dict, Optional
+
+import torch
+import torch.distributed as dist
+
+import detection  # noqa: F401  (restores the names Detectron2 0.6 needs before it is imported)
+import detection.roi_heads  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
+from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.engine import defaults as d2_defaults
+from detectron2.utils import comm
+from detectron2.utils.events import get_event_storage
+from torch.nn.parallel import DistributedDataParallel
+
+from detection.config import load_config, resolve_seed
+from detection.convert import check_detection_weights
+from detection.data import prepare_datasets
+from detection.errors import DetectionSetupError
+from detection.evaluation import PerClassVOCEvaluator, save_eval_results
+from detection.files import PRETRAIN_METRICS_FILE, RUN_INFO_FILE, write_json_atomic
+
+__all__ = ["Trainer", "check_setup", "init_torchrun", "read_pretrain_metrics", "run", "setup"]
+
+
+def _cpu_ddp(model: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:
+    # Detectron2's create_ddp_model always passes device_ids=[local_rank], which DDP refuses
+    # for a CPU module; without device_ids DDP runs the module where it is.
+    if comm.get_world_size() == 1:
+        return model
+    return DistributedDataParallel(model, **kwargs)
+
+
+class Trainer(DefaultTrainer):
+    """``DefaultTrainer`` with the VOC evaluator, saved results and CPU DDP."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        if cfg.MODEL.DEVICE != "cpu" or comm.get_world_size() == 1:
+            super().__init__(cfg)
+            return
+        # DefaultTrainer.__init__ wraps the model with the module-level create_ddp_model;
+        # swap it only while the parent constructor runs.
+        original = d2_defaults.create_ddp_model
+        d2_defaults.create_ddp_model = _cpu_ddp
+        try:
+            super().__init__(cfg)
+        finally:
+            d2_defaults.create_ddp_model = original
+
+    @classmethod
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None
+    ) -> PerClassVOCEvaluator:
+        """Detectron2's VOC evaluator with per-class AP50 (``SALFMIX.PER_CLASS_AP``)."""
+        if MetadataCatalog.get(dataset_name).get("evaluator_type") != "pascal_voc":
+            raise DetectionSetupError(
+                f"DATASETS.TEST: {dataset_name} is not a VOC dataset; only VOC evaluation is set up"
+            )
+        return PerClassVOCEvaluator(dataset_name, per_class=cfg.SALFMIX.PER_CLASS_AP)
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators: Any = None) -> Dict[str, Any]:
+        """Evaluate like DefaultTrainer, then save the results to ``OUTPUT_DIR/eval_results.json``."""
+        results = super().test(cfg, model, evaluators)
+        if comm.is_main_process() and results:
+            per_dataset = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
+            try:
+                iteration: Optional[int] = get_event_storage().iter
+            except AssertionError:  # no training in progress: --eval-only
+                iteration = None
+            save_eval_results(per_dataset, cfg.OUTPUT_DIR, iteration, cfg.SOLVER.MAX_ITER)
+        return results
+
+
+def check_setup(args: argparse.Namespace) -> CfgNode:
+    """Load the config and run every check that needs no model: datasets and weights file.
+
+    Returns the config (not frozen). Raises :class:`DetectionSetupError` with a one-line
+    message naming the file or key at fault.
+    """
+    cfg = load_config(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise DetectionSetupError(
+            f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but no CUDA device is available; add MODEL.DEVICE cpu"
+        )
+    prepare_datasets(cfg)
+    if cfg.SALFMIX.CHECK_WEIGHTS and cfg.MODEL.WEIGHTS:
+        check_detection_weights(cfg.MODEL.WEIGHTS)
+    if cfg.SALFMIX.PRETRAIN_METRICS:
+        read_pretrain_metrics(cfg.SALFMIX.PRETRAIN_METRICS)
+    return cfg
+
+
+def read_pretrain_metrics(path: str) -> Dict[str, Any]:
+    """``top1_err``/``top5_err`` from a JSON object, or from the last record of a JSON-lines
+    file that has both (pretraining's ``metrics.jsonl`` holds one record per epoch)."""
+    what = f"SALFMIX.PRETRAIN_METRICS {path}"
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if path.endswith(".jsonl"):
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = [json.loads(text)]
+    except (OSError, ValueError) as err:
+        raise DetectionSetupError(f"{what}: not a readable JSON file ({err})") from None
+    keys = ("top1_err", "top5_err")
+    found = [r for r in records if isinstance(r, dict) and all(isinstance(r.get(k), (int, float)) for k in keys)]
+    if not found:
+        raise DetectionSetupError(f"{what}: expected numbers 'top1_err' and 'top5_err'")
+    return {**{k: float(found[-1][k]) for k in keys}, "source": os.path.abspath(path)}
+
+
+def _write_run_files(cfg: CfgNode, args: argparse.Namespace) -> None:
+    path = os.path.join(cfg.OUTPUT_DIR, RUN_INFO_FILE)
+    info: Dict[str, Any] = {}
+    if os.path.isfile(path):  # written by a pipeline before training: keep what it recorded
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    ours = {
+        # the report groups runs by method: without SALFMIX.METHOD, the run folder's name
+        "method": cfg.SALFMIX.METHOD or info.get("method") or os.path.basename(os.path.normpath(cfg.OUTPUT_DIR)),
+        "seed": cfg.SEED,
+        "weights": cfg.MODEL.WEIGHTS,
+        "config_file": args.config_file,
+        "train_datasets": list(cfg.DATASETS.TRAIN),
+        "test_datasets": list(cfg.DATASETS.TEST),
+        "world_size": comm.get_world_size(),
+    }
+    ours = {k: v for k, v in ours.items() if v not in ("", None)}
+    if getattr(args, "eval_only", False):
+        # evaluating a finished run in its own folder must not rewrite how it was trained
+        ours = {k: v for k, v in ours.items() if k not in info}
+        ours["eval_weights"] = cfg.MODEL.WEIGHTS
+    info.update(ours)
+    write_json_atomic(info, path)
+    if cfg.SALFMIX.PRETRAIN_METRICS:
+        metrics = read_pretrain_metrics(cfg.SALFMIX.PRETRAIN_METRICS)
+        write_json_atomic(metrics, os.path.join(cfg.OUTPUT_DIR, PRETRAIN_METRICS_FILE))
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    """The checked, frozen config of this process; Detectron2's logging and config.yaml."""
+    cfg = check_setup(args)
+    resolve_seed(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    if not cfg.MODEL.WEIGHTS and not args.eval_only:
+        logging.getLogger("detectron2").warning("MODEL.WEIGHTS is empty: the backbone starts from random weights")
+    if comm.is_main_process():
+        _write_run_files(cfg, args)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> Any:
+    """Train (or, with ``args.eval_only``, evaluate) in this process; Detectron2's ``main``."""
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def init_torchrun() -> bool:
+    """Join the process group of a ``torchrun`` job (gloo on the CPU, NCCL on GPUs).
+
+    Returns False when this process was not started by torchrun with more than one process.
+    Detectron2's ``launch`` does the same for the processes it spawns; here torchrun spawned
+    them, so the per-machine group Detectron2 needs (``comm._LOCAL_PROCESS_GROUP``) is set here.
+    """
+    if "LOCAL_RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if dist.is_initialized():
+        return True
+    cuda = torch.cuda.is_available()
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://")
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
+    machine = dist.get_rank() // local_size
+    for i in range(dist.get_world_size() // local_size):
+        # new_group is collective: every rank creates every machine's group
+        group = dist.new_group(list(range(i * local_size, (i + 1) * local_size)))
+        if i == machine:
+            comm._LOCAL_PROCESS_GROUP = group
+    comm.synchronize()
+    return True

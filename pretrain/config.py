@@ -1,0 +1,183 @@
+"""The pretraining config tree: every key, its default and why, in one place.
+
+Configs are YAML files that override these defaults, with ``_BASE_`` inheritance (fvcore's
+``CfgNode``). ``load_config`` merges a file and ``KEY VALUE`` overrides, checks the result with
+:func:`assert_cfg` and freezes it; the trainer saves it as ``OUTPUT_DIR/config.yaml``.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+from fvcore.common.config import CfgNode
+
+_C = CfgNode()
+
+# Where checkpoints, metrics, TensorBoard events and the resolved config go.
+_C.OUTPUT_DIR = "output/pretrain"
+# Seeds every random stream (weights, data order, augmentation, mixing) of the run.
+_C.SEED = 0
+
+# ---------------------------------------------------------------------------------------------
+_C.DATA = CfgNode()
+# "tinyimagenet", "cifar10" or "cifar100".
+_C.DATA.NAME = "tinyimagenet"
+# The dataset folder itself: ".../tiny-imagenet-200", ".../cifar-10-batches-py", ".../cifar-100-python".
+_C.DATA.ROOT = ""
+# Where the packed uint8 caches go; "" = next to the data if writable, else the user's cache dir.
+_C.DATA.CACHE_DIR = ""
+# Splits: TinyImageNet's labelled "val" serves as its test set (its "test" has no labels).
+_C.DATA.TRAIN_SPLIT = "train"
+_C.DATA.TEST_SPLIT = "val"
+
+# ---------------------------------------------------------------------------------------------
+# Batched augmentation on the training device (paper section 5.1: random resized crop, flip and
+# normalisation; colour jitter for TinyImageNet).
+_C.AUG = CfgNode()
+_C.AUG.SCALE = (0.08, 1.0)  # random resized crop: area fraction range
+_C.AUG.RATIO = (3.0 / 4.0, 4.0 / 3.0)  # random resized crop: aspect-ratio range
+_C.AUG.FLIP = True
+_C.AUG.BRIGHTNESS = 0.0
+_C.AUG.CONTRAST = 0.0
+_C.AUG.SATURATION = 0.0
+# torchvision's ImageNet statistics: the detection configs expect exactly these for ResNet-50.
+_C.AUG.MEAN = (0.485, 0.456, 0.406)
+_C.AUG.STD = (0.229, 0.224, 0.225)
+
+# ---------------------------------------------------------------------------------------------
+_C.MODEL = CfgNode()
+# "resnet50" (torchvision layout, for detection transfer), "preactresnet18/50/101" (CIFAR style).
+_C.MODEL.ARCH = "resnet50"
+# Side of the training/test input; the images are resized on the device (0 = the data's own size).
+# With the ImageNet stem a 64 px image ends at 2x2 in the last stage; the shipped TinyImageNet
+# ResNet-50 configs train at 64 (the paper's setting) - raise it to trade speed for resolution.
+_C.MODEL.INPUT_SIZE = 0
+# channels_last memory format (faster convolutions on recent GPUs).
+_C.MODEL.CHANNELS_LAST = True
+
+# ---------------------------------------------------------------------------------------------
+_C.MIX = CfgNode()
+# Any name of pretrain.mixing.MIXERS.
+_C.MIX.METHOD = "none"
+# First epoch (1-based) with mixing; Algorithm 2 mixes from epoch 2 (the saliency of an
+# untrained net is noise).
+_C.MIX.START_EPOCH = 2
+# Where saliency comes from: "fresh" (one gradient_saliency pass per step) or "cached" (our
+# addition: each sample's pooled map from its previous visit, taken from the training
+# backward's input gradient; no extra pass).
+_C.MIX.SALIENCY = "fresh"
+# SalfMix / HybridMix / Cutout-with-saliency: pooled grid n and patch ratio r.
+_C.MIX.N = 8
+_C.MIX.R = 0.3
+# Beta(a, a) parameter of Mixup (alpha), CutMix / SaliencyMix (beta) and PuzzleMix (alpha).
+_C.MIX.BETA = 1.0
+# Per-batch probability of applying the two-image step (CutMix official: 0.5 CIFAR, 1.0 ImageNet).
+_C.MIX.PROB = 1.0
+# One lambda/box per sample instead of per batch (official: per batch).
+_C.MIX.PER_SAMPLE = False
+# HybridMix partner: "uniform" (Algorithm 2) or "permutation".
+_C.MIX.PARTNER = "uniform"
+# SaliencyMix: "official" or "per_sample".
+_C.MIX.SALIENCYMIX_MODE = "official"
+# Cutout hole side as a fraction of the image.
+_C.MIX.CUTOUT_SIZE = 0.5
+# ResizeMix side-scale range.
+_C.MIX.RESIZEMIX_SCALE = (0.1, 0.8)
+
+# ---------------------------------------------------------------------------------------------
+_C.SOLVER = CfgNode()
+_C.SOLVER.MAX_EPOCHS = 300
+# Total batch over all processes (each process takes BATCH_SIZE / world size).
+_C.SOLVER.BATCH_SIZE = 128
+_C.SOLVER.BASE_LR = 0.05
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+_C.SOLVER.NESTEROV = False
+# Epochs after which the learning rate is multiplied by GAMMA.
+_C.SOLVER.STEPS = (75, 150, 225)
+_C.SOLVER.GAMMA = 0.1
+
+# ---------------------------------------------------------------------------------------------
+_C.TRAIN = CfgNode()
+# "bf16" autocast on GPU ("none" for fp32); ignored on the CPU, which trains in fp32.
+_C.TRAIN.AMP = "bf16"
+# Save a checkpoint every this many epochs (the last epoch always).
+_C.TRAIN.CHECKPOINT_PERIOD = 1
+# How many periodic checkpoints to keep (older ones are deleted; model_final.pth stays).
+_C.TRAIN.KEEP_CHECKPOINTS = 2
+# Evaluate on the test split every this many epochs (the last epoch always).
+_C.TRAIN.EVAL_PERIOD = 1
+# Show a progress bar (rank 0 only).
+_C.TRAIN.PROGRESS = True
+
+_C.TEST = CfgNode()
+# Total evaluation batch size.
+_C.TEST.BATCH_SIZE = 256
+
+DATASETS = ("tinyimagenet", "cifar10", "cifar100")
+AMP_MODES = ("none", "bf16")
+SALIENCY_SOURCES = ("fresh", "cached")
+
+
+def get_cfg_defaults() -> CfgNode:
+    """A fresh, mutable copy of the defaults."""
+    return _C.clone()
+
+
+def assert_cfg(cfg: CfgNode) -> None:
+    """Check values the YAML types alone cannot; raises ValueError naming the key."""
+    from pretrain.mixing import MIXERS
+    from pretrain.models import ARCHS
+
+    def need(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            value = cfg
+            for part in key.split("."):
+                value = value[part]
+            raise ValueError(f"{key}: expected {what}, got {value!r}")
+
+    need(cfg.DATA.NAME in DATASETS, "DATA.NAME", f"one of {DATASETS}")
+    need(bool(cfg.DATA.ROOT), "DATA.ROOT", "the dataset folder (e.g. .../tiny-imagenet-200)")
+    need(cfg.MODEL.ARCH in ARCHS, "MODEL.ARCH", f"one of {tuple(ARCHS)}")
+    need(cfg.MODEL.INPUT_SIZE >= 0, "MODEL.INPUT_SIZE", "a side >= 0 (0 = the data's own size)")
+    need(cfg.MIX.METHOD in MIXERS, "MIX.METHOD", f"one of {tuple(MIXERS)}")
+    need(cfg.MIX.SALIENCY in SALIENCY_SOURCES, "MIX.SALIENCY", f"one of {SALIENCY_SOURCES}")
+    need(cfg.MIX.START_EPOCH >= 1, "MIX.START_EPOCH", "an epoch >= 1")
+    need(cfg.SOLVER.MAX_EPOCHS >= 1, "SOLVER.MAX_EPOCHS", "at least 1")
+    need(cfg.SOLVER.BATCH_SIZE >= 1, "SOLVER.BATCH_SIZE", "at least 1")
+    need(cfg.SOLVER.BASE_LR > 0, "SOLVER.BASE_LR", "a learning rate > 0")
+    need(list(cfg.SOLVER.STEPS) == sorted(cfg.SOLVER.STEPS), "SOLVER.STEPS", "increasing epochs")
+    need(cfg.TRAIN.AMP in AMP_MODES, "TRAIN.AMP", f"one of {AMP_MODES}")
+    need(cfg.TRAIN.CHECKPOINT_PERIOD >= 1, "TRAIN.CHECKPOINT_PERIOD", "at least 1")
+    need(cfg.TRAIN.EVAL_PERIOD >= 1, "TRAIN.EVAL_PERIOD", "at least 1")
+    need(len(cfg.AUG.MEAN) == 3 and len(cfg.AUG.STD) == 3, "AUG.MEAN", "3 values (and 3 for AUG.STD)")
+
+
+def _explain(err: Exception) -> str:
+    """One line for a merge error; yacs reports unknown keys as 'Non-existent (config) key: K'."""
+    text = " ".join(str(err.args[0] if isinstance(err, KeyError) and err.args else err).split())
+    if "Non-existent" in text:
+        return f"unknown config key {text.rsplit(':', 1)[-1].strip()}"
+    return text
+
+
+def load_config(config_file: Optional[str] = None, opts: Optional[List[str]] = None) -> CfgNode:
+    """Defaults, merged with ``config_file`` (``_BASE_`` chains allowed) and ``KEY VALUE`` opts,
+    checked and frozen. An unknown key or a malformed file raises ValueError naming it."""
+    cfg = get_cfg_defaults()
+    if config_file:
+        try:
+            cfg.merge_from_file(config_file)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{config_file}: config file not found") from None
+        except Exception as err:  # unknown keys, YAML syntax errors, type mismatches
+            raise ValueError(f"{config_file}: {_explain(err)}") from None
+    if opts:
+        if len(opts) % 2:
+            raise ValueError(f"overrides: expected KEY VALUE pairs, got an odd list {opts}")
+        try:
+            cfg.merge_from_list(list(opts))
+        except Exception as err:
+            raise ValueError(f"overrides: {_explain(err)}") from None
+    assert_cfg(cfg)
+    cfg.freeze()
+    return cfg

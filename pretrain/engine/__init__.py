@@ -1,0 +1,1 @@
+"""Wires data, models and mixing into a resumable, distributed training loop."""

@@ -1,0 +1,90 @@
+"""Atomic checkpoints with every RNG state, and finding the newest one to resume from."""
+from __future__ import annotations
+
+import glob
+import os
+import random
+import re
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+LAST = "last_checkpoint"
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``torch.save`` to a temp file in the same folder, then rename: never a half-written file."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    """Write ``text`` to ``path`` through a temp file and a rename."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def rng_states() -> Dict[str, Any]:
+    """The global RNG states: python, numpy, torch CPU and every CUDA device."""
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` returned."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    """File name of the checkpoint written after ``epoch``."""
+    return f"model_epoch{epoch:04d}.pth"
+
+
+def save_epoch_checkpoint(state: Dict[str, Any], output_dir: str, epoch: int, keep: int) -> str:
+    """Write the checkpoint of ``epoch``, point ``last_checkpoint`` at it, prune older ones."""
+    path = os.path.join(output_dir, epoch_checkpoint_name(epoch))
+    atomic_save(state, path)
+    atomic_write_text(os.path.basename(path), os.path.join(output_dir, LAST))
+    older = sorted(glob.glob(os.path.join(output_dir, "model_epoch*.pth")))
+    for old in older[:-keep] if keep > 0 else []:
+        os.remove(old)
+    return path
+
+
+def last_checkpoint(output_dir: str) -> Optional[str]:
+    """The checkpoint ``last_checkpoint`` names, else the newest ``model_epoch*.pth``, else None."""
+    marker = os.path.join(output_dir, LAST)
+    if os.path.isfile(marker):
+        with open(marker, encoding="utf-8") as f:
+            path = os.path.join(output_dir, f.read().strip())
+        if os.path.isfile(path):
+            return path
+    found = glob.glob(os.path.join(output_dir, "model_epoch*.pth"))
+    numbered = [(int(re.findall(r"(\d+)", os.path.basename(p))[-1]), p) for p in found]
+    return max(numbered)[1] if numbered else None
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    """Load a training checkpoint written by :func:`save_epoch_checkpoint`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    for key in ("model", "optimizer", "epoch"):
+        if key not in state:
+            raise ValueError(f"{path}: not a training checkpoint (no {key!r} entry)")
+    return state

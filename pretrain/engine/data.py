@@ -1,0 +1,71 @@
+"""``build_data(cfg)``: datasets, the training loader and the device-side transforms."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, List, Tuple
+
+import numpy as np
+import torch
+from fvcore.common.config import CfgNode
+from torch import Tensor
+
+from pretrain.data.augment import EvalTransform, TrainAugment
+from pretrain.data.cache import PackedDataset, load_dataset
+from pretrain.data.loader import BatchLoader
+
+
+@dataclass
+class TrainingData:
+    """What the trainer reads: datasets, loader, transforms, and the sizes they imply."""
+
+    train: PackedDataset
+    test: PackedDataset
+    train_loader: BatchLoader
+    train_augment: TrainAugment
+    test_transform: EvalTransform
+    test_batch_size: int
+    rank: int
+    world: int
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the training set."""
+        return self.train.num_classes
+
+    @property
+    def classes(self) -> List[str]:
+        """Class names of the training set."""
+        return list(self.train.classes)
+
+    @property
+    def input_size(self) -> int:
+        """Side of the images the model sees."""
+        return self.train_augment.output_size
+
+    def test_batches(self) -> Iterator[Tuple[Tensor, Tensor]]:
+        """This rank's share of the test set (every sample exactly once over all ranks)."""
+        indices = np.arange(self.rank, len(self.test), self.world)
+        for start in range(0, len(indices), self.test_batch_size):
+            chunk = indices[start:start + self.test_batch_size]
+            yield torch.from_numpy(np.asarray(self.test.images[chunk])), torch.from_numpy(self.test.labels[chunk])
+
+
+def build_data(cfg: CfgNode, rank: int, world: int, device: torch.device) -> TrainingData:
+    """Load (and pack on first use) the train/test splits of ``cfg.DATA`` and build the loader."""
+    cache_dir = cfg.DATA.CACHE_DIR or None
+    train = load_dataset(cfg.DATA.NAME, cfg.DATA.ROOT, cfg.DATA.TRAIN_SPLIT, cache_dir)
+    test = load_dataset(cfg.DATA.NAME, cfg.DATA.ROOT, cfg.DATA.TEST_SPLIT, cache_dir)
+    if test.num_classes != train.num_classes:
+        raise ValueError(f"DATA.TEST_SPLIT: {test.num_classes} classes, the training split has {train.num_classes}")
+    if cfg.SOLVER.BATCH_SIZE % world:
+        raise ValueError(f"SOLVER.BATCH_SIZE: {cfg.SOLVER.BATCH_SIZE} is not divisible by the {world} processes")
+    size = cfg.MODEL.INPUT_SIZE or int(train.images.shape[1])
+    mean, std = tuple(cfg.AUG.MEAN), tuple(cfg.AUG.STD)
+    augment = TrainAugment(
+        size, scale=tuple(cfg.AUG.SCALE), ratio=tuple(cfg.AUG.RATIO), flip=cfg.AUG.FLIP,
+        brightness=cfg.AUG.BRIGHTNESS, contrast=cfg.AUG.CONTRAST, saturation=cfg.AUG.SATURATION, mean=mean, std=std,
+    )
+    loader = BatchLoader(train, cfg.SOLVER.BATCH_SIZE // world, shuffle=True, drop_last=True, seed=cfg.SEED,
+                         rank=rank, world_size=world)
+    test_bs = max(1, cfg.TEST.BATCH_SIZE // world)
+    return TrainingData(train, test, loader, augment, EvalTransform(size, mean=mean, std=std), test_bs, rank, world)

@@ -1,0 +1,226 @@
+"""The pretraining loop: one epoch of mixed training, evaluation, checkpoints, resume.
+
+Runs single-process or under ``torchrun`` (DDP: NCCL on GPUs, gloo on the CPU). Rank 0 writes
+the checkpoints, metrics and the resolved config; every rank keeps identical RNG streams
+except the augmentation and mixing generators, which are seeded per rank.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fvcore.common.config import CfgNode
+from torch import Tensor
+
+from pretrain.engine import distributed as dist_utils
+from pretrain.engine.builders import (build_mixer, build_model, build_optimizer, build_scheduler, cache_grid,
+                                      needs_saliency)
+from pretrain.engine.checkpoint import (atomic_save, atomic_write_text, last_checkpoint, load_checkpoint,
+                                        rng_states, save_epoch_checkpoint, set_rng_states)
+from pretrain.engine.data import build_data
+from pretrain.engine.metrics import MetricsWriter, topk_correct
+from pretrain.engine.saliency_cache import SaliencyCache
+from pretrain.mixing import MixResult, mix_loss
+from pretrain.mixing.base import unmixed
+from pretrain.mixing.saliency import gradient_saliency
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Builds everything from a frozen config and trains; see :meth:`train`."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        self.cfg = cfg
+        self.rank, self.world, self.device = dist_utils.init_distributed()
+        seed_everything(cfg.SEED)
+        self.data = build_data(cfg, self.rank, self.world, self.device)
+        self.model = build_model(cfg, self.data.num_classes, self.device)
+        self.ddp = None
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        # Per-rank streams for augmentation and mixing, reproducible from SEED.
+        self.aug_gen = torch.Generator().manual_seed(cfg.SEED * 1000 + 2 * self.rank + 1)
+        self.mix_gen = torch.Generator().manual_seed(cfg.SEED * 1000 + 2 * self.rank + 2)
+        self.mixer = build_mixer(cfg, self.mix_gen)
+        self.cache: Optional[SaliencyCache] = None
+        if cfg.MIX.SALIENCY == "cached" and needs_saliency(cfg):
+            grid = cache_grid(cfg, self.data.input_size)
+            self.cache = SaliencyCache(len(self.data.train), grid, self.mixer.saliency_reduction, self.device)
+        self.start_epoch = 1
+        self.metrics = MetricsWriter(cfg.OUTPUT_DIR) if dist_utils.is_main() else None
+        amp = cfg.TRAIN.AMP == "bf16" and self.device.type == "cuda"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+
+    # ------------------------------------------------------------------------------------------
+    def state_dict(self, epoch: int) -> Dict[str, Any]:
+        """Everything a bit-identical resume needs."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "rng": rng_states(),
+            "aug_generator": self.aug_gen.get_state(),
+            "mix_generator": self.mix_gen.get_state(),
+            "loader": self.data.train_loader.state_dict(),
+            "saliency_cache": self.cache.state_dict() if self.cache is not None else None,
+            "cfg": self.cfg.dump(),
+        }
+
+    def resume(self) -> Optional[str]:
+        """Load the newest checkpoint in OUTPUT_DIR, if any; returns its path."""
+        path = last_checkpoint(self.cfg.OUTPUT_DIR)
+        if path is None:
+            return None
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_states(state["rng"])
+        self.aug_gen.set_state(state["aug_generator"])
+        self.mix_gen.set_state(state["mix_generator"])
+        self.data.train_loader.load_state_dict(state["loader"])
+        if self.cache is not None and state.get("saliency_cache") is not None:
+            self.cache.load_state_dict(state["saliency_cache"])
+        self.start_epoch = state["epoch"] + 1
+        if self.metrics is not None:
+            self.metrics.truncate_after(state["epoch"])
+        return path
+
+    # ------------------------------------------------------------------------------------------
+    def saliency_for(self, x: Tensor, targets: Tensor, indices: Tensor) -> Optional[Tensor]:
+        """The saliency the mixer gets: cached maps if every sample has one, else a fresh pass."""
+        if not self.mixer.needs_saliency:
+            return None
+        if self.cache is not None:
+            cached = self.cache.lookup(indices, x.shape[-2], x.shape[-1])
+            if cached is not None:
+                return cached
+        with self.autocast():
+            return gradient_saliency(self.model, x, targets, self.mixer.saliency_reduction)
+
+    def train_step(self, images_u8: Tensor, targets: Tensor, indices: Tensor, epoch: int) -> float:
+        """One optimisation step; returns the loss."""
+        x = self.data.train_augment(images_u8.to(self.device, non_blocking=True), self.aug_gen)
+        if self.cfg.MODEL.CHANNELS_LAST:
+            x = x.contiguous(memory_format=torch.channels_last)
+        targets = targets.to(self.device, non_blocking=True)
+        indices = indices.to(self.device, non_blocking=True)
+        mixing = epoch >= self.cfg.MIX.START_EPOCH and self.cfg.MIX.METHOD != "none"
+        if mixing:
+            result = self.mixer(x, targets, saliency=self.saliency_for(x, targets, indices))
+        else:
+            result = unmixed(x, targets)
+        inputs = result.images
+        if self.cache is not None:
+            inputs = inputs.detach().requires_grad_(True)
+        with self.autocast():
+            logits = (self.ddp or self.model)(inputs)
+            loss = mix_loss(logits, result)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"training loss is {value} at epoch {epoch}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.cache is not None:
+            self.update_cache(indices, inputs.grad)
+        return value
+
+    def update_cache(self, indices: Tensor, grad: Tensor) -> None:
+        """Store this step's pooled input gradients, gathered from every rank."""
+        pooled = self.cache.pooled_from_gradient(grad)
+        self.cache.store(dist_utils.all_gather_cat(indices), dist_utils.all_gather_cat(pooled))
+
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        """One pass over this rank's shard of the training set."""
+        model = self.ddp or self.model
+        model.train()
+        loader = self.data.train_loader
+        loader.set_epoch(epoch)
+        total, steps, seen, start = 0.0, 0, 0, time.perf_counter()
+        bar = None
+        if self.cfg.TRAIN.PROGRESS and dist_utils.is_main():
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{self.cfg.SOLVER.MAX_EPOCHS}", leave=False)
+        for images_u8, targets, indices in loader:
+            loss = self.train_step(images_u8, targets, indices, epoch)
+            total, steps, seen = total + loss, steps + 1, seen + images_u8.shape[0]
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}")
+        if bar is not None:
+            bar.close()
+        elapsed = time.perf_counter() - start
+        stats = torch.tensor([total, steps, seen], dtype=torch.float64, device=self.device)
+        total, steps, seen = dist_utils.all_reduce_sum(stats).tolist()
+        return {"train_loss": total / max(steps, 1), "images_per_s": seen / max(elapsed, 1e-9)}
+
+    @torch.no_grad()
+    def evaluate(self) -> Dict[str, float]:
+        """Top-1 / top-5 error (%) on the test split, over all ranks."""
+        self.model.eval()
+        counts = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for images_u8, targets in self.data.test_batches():
+            x = self.data.test_transform(images_u8.to(self.device, non_blocking=True))
+            if self.cfg.MODEL.CHANNELS_LAST:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.autocast():
+                logits = self.model(x)
+            c1, c5 = topk_correct(logits.float(), targets.to(self.device), (1, 5))
+            counts += torch.tensor([c1, c5, targets.shape[0]], dtype=torch.float64, device=self.device)
+        c1, c5, n = dist_utils.all_reduce_sum(counts).tolist()
+        return {"top1_err": 100.0 * (1 - c1 / n), "top5_err": 100.0 * (1 - c5 / n)}
+
+    # ------------------------------------------------------------------------------------------
+    def train(self) -> Dict[str, float]:
+        """Train from ``start_epoch`` to MAX_EPOCHS; returns the last epoch's metrics."""
+        cfg, out = self.cfg, self.cfg.OUTPUT_DIR
+        if dist_utils.is_main():
+            os.makedirs(out, exist_ok=True)
+            atomic_write_text(cfg.dump(), os.path.join(out, "config.yaml"))
+        record: Dict[str, float] = {}
+        for epoch in range(self.start_epoch, cfg.SOLVER.MAX_EPOCHS + 1):
+            record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+            try:
+                record.update(self.train_epoch(epoch))
+            except NonFiniteLossError as err:
+                last = last_checkpoint(out)
+                raise NonFiniteLossError(f"{err}; stopped. Last good checkpoint: {last or 'none'}") from None
+            self.scheduler.step()
+            last_epoch = epoch == cfg.SOLVER.MAX_EPOCHS
+            if epoch % cfg.TRAIN.EVAL_PERIOD == 0 or last_epoch:
+                record.update(self.evaluate())
+            if dist_utils.is_main():
+                self.metrics.write(record)
+                if epoch % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last_epoch:
+                    save_epoch_checkpoint(self.state_dict(epoch), out, epoch, cfg.TRAIN.KEEP_CHECKPOINTS)
+            dist_utils.barrier()
+        if dist_utils.is_main():
+            weights = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+            final = {"model": weights, "arch": cfg.MODEL.ARCH, "epoch": cfg.SOLVER.MAX_EPOCHS,
+                     "classes": self.data.classes, "metrics": record, "cfg": cfg.dump()}
+            atomic_save(final, os.path.join(out, "model_final.pth"))
+            self.metrics.close()
+        return record

@@ -1,0 +1,89 @@
+"""tools/voc_report.py on fake run folders: the table, mean ± std, the files, the errors."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+
+import pytest
+
+from detection.errors import DetectionSetupError
+
+
+def _fake_run(root, name, method=None, seed=0, ap=(40.0, 70.0, 41.0), pretrain=None, config_method=None, iteration=24000):
+    run = root / name
+    run.mkdir()
+    results = {
+        "iteration": iteration,
+        "max_iter": 24000,
+        "datasets": {"voc_2007_test": {"AP": ap[0], "AP50": ap[1], "AP75": ap[2], "per_class_AP50": {"cat": ap[1] + 1, "dog": ap[1] - 1}}},
+    }
+    (run / "eval_results.json").write_text(json.dumps(results))
+    if method is not None:
+        (run / "run_info.json").write_text(json.dumps({"method": method, "seed": seed}))
+    if config_method is not None:
+        (run / "config.yaml").write_text(f"SALFMIX:\n  METHOD: {config_method}\nSEED: {seed}\n")
+    if pretrain is not None:
+        (run / "pretrain_metrics.json").write_text(json.dumps({"top1_err": pretrain[0], "top5_err": pretrain[1]}))
+    return str(run)
+
+
+def test_report_groups_seeds_and_writes_every_file(load_detection_tool, tmp_path, capsys) -> None:
+    runs = [
+        _fake_run(tmp_path, "base_s0", "baseline", 0, (37.0, 65.8, 36.6), (40.0, 18.0)),
+        _fake_run(tmp_path, "v3_s0", "hybridmix_v3", 0, (40.5, 70.1, 40.4), (37.0, 15.0)),
+        _fake_run(tmp_path, "v3_s1", "hybridmix_v3", 1, (41.0, 70.5, 40.8), (37.2, 15.4)),
+        _fake_run(tmp_path, "v3_s2", "hybridmix_v3", 2, (40.8, 70.6, 40.7)),
+        _fake_run(tmp_path, "cutmix_cfg", None, 5, (39.7, 69.0, 39.9), config_method="cutmix"),
+        _fake_run(tmp_path, "my_run", None, 0, (30.0, 60.0, 30.0)),
+    ]
+    tool = load_detection_tool("voc_report")
+    paths = tool.main(argparse.Namespace(run_dirs=runs, out=str(tmp_path / "report"), dataset=None))
+    for ext in ("md", "csv", "json", "png"):
+        assert os.path.getsize(paths[ext]) > 0
+    with open(paths["json"]) as f:
+        report = json.load(f)
+    methods = {m["method"]: m for m in report["methods"]}
+    assert [m["method"] for m in report["methods"]] == ["baseline", "hybridmix_v3", "cutmix", "my_run"]
+    v3 = methods["hybridmix_v3"]
+    assert v3["runs"] == 3 and v3["seeds"] == [0, 1, 2]
+    assert v3["AP50"] == pytest.approx(statistics.mean([70.1, 70.5, 70.6]))
+    assert v3["AP50_std"] == pytest.approx(statistics.stdev([70.1, 70.5, 70.6]))
+    assert v3["top1_err"] == pytest.approx(37.1)  # the two runs that have pretraining metrics
+    assert v3["per_class_AP50"]["cat"] == pytest.approx(v3["AP50"] + 1)
+    assert v3["paper"] == {"AP": 40.78, "AP50": 70.38, "AP75": 40.64}
+    assert methods["baseline"]["runs"] == 1 and methods["baseline"]["AP_std"] is None
+    assert methods["my_run"]["paper"] is None  # named after its folder
+    for m in report["methods"]:
+        assert {"method", "AP", "AP50", "AP75", "runs"} <= set(m)
+
+    md = open(paths["md"]).read()
+    assert f"| hybridmix_v3 | 3 | {v3['AP']:.2f} ± {v3['AP_std']:.2f} |" in md
+    assert "| baseline | 1 | 37.00 | 65.80 | 36.60 | 40.00 | 18.00 | 37.04 / 65.86 / 36.69 |" in md
+    rows = list(csv.DictReader(open(paths["csv"])))
+    assert rows[1]["method"] == "hybridmix_v3" and float(rows[1]["AP75"]) == pytest.approx(v3["AP75"], abs=1e-4)
+    assert rows[3]["top1_err"] == ""  # unknown for my_run
+    assert "hybridmix_v3" in capsys.readouterr().out
+
+
+def test_report_errors_name_the_folder(load_detection_tool, tmp_path) -> None:
+    good = _fake_run(tmp_path, "good", "cutmix")
+    (tmp_path / "unfinished").mkdir()
+    tool = load_detection_tool("voc_report")
+    with pytest.raises(DetectionSetupError, match=r"unfinished: no evaluation results \(eval_results\.json\)"):
+        tool.main(argparse.Namespace(run_dirs=[good, str(tmp_path / "unfinished")], out=str(tmp_path / "r"), dataset=None))
+    with pytest.raises(DetectionSetupError, match="run folder not found"):
+        tool.main(argparse.Namespace(run_dirs=[str(tmp_path / "nope")], out=str(tmp_path / "r"), dataset=None))
+    with pytest.raises(DetectionSetupError, match="no results for voc_2012_test"):
+        tool.main(argparse.Namespace(run_dirs=[good], out=str(tmp_path / "r"), dataset="voc_2012_test"))
+    assert not (tmp_path / "r").exists()
+
+
+def test_intermediate_evaluation_is_flagged(load_detection_tool, tmp_path, capsys) -> None:
+    run = _fake_run(tmp_path, "half", "cutmix", iteration=5000)
+    tool = load_detection_tool("voc_report")
+    paths = tool.main(argparse.Namespace(run_dirs=[run], out=str(tmp_path / "r"), dataset=None))
+    assert "evaluated before their last iteration" in open(paths["md"]).read()
+    assert "warning:" in capsys.readouterr().err

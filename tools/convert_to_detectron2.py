@@ -1,0 +1,67 @@
+#!/usr/bin/env python
+"""Convert a torchvision-layout ResNet-50 checkpoint to a Detectron2 backbone pickle.
+
+Accepts our pretraining checkpoints (``model_final.pth``: a dict whose ``model`` entry is the
+state dict), plain torchvision state dicts and DDP checkpoints (keys prefixed ``module.``).
+Refuses anything that is not a complete ResNet-50 backbone (a missing stage, a CIFAR 3x3 stem,
+wrong shapes), leaving no output file. The classifier (``fc``) is dropped.
+
+Example::
+
+    python tools/convert_to_detectron2.py output/pretrain/r50_cutmix/model_final.pth r50_cutmix.pkl
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from detection.convert import convert_state_dict, extract_state_dict, write_detectron2_pickle  # noqa: E402
+from detection.errors import DetectionSetupError  # noqa: E402
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="IN", help="torchvision ResNet-50 checkpoint (.pth)")
+    p.add_argument("output", metavar="OUT", help="Detectron2 pickle to write (.pkl)")
+    return p
+
+
+def main(args: argparse.Namespace) -> str:
+    """Convert ``args.input`` to ``args.output``; return the output path."""
+    if not args.output.endswith(".pkl"):
+        raise DetectionSetupError(
+            f"{args.output}: OUT must end with .pkl (Detectron2 reads pickles by extension)"
+        )
+    if not os.path.isfile(args.input):
+        raise DetectionSetupError(f"{args.input}: checkpoint not found")
+    try:
+        obj = torch.load(args.input, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling fails in many ways
+        raise DetectionSetupError(f"{args.input}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+    state = extract_state_dict(obj, args.input)
+    try:
+        model = convert_state_dict(state)
+    except DetectionSetupError as err:
+        raise DetectionSetupError(f"{args.input}: {err}") from None
+    write_detectron2_pickle(model, args.output)
+    n_params = sum(int(np.prod(v.shape)) for v in model.values())
+    has_fc = any(k.startswith(("fc.", "module.fc.")) for k in state)
+    print(
+        f"wrote {args.output}: {len(model)} tensors ({n_params / 1e6:.1f} M values) of a torchvision ResNet-50 "
+        f"in Detectron2 names (stem, res2..res5){'; dropped the classifier' if has_fc else ''}"
+    )
+    return args.output
+
+
+if __name__ == "__main__":
+    try:
+        main(get_parser().parse_args())
+    except DetectionSetupError as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Fine-tune Faster R-CNN on PASCAL VOC from a converted backbone, or evaluate a trained model.
+
+Examples::
+
+    # the paper's protocol (4 GPUs; fewer GPUs are rescaled by SOLVER.REFERENCE_WORLD_SIZE)
+    python tools/train_detection.py --num-gpus 4 \\
+        --config-file configs/detection/voc0712_faster_rcnn_R_50_C4_24k.yaml \\
+        MODEL.WEIGHTS r50_cutmix.pkl OUTPUT_DIR output/det/cutmix_s0 SALFMIX.METHOD cutmix SEED 0
+
+    # evaluation only, of a finished run
+    python tools/train_detection.py --eval-only --config-file output/det/cutmix_s0/config.yaml \\
+        MODEL.WEIGHTS output/det/cutmix_s0/model_final.pth
+
+    # two processes on the CPU (gloo): torchrun instead of --num-gpus
+    torchrun --standalone --nproc_per_node=2 tools/train_detection.py \\
+        --config-file configs/detection/voc_demo_faster_rcnn_R_50_FPN_cpu.yaml MODEL.WEIGHTS r50.pkl
+
+Datasets: the built-in VOC names are read from $DETECTRON2_DATASETS/VOC2007 and VOC2012.
+The run folder (OUTPUT_DIR) receives config.yaml, run_info.json, eval_results.json and, with
+SALFMIX.PRETRAIN_METRICS, pretrain_metrics.json (see detection/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+import detection  # noqa: E402,F401  (before Detectron2: restores the names it needs)
+from detectron2.engine import default_argument_parser, launch  # noqa: E402
+
+from detection.errors import DetectionSetupError  # noqa: E402
+from detection.train import check_setup, init_torchrun, run  # noqa: E402
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Detectron2's standard options: --config-file, --num-gpus, --resume, --eval-only, KEY VALUE..."""
+    parser = default_argument_parser(epilog=__doc__)
+    parser.description = "Fine-tune or evaluate Faster R-CNN on PASCAL VOC (Detectron2)."
+    return parser
+
+
+def main(args: argparse.Namespace) -> Any:
+    """Check the setup, then run in this process (torchrun, one device) or launch GPU workers."""
+    if init_torchrun():  # torchrun started this process: it is one worker of the job
+        return run(args)
+    world_size = args.num_gpus * args.num_machines
+    if world_size > 1 and not torch.cuda.is_available():
+        raise DetectionSetupError(
+            f"--num-gpus {args.num_gpus} --num-machines {args.num_machines}: no CUDA device; "
+            "on the CPU run several processes with torchrun --nproc_per_node=N tools/train_detection.py ..."
+        )
+    if world_size > 1:
+        cfg = check_setup(args)  # fail here, in one line, rather than in every spawned worker
+        if cfg.MODEL.DEVICE == "cpu":
+            raise DetectionSetupError(
+                "--num-gpus with MODEL.DEVICE cpu: launch spawns one process per GPU; "
+                "for CPU processes use torchrun --nproc_per_node=N tools/train_detection.py ..."
+            )
+    return launch(
+        run,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    try:
+        main(get_parser().parse_args())
+    except DetectionSetupError as err:
+        sys.exit(f"error: {err}")
