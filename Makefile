@@ -23,11 +23,13 @@ $(STAMP): setup.py tools/install_detectron2.py Makefile
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
+# The whole pipeline on generated data (see tools/demo.sh); re-running skips finished stages.
 demo: install
-	$(PY) tools/visualize_mixing.py --out output/demo/mixing
+	PYTHON=$(PY) bash tools/demo.sh
 
 bench: install
 	$(PY) tools/bench_mixing.py
+	$(PY) tools/bench_pretrain.py
 
 clean:
 	rm -rf output build *.egg-info

@@ -164,7 +164,7 @@ def _fmt(mean: Optional[float], std: Optional[float]) -> str:
     return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
 
 
-def _markdown(methods: List[Dict[str, Any]], dataset: str) -> str:
+def _markdown(methods: List[Dict[str, Any]], dataset: str, note: Optional[str] = None) -> str:
     has_pre = any("top1_err" in m for m in methods)
     has_paper = any(m["paper"] for m in methods)
     head = ["Backbone pretraining", "runs", "AP", "AP50", "AP75"]
@@ -173,6 +173,7 @@ def _markdown(methods: List[Dict[str, Any]], dataset: str) -> str:
     lines = [
         f"# Faster R-CNN transfer on {dataset}",
         "",
+        *([f"**{note}**", ""] if note else []),
         "Mean ± sample standard deviation over runs (seeds); AP in percent, as Detectron2's "
         "PascalVOCDetectionEvaluator computes it."
         + (" Top-1/top-5 errors (%) are the backbone's, from its pretraining." if has_pre else ""),
@@ -217,7 +218,7 @@ def _csv(methods: List[Dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str) -> None:
+def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str, note: Optional[str] = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -234,7 +235,7 @@ def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str) -> None:
     ax.set_xticks(x)
     ax.set_xticklabels([m["method"] for m in methods], rotation=30, ha="right")
     ax.set_ylabel("%")
-    ax.set_title(f"Faster R-CNN on {dataset} by backbone pretraining")
+    ax.set_title(f"Faster R-CNN on {dataset} by backbone pretraining" + (f"\n{note}" if note else ""), fontsize=10)
     ax.legend()
     fig.tight_layout()
     try:
@@ -243,8 +244,9 @@ def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str) -> None:
         plt.close(fig)
 
 
-def build_report(run_dirs: Sequence[str], dataset: Optional[str] = None) -> Dict[str, Any]:
-    """Read every run folder (errors name the folder) and aggregate per method."""
+def build_report(run_dirs: Sequence[str], dataset: Optional[str] = None, note: Optional[str] = None) -> Dict[str, Any]:
+    """Read every run folder (errors name the folder) and aggregate per method; ``note`` (e.g.
+    where the data comes from) is printed under the title and kept in the JSON."""
     if not run_dirs:
         raise DetectionSetupError("no run folders given")
     runs = [read_run(d, dataset) for d in run_dirs]
@@ -253,15 +255,18 @@ def build_report(run_dirs: Sequence[str], dataset: Optional[str] = None) -> Dict
         raise DetectionSetupError(
             f"the runs were evaluated on different datasets ({', '.join(names)}); pick one with --dataset"
         )
-    return {"dataset": names[0], "methods": aggregate(runs)}
+    report: Dict[str, Any] = {"dataset": names[0], "methods": aggregate(runs)}
+    if note:
+        report["note"] = note
+    return report
 
 
 def write_report(report: Dict[str, Any], out_dir: str) -> Dict[str, str]:
     """Write report.md, report.csv, report.json and report.png into ``out_dir``; return the paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {ext: os.path.join(out_dir, f"report.{ext}") for ext in ("md", "csv", "json", "png")}
-    write_text_atomic(_markdown(report["methods"], report["dataset"]), paths["md"])
+    write_text_atomic(_markdown(report["methods"], report["dataset"], report.get("note")), paths["md"])
     write_text_atomic(_csv(report["methods"]), paths["csv"])
     write_json_atomic(report, paths["json"])
-    _bar_chart(report["methods"], report["dataset"], paths["png"])
+    _bar_chart(report["methods"], report["dataset"], paths["png"], report.get("note"))
     return paths

@@ -40,7 +40,7 @@ def test_report_groups_seeds_and_writes_every_file(load_detection_tool, tmp_path
         _fake_run(tmp_path, "my_run", None, 0, (30.0, 60.0, 30.0)),
     ]
     tool = load_detection_tool("voc_report")
-    paths = tool.main(argparse.Namespace(run_dirs=runs, out=str(tmp_path / "report"), dataset=None))
+    paths = tool.main(argparse.Namespace(run_dirs=runs, out=str(tmp_path / "report"), dataset=None, note=None))
     for ext in ("md", "csv", "json", "png"):
         assert os.path.getsize(paths[ext]) > 0
     with open(paths["json"]) as f:
@@ -73,17 +73,29 @@ def test_report_errors_name_the_folder(load_detection_tool, tmp_path) -> None:
     (tmp_path / "unfinished").mkdir()
     tool = load_detection_tool("voc_report")
     with pytest.raises(DetectionSetupError, match=r"unfinished: no evaluation results \(eval_results\.json\)"):
-        tool.main(argparse.Namespace(run_dirs=[good, str(tmp_path / "unfinished")], out=str(tmp_path / "r"), dataset=None))
+        tool.main(argparse.Namespace(run_dirs=[good, str(tmp_path / "unfinished")], out=str(tmp_path / "r"), dataset=None, note=None))
     with pytest.raises(DetectionSetupError, match="run folder not found"):
-        tool.main(argparse.Namespace(run_dirs=[str(tmp_path / "nope")], out=str(tmp_path / "r"), dataset=None))
+        tool.main(argparse.Namespace(run_dirs=[str(tmp_path / "nope")], out=str(tmp_path / "r"), dataset=None, note=None))
     with pytest.raises(DetectionSetupError, match="no results for voc_2012_test"):
-        tool.main(argparse.Namespace(run_dirs=[good], out=str(tmp_path / "r"), dataset="voc_2012_test"))
+        tool.main(argparse.Namespace(run_dirs=[good], out=str(tmp_path / "r"), dataset="voc_2012_test", note=None))
     assert not (tmp_path / "r").exists()
 
 
 def test_intermediate_evaluation_is_flagged(load_detection_tool, tmp_path, capsys) -> None:
     run = _fake_run(tmp_path, "half", "cutmix", iteration=5000)
     tool = load_detection_tool("voc_report")
-    paths = tool.main(argparse.Namespace(run_dirs=[run], out=str(tmp_path / "r"), dataset=None))
+    paths = tool.main(argparse.Namespace(run_dirs=[run], out=str(tmp_path / "r"), dataset=None, note=None))
     assert "evaluated before their last iteration" in open(paths["md"]).read()
     assert "warning:" in capsys.readouterr().err
+
+
+def test_note_goes_in_every_output(load_detection_tool, tmp_path, capsys) -> None:
+    run = _fake_run(tmp_path, "base_s0", "baseline", 0)
+    tool = load_detection_tool("voc_report")
+    note = "Generated data: not the real VOC"
+    paths = tool.main(tool.get_parser().parse_args([run, "--out", str(tmp_path / "r"), "--note", note]))
+    with open(paths["json"]) as f:
+        assert json.load(f)["note"] == note
+    with open(paths["md"]) as f:
+        assert f.read().splitlines()[2] == f"**{note}**"
+    assert note in capsys.readouterr().out
