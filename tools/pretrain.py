@@ -44,7 +44,10 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}")
     if args.resume:
-        path = trainer.resume()
+        try:
+            path = trainer.resume()
+        except (ValueError, KeyError, RuntimeError, EOFError) as err:
+            raise SystemExit(f"error: --resume: {err}")
         if trainer.rank == 0:
             print(f"resuming from {path} (epoch {trainer.start_epoch})" if path else "no checkpoint found: starting")
     try:

@@ -12,6 +12,7 @@ from torch import Tensor
 from pretrain.data.augment import EvalTransform, TrainAugment
 from pretrain.data.cache import PackedDataset, load_dataset
 from pretrain.data.loader import BatchLoader
+from pretrain.engine import distributed as dist_utils
 
 
 @dataclass
@@ -50,15 +51,42 @@ class TrainingData:
             yield torch.from_numpy(np.asarray(self.test.images[chunk])), torch.from_numpy(self.test.labels[chunk])
 
 
+def load_splits(cfg: CfgNode, rank: int) -> Tuple[PackedDataset, PackedDataset]:
+    """The train and test splits of ``cfg.DATA``; under torch.distributed rank 0 loads first.
+
+    Packing on first use happens on rank 0 alone; the other ranks wait for it (one broadcast,
+    which also carries rank 0's error, if any, so no rank hangs) and then open its packs. A rank
+    that cannot see them (node-local disks) packs its own copy, which the cache's build-then-rename
+    makes safe even when several processes do it at once.
+    """
+    cache_dir = cfg.DATA.CACHE_DIR or None
+
+    def load() -> Tuple[PackedDataset, PackedDataset]:
+        return tuple(load_dataset(cfg.DATA.NAME, cfg.DATA.ROOT, split, cache_dir, progress=rank == 0)
+                     for split in (cfg.DATA.TRAIN_SPLIT, cfg.DATA.TEST_SPLIT))
+
+    splits, failure = None, None
+    if rank == 0:
+        try:
+            splits = load()
+        except Exception as err:  # release the waiting ranks with the reason, then fail here too
+            dist_utils.broadcast_object((type(err).__name__, str(err)))
+            raise
+    failure = dist_utils.broadcast_object(failure)
+    if failure is not None:
+        kind, message = failure
+        error = FileNotFoundError if kind == "FileNotFoundError" else ValueError
+        raise error(f"rank 0 failed to load the data: {message}")
+    return splits if splits is not None else load()
+
+
 def build_data(cfg: CfgNode, rank: int, world: int, device: torch.device) -> TrainingData:
     """Load (and pack on first use) the train/test splits of ``cfg.DATA`` and build the loader."""
-    cache_dir = cfg.DATA.CACHE_DIR or None
-    train = load_dataset(cfg.DATA.NAME, cfg.DATA.ROOT, cfg.DATA.TRAIN_SPLIT, cache_dir)
-    test = load_dataset(cfg.DATA.NAME, cfg.DATA.ROOT, cfg.DATA.TEST_SPLIT, cache_dir)
-    if test.num_classes != train.num_classes:
-        raise ValueError(f"DATA.TEST_SPLIT: {test.num_classes} classes, the training split has {train.num_classes}")
     if cfg.SOLVER.BATCH_SIZE % world:
         raise ValueError(f"SOLVER.BATCH_SIZE: {cfg.SOLVER.BATCH_SIZE} is not divisible by the {world} processes")
+    train, test = load_splits(cfg, rank)
+    if test.num_classes != train.num_classes:
+        raise ValueError(f"DATA.TEST_SPLIT: {test.num_classes} classes, the training split has {train.num_classes}")
     size = cfg.MODEL.INPUT_SIZE or int(train.images.shape[1])
     mean, std = tuple(cfg.AUG.MEAN), tuple(cfg.AUG.STD)
     augment = TrainAugment(

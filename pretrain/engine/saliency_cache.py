@@ -5,7 +5,9 @@ removes it: the training step already back-propagates to its input, so the input
 that backward, reduced over channels (max |g| or RMS, as the mixer expects) and average-pooled
 to a ``grid x grid`` map, is stored per dataset sample. On the sample's next visit (the next
 epoch) the mixer gets that map, upsampled by repetition to the image size, which average-pools
-back to the stored cells exactly. Only the pooled maps are kept: N x grid x grid floats.
+back to the stored cells (exactly for cells of 1 or 2 pixels a side; otherwise up to the float32
+rounding of the pooling sum, under 1e-6 relative, which never reverses the order of two cells).
+Only the pooled maps are kept: N x grid x grid floats.
 
 How it differs from ``fresh``: the map is one epoch old, comes from the model in train mode
 (BatchNorm with batch statistics) and from the loss of the *mixed* image of which the sample
@@ -31,8 +33,9 @@ def pool_saliency(saliency: Tensor, grid: int) -> Tensor:
 
 def unpool_saliency(pooled: Tensor, h: int, w: int) -> Tensor:
     """Nearest upsampling of pooled maps [B, g, g] to [B, H, W]; pooling it again at the same
-    kernel gives the same cells. Pixels beyond the last full cell (when g does not divide the
-    side) are 0: pooling with kernel = stride ignores them."""
+    kernel gives the same cells, up to the float32 rounding of the pooling sum (see the module
+    docstring). Pixels beyond the last full cell (when g does not divide the side) are 0: pooling
+    with kernel = stride ignores them."""
     b, gh, gw = pooled.shape
     kh, kw = h // gh, w // gw
     up = pooled.repeat_interleave(kh, dim=1).repeat_interleave(kw, dim=2)

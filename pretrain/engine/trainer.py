@@ -11,7 +11,7 @@ import math
 import os
 import random
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -72,8 +72,16 @@ class Trainer:
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
 
     # ------------------------------------------------------------------------------------------
-    def state_dict(self, epoch: int) -> Dict[str, Any]:
-        """Everything a bit-identical resume needs."""
+    def generator_states(self) -> Tuple[Tensor, Tensor]:
+        """This rank's augmentation and mixing generator states."""
+        return self.aug_gen.get_state(), self.mix_gen.get_state()
+
+    def state_dict(self, epoch: int, rank_generators: Optional[List[Tuple[Tensor, Tensor]]] = None) -> Dict[str, Any]:
+        """Everything a bit-identical resume needs.
+
+        ``rank_generators``: every rank's :meth:`generator_states`, by rank (gathered by the caller,
+        since only rank 0 writes); default: this process's alone.
+        """
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -82,6 +90,7 @@ class Trainer:
             "rng": rng_states(),
             "aug_generator": self.aug_gen.get_state(),
             "mix_generator": self.mix_gen.get_state(),
+            "rank_generators": rank_generators or [self.generator_states()],
             "loader": self.data.train_loader.state_dict(),
             "saliency_cache": self.cache.state_dict() if self.cache is not None else None,
             "cfg": self.cfg.dump(),
@@ -97,8 +106,12 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_states(state["rng"])
-        self.aug_gen.set_state(state["aug_generator"])
-        self.mix_gen.set_state(state["mix_generator"])
+        # Each rank continues its own streams; an older checkpoint (rank 0's only) or more ranks than
+        # wrote it: the other ranks keep their freshly seeded streams rather than copy rank 0's.
+        gens = state.get("rank_generators") or [(state["aug_generator"], state["mix_generator"])]
+        if self.rank < len(gens):
+            self.aug_gen.set_state(gens[self.rank][0])
+            self.mix_gen.set_state(gens[self.rank][1])
         self.data.train_loader.load_state_dict(state["loader"])
         if self.cache is not None and state.get("saliency_cache") is not None:
             self.cache.load_state_dict(state["saliency_cache"])
@@ -138,7 +151,12 @@ class Trainer:
             logits = (self.ddp or self.model)(inputs)
             loss = mix_loss(logits, result)
         value = float(loss.detach())
-        if not math.isfinite(value):
+        finite = math.isfinite(value)
+        if self.world > 1:  # every rank must stop together, or the others hang in the next all-reduce
+            flags = dist_utils.all_reduce_sum(torch.tensor([float(not finite)], device=self.device))
+            if finite and bool(flags.item()):
+                raise NonFiniteLossError(f"training loss is not finite on another process at epoch {epoch}")
+        if not finite:
             raise NonFiniteLossError(f"training loss is {value} at epoch {epoch}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -212,10 +230,12 @@ class Trainer:
             last_epoch = epoch == cfg.SOLVER.MAX_EPOCHS
             if epoch % cfg.TRAIN.EVAL_PERIOD == 0 or last_epoch:
                 record.update(self.evaluate())
+            checkpoint = epoch % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last_epoch
+            generators = dist_utils.all_gather_object(self.generator_states()) if checkpoint else None
             if dist_utils.is_main():
                 self.metrics.write(record)
-                if epoch % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last_epoch:
-                    save_epoch_checkpoint(self.state_dict(epoch), out, epoch, cfg.TRAIN.KEEP_CHECKPOINTS)
+                if checkpoint:
+                    save_epoch_checkpoint(self.state_dict(epoch, generators), out, epoch, cfg.TRAIN.KEEP_CHECKPOINTS)
             dist_utils.barrier()
         if dist_utils.is_main():
             weights = {k: v.contiguous() for k, v in self.model.state_dict().items()}
