@@ -28,5 +28,5 @@ setup(
         # Detectron2 0.6 imports pkg_resources, which setuptools 82 removed.
         "setuptools<82",
     ],
-    extras_require={"test": ["pytest>=7"], "study": ["scikit-learn>=1.3"]},
+    extras_require={"test": ["pytest>=7", "scikit-learn>=1.3"], "study": ["scikit-learn>=1.3"]},
 )

@@ -1,0 +1,266 @@
+"""Compare pretraining runs like the paper's Tables 4/5: one row per method, mean ± std over seeds.
+
+A run folder is an OUTPUT_DIR of tools/pretrain.py. Its result is the LAST record of
+``metrics.jsonl`` (the final epoch's ``top1_err`` / ``top5_err``, in percent). Its name and seed
+come from ``run_info.json`` (written by tools/run_study.py: ``tag``, ``method``, ``seed``, ``r``)
+or else from the saved ``config.yaml`` (``MIX.METHOD``, ``MIX.R``, ``SEED``): methods that take
+a patch ratio get ``_r<R>`` appended when R is not the paper's 0.3. Runs sharing a name are
+averaged; the spread is the sample standard deviation (ddof = 1) over seeds.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import yaml
+
+from pretrain.data.cifar import atomic_write_bytes
+from pretrain.mixing import MIXERS
+
+PAPER_R = 0.3
+R_METHODS = ("cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3")
+BASELINE = "none"
+
+
+class ReportError(ValueError):
+    """A run folder that cannot be reported (missing or malformed files)."""
+
+
+@dataclass
+class RunResult:
+    """The final-epoch result of one run folder."""
+
+    run_dir: str
+    label: str
+    method: str
+    r: Optional[float]
+    seed: int
+    epoch: int
+    max_epochs: Optional[int]
+    top1_err: float
+    top5_err: float
+
+    @property
+    def complete(self) -> bool:
+        """Whether the last record is the configured last epoch (unknown counts as complete)."""
+        return self.max_epochs is None or self.epoch >= self.max_epochs
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise ReportError(f"{path}: not readable JSON ({err})") from None
+
+
+def _last_record(run_dir: str) -> Dict[str, Any]:
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        raise ReportError(f"{run_dir}: no metrics.jsonl (not a pretraining run folder, or it has not finished an epoch)")
+    last = None
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    last = json.loads(line)
+                except ValueError:
+                    raise ReportError(f"{path}: line {number} is not JSON") from None
+    if not isinstance(last, dict):
+        raise ReportError(f"{path}: no epoch records")
+    for key in ("epoch", "top1_err", "top5_err"):
+        if key not in last:
+            raise ReportError(f"{path}: the last record (epoch {last.get('epoch', '?')}) has no {key!r}")
+    return last
+
+
+def label_for(method: str, r: Optional[float]) -> str:
+    """The row name of a run without run_info: the method, plus ``_r<R>`` for a non-default ratio."""
+    if method in R_METHODS and r is not None and not math.isclose(r, PAPER_R):
+        return f"{method}_r{r:g}"
+    return method
+
+
+def read_run(run_dir: str) -> RunResult:
+    """Read one run folder; raises ReportError naming the file at fault."""
+    if not os.path.isdir(run_dir):
+        raise ReportError(f"{run_dir}: not a folder")
+    last = _last_record(run_dir)
+    cfg: Dict[str, Any] = {}
+    cfg_path = os.path.join(run_dir, "config.yaml")
+    if os.path.isfile(cfg_path):
+        try:
+            with open(cfg_path, encoding="utf-8") as f:
+                cfg = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ReportError(f"{cfg_path}: not readable YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise ReportError(f"{cfg_path}: expected a mapping of config keys")
+    info_path = os.path.join(run_dir, "run_info.json")
+    info = _read_json(info_path) if os.path.isfile(info_path) else {}
+    if not isinstance(info, dict):
+        raise ReportError(f"{info_path}: expected a JSON object")
+    mix = cfg.get("MIX") or {}
+    method = info.get("method", mix.get("METHOD"))
+    if method is None:
+        raise ReportError(f"{run_dir}: neither run_info.json nor config.yaml names the method (MIX.METHOD)")
+    r = info.get("r", mix.get("R"))
+    r = None if r is None else float(r)
+    seed = info.get("seed", cfg.get("SEED"))
+    if seed is None:
+        raise ReportError(f"{run_dir}: neither run_info.json nor config.yaml gives the SEED")
+    label = info.get("tag") or label_for(str(method), r)
+    max_epochs = info.get("epochs", cfg.get("SOLVER", {}).get("MAX_EPOCHS"))
+    return RunResult(run_dir, str(label), str(method), r, int(seed), int(last["epoch"]),
+                     None if max_epochs is None else int(max_epochs), float(last["top1_err"]), float(last["top5_err"]))
+
+
+def _order(row: Dict[str, Any]) -> tuple:
+    names = list(MIXERS)
+    index = names.index(row["method"]) if row["method"] in names else len(names)
+    r = row["r"] if row["r"] is not None else PAPER_R
+    # The methods first (MIXERS order, like the paper's tables), then the ablation tags (e.g. r).
+    return (0 if row["label"] == row["method"] else 1, index, r, row["label"])
+
+
+def _stats(values: Sequence[float]) -> Dict[str, Optional[float]]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else None}
+
+
+def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> List[Dict[str, Any]]:
+    """One row per label: n, seeds, mean and sample std of top-1 / top-5, per-seed values and Δ vs none.
+
+    ``delta_top1`` is the row's mean minus the ``none`` row's mean; ``delta_se`` the standard error
+    of that difference, sqrt(s1²/n1 + s2²/n2) (None with fewer than two seeds on either side).
+    """
+    groups: Dict[str, List[RunResult]] = {}
+    for run in runs:
+        if not run.complete and not allow_incomplete:
+            raise ReportError(f"{run.run_dir}: incomplete (last epoch {run.epoch} of {run.max_epochs})")
+        same = [other for other in groups.get(run.label, []) if other.seed == run.seed]
+        if same:
+            raise ReportError(f"{same[0].run_dir} and {run.run_dir} are both {run.label} seed {run.seed}")
+        groups.setdefault(run.label, []).append(run)
+    rows = []
+    for label, members in groups.items():
+        members = sorted(members, key=lambda m: m.seed)
+        top1, top5 = _stats([m.top1_err for m in members]), _stats([m.top5_err for m in members])
+        methods = {m.method for m in members}
+        if len(methods) > 1:
+            raise ReportError(f"runs named {label} use different methods {sorted(methods)}: {[m.run_dir for m in members]}")
+        rows.append({
+            "label": label, "method": members[0].method, "r": members[0].r, "n": len(members),
+            "seeds": [m.seed for m in members],
+            "top1_mean": top1["mean"], "top1_std": top1["std"], "top5_mean": top5["mean"], "top5_std": top5["std"],
+            "top1_per_seed": [m.top1_err for m in members], "top5_per_seed": [m.top5_err for m in members],
+            "run_dirs": [m.run_dir for m in members], "complete": all(m.complete for m in members),
+        })
+    rows.sort(key=_order)
+    base = next((row for row in rows if row["label"] == BASELINE), None)
+    for row in rows:
+        row["delta_top1"] = row["delta_se"] = None
+        if base is not None and row is not base:
+            row["delta_top1"] = row["top1_mean"] - base["top1_mean"]
+            if row["top1_std"] is not None and base["top1_std"] is not None:
+                row["delta_se"] = math.sqrt(row["top1_std"] ** 2 / row["n"] + base["top1_std"] ** 2 / base["n"])
+    return rows
+
+
+def build_report(run_dirs: Sequence[str], allow_incomplete: bool = False, title: str = "Top-1 / top-5 error") -> Dict[str, Any]:
+    """Read every run folder and aggregate: ``{"title", "rows", "runs"}``."""
+    if not run_dirs:
+        raise ReportError("no run folders given")
+    runs = [read_run(d) for d in run_dirs]
+    return {"title": title, "rows": aggregate(runs, allow_incomplete), "runs": [asdict(r) for r in runs]}
+
+
+def _pm(mean: float, std: Optional[float]) -> str:
+    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+
+
+def to_markdown(report: Dict[str, Any]) -> str:
+    """The report as a markdown table (one row per method)."""
+    lines = [
+        f"## {report['title']}", "",
+        f"Final-epoch test error (%), mean ± sample std over seeds; {len(report['runs'])} runs. "
+        "Δ = mean top-1 minus the `none` row; |Δ|/SE compares it with the seed-to-seed spread.", "",
+        "| method | seeds | top-1 err | top-5 err | Δ top-1 vs none | \\|Δ\\|/SE | top-1 per seed |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["rows"]:
+        delta = "" if row["delta_top1"] is None else f"{row['delta_top1']:+.2f}"
+        ratio = "" if not row["delta_se"] else f"{abs(row['delta_top1']) / row['delta_se']:.1f}"
+        seeds = ", ".join(f"{v:.2f}" for v in row["top1_per_seed"])
+        flag = "" if row["complete"] else " (incomplete)"
+        lines.append(f"| {row['label']}{flag} | {row['n']} | {_pm(row['top1_mean'], row['top1_std'])} | "
+                     f"{_pm(row['top5_mean'], row['top5_std'])} | {delta} | {ratio} | {seeds} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(report: Dict[str, Any]) -> str:
+    """The rows as CSV (per-seed values joined with ';')."""
+    buf = io.StringIO()
+    fields = ["label", "method", "r", "n", "seeds", "top1_mean", "top1_std", "top5_mean", "top5_std",
+              "delta_top1", "delta_se", "top1_per_seed", "top5_per_seed"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in report["rows"]:
+        out = {k: row[k] for k in fields}
+        for k in ("seeds", "top1_per_seed", "top5_per_seed"):
+            out[k] = ";".join(str(v) for v in row[k])
+        writer.writerow({k: "" if v is None else v for k, v in out.items()})
+    return buf.getvalue()
+
+
+def to_png(report: Dict[str, Any]) -> bytes:
+    """A bar chart of mean top-1 error per method with sample-std error bars and per-seed dots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(rows) + 2), 4.2), dpi=120)
+    means = [r["top1_mean"] for r in rows]
+    stds = [r["top1_std"] or 0.0 for r in rows]
+    ax.bar(x, means, yerr=stds, capsize=3, color="#7aa6c2", edgecolor="#2f4f63", label="mean ± sample std")
+    for i, row in enumerate(rows):
+        ax.scatter(np.full(row["n"], i), row["top1_per_seed"], s=10, color="black", zorder=3,
+                   label="one seed" if i == 0 else None)
+    base = next((r for r in rows if r["label"] == BASELINE), None)
+    if base is not None:
+        ax.axhline(base["top1_mean"], color="#b03030", lw=1, ls="--", label=f"{BASELINE} (mean)")
+    ax.set_xticks(x)
+    ax.set_xticklabels([r["label"] for r in rows], rotation=55, ha="right", fontsize=8)
+    ax.set_ylabel("top-1 test error (%)")
+    ax.set_title(report["title"], fontsize=10)
+    low = min(min(r["top1_per_seed"]) for r in rows)
+    high = max(max(r["top1_per_seed"]) for r in rows)
+    ax.set_ylim(max(0.0, low - 0.25 * (high - low + 1)), high + 0.15 * (high - low + 1))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(report: Dict[str, Any], out: str, png_name: str = "report.png") -> Dict[str, str]:
+    """Write report.md / .csv / .json and the chart under ``out`` (each atomically); returns the paths."""
+    os.makedirs(out, exist_ok=True)
+    paths = {"md": os.path.join(out, "report.md"), "csv": os.path.join(out, "report.csv"),
+             "json": os.path.join(out, "report.json"), "png": os.path.join(out, png_name)}
+    atomic_write_bytes(paths["md"], to_markdown(report).encode("utf-8"))
+    atomic_write_bytes(paths["csv"], to_csv(report).encode("utf-8"))
+    atomic_write_bytes(paths["json"], (json.dumps(report, indent=1) + "\n").encode("utf-8"))
+    atomic_write_bytes(paths["png"], to_png(report))
+    return paths
