@@ -7,6 +7,7 @@
 # 3. `none` and `hybridmix_v3`: ResNet-50 pretraining (3 epochs, 64 px), conversion,
 #    Faster R-CNN R50-FPN fine-tuning (300 iterations) and VOC evaluation;
 # 4. the report: output/demo/report.{md,csv,json,png}, printed at the end.
+# Each stage's full output is in output/demo/logs/.
 # Re-running skips what is done (delete output/demo to start over).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +24,6 @@ PYTHON="$python" bash tools/run_methods.sh --methods "$methods" --seeds 0 --out 
     --pretrain-config "configs/pretrain/demo_r50_{method}.yaml" \
     --det-config configs/detection/voc_demo_faster_rcnn_R_50_FPN_cpu.yaml \
     --pretrain-opts "DATA.ROOT $out/data/tiny-imagenet-200" \
-    --det-opts "SALFMIX.VOC_FOLDER.DIR $out/voc_demo/VOC2007" \
+    --det-opts "SALFMIX.VOC_FOLDER.DIR $out/voc_demo/VOC2007" --quiet \
     --note "Generated demo data (coloured shapes in the TinyImageNet and VOC layouts), not the real datasets: these numbers only show that the pipeline runs end to end."
 echo "demo finished in $((SECONDS - start)) s; the numbers above come from generated demo data"

@@ -6,7 +6,7 @@
 #
 # Each (method, seed) runs through tools/run_pipeline.sh with the other options passed on
 # unchanged (--num-gpus, --pretrain-config with "{method}", --det-config, --pretrain-opts,
-# --det-opts); finished stages are skipped, so the same command continues an interrupted study.
+# --det-opts, --quiet); finished stages are skipped, so the same command continues an interrupted study.
 # Then tools/voc_report.py compares the runs (mean ± std over seeds) and writes
 # report.{md,csv,json,png} to --report-out (default: OUT/report).
 set -euo pipefail
@@ -30,10 +30,11 @@ while [[ $# -gt 0 ]]; do
         --out) need "$@"; out="$2"; passed+=(--out "$2"); shift 2 ;;
         --report-out) need "$@"; report_out="$2"; shift 2 ;;
         --note) need "$@"; note="$2"; shift 2 ;;
+        --quiet) passed+=(--quiet); shift ;;
         --method|--seed) die "$1: use --methods / --seeds (lists) here" ;;
         --num-gpus|--pretrain-config|--det-config|--pretrain-opts|--det-opts)
             need "$@"; passed+=("$1" "$2"); shift 2 ;;
-        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done

@@ -3,7 +3,7 @@
 #
 #   tools/run_pipeline.sh --method hybridmix_v3 [--seed 0] [--out output/pipeline] [--num-gpus 4] \
 #       [--pretrain-config FILE] [--det-config FILE] \
-#       [--pretrain-opts "DATA.ROOT /data/tiny-imagenet-200"] [--det-opts "SOLVER.MAX_ITER 24000"]
+#       [--pretrain-opts "DATA.ROOT /data/tiny-imagenet-200"] [--det-opts "SOLVER.MAX_ITER 24000"] [--quiet]
 #
 # Layout under --out (one name per method and seed, NAME = <method>_s<seed>):
 #   pretrain/NAME/   tools/pretrain.py's OUTPUT_DIR (model_final.pth, metrics.jsonl, checkpoints)
@@ -18,6 +18,8 @@
 # --num-gpus N > 1: torchrun with N processes for pretraining, Detectron2's launch with N GPUs
 # for detection; without CUDA both stages run N CPU processes (gloo) through torchrun.
 # Detection datasets are found through $DETECTRON2_DATASETS (see detection/README.md).
+# Each stage's output goes to its log and to the terminal; --quiet keeps it to the log (the last
+# lines of the log are printed if the stage fails).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,7 +28,7 @@ root="$(dirname "$here")"
 method="" seed=0 out="output/pipeline" num_gpus=1
 pretrain_config="$root/configs/pretrain/tinyimagenet_r50_{method}.yaml"
 det_config="$root/configs/detection/voc0712_faster_rcnn_R_50_C4_24k.yaml"
-pretrain_opts="" det_opts=""
+pretrain_opts="" det_opts="" quiet=0
 python="${PYTHON:-}"
 if [[ -z "$python" ]]; then
     if [[ -x "$root/.venv/bin/python" ]]; then python="$root/.venv/bin/python"; else python=python3; fi
@@ -45,7 +47,8 @@ while [[ $# -gt 0 ]]; do
         --det-config) need "$@"; det_config="$2"; shift 2 ;;
         --pretrain-opts) need "$@"; pretrain_opts="$2"; shift 2 ;;
         --det-opts) need "$@"; det_opts="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --quiet) quiet=1; shift ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -71,6 +74,14 @@ if [[ "$num_gpus" -gt 1 ]]; then
 fi
 
 stage() { echo "[$name] $*"; }
+logged() {  # logged LOG COMMAND...: run it, its output to LOG (and the terminal unless --quiet)
+    local log="$1"; shift
+    if [[ "$quiet" == 1 ]]; then
+        "$@" >> "$log" 2>&1 || { tail -n 20 "$log" >&2; die "the command failed; its log: $log"; }
+    else
+        "$@" 2>&1 | tee -a "$log"
+    fi
+}
 
 # 1. Pretraining (resumes from its newest checkpoint when one exists).
 if [[ -f "$pre/model_final.pth" ]]; then
@@ -80,8 +91,8 @@ else
     [[ -f "$pre/last_checkpoint" ]] && resume=(--resume)
     stage "pretrain: $pretrain_config ${resume[*]:-}"
     # shellcheck disable=SC2086  # the opts are KEY VALUE words
-    "${launcher[@]}" "$root/tools/pretrain.py" --config-file "$pretrain_config" "${resume[@]}" \
-        SEED "$seed" OUTPUT_DIR "$pre" $pretrain_opts 2>&1 | tee -a "$logs/$name.pretrain.log"
+    logged "$logs/$name.pretrain.log" "${launcher[@]}" "$root/tools/pretrain.py" --config-file "$pretrain_config" \
+        "${resume[@]}" SEED "$seed" OUTPUT_DIR "$pre" $pretrain_opts
 fi
 
 # 2. Conversion (again when the pretrained weights are newer than the converted file).
@@ -89,8 +100,7 @@ if [[ -f "$weights" && "$weights" -nt "$pre/model_final.pth" ]]; then
     stage "convert: done ($weights)"
 else
     stage "convert: $weights"
-    "$python" "$root/tools/convert_to_detectron2.py" "$pre/model_final.pth" "$weights" 2>&1 \
-        | tee -a "$logs/$name.convert.log"
+    logged "$logs/$name.convert.log" "$python" "$root/tools/convert_to_detectron2.py" "$pre/model_final.pth" "$weights"
 fi
 
 # 3 + 4. Fine-tuning ends with an evaluation; a finished model without results is evaluated.
@@ -117,17 +127,16 @@ case "$(eval_state)" in
     done) stage "fine-tune + evaluate: done ($det/eval_results.json)" ;;
     evaluate)
         stage "evaluate: $det/model_final.pth"
-        "${det_launch[@]}" --eval-only --config-file "$det/config.yaml" \
-            MODEL.WEIGHTS "$det/model_final.pth" OUTPUT_DIR "$det" 2>&1 | tee -a "$logs/$name.detection.log" ;;
+        logged "$logs/$name.detection.log" "${det_launch[@]}" --eval-only --config-file "$det/config.yaml" \
+            MODEL.WEIGHTS "$det/model_final.pth" OUTPUT_DIR "$det" ;;
     train)
         resume=()
         [[ -f "$det/last_checkpoint" ]] && resume=(--resume)
         stage "fine-tune + evaluate: $det_config ${resume[*]:-}"
         # shellcheck disable=SC2086
-        "${det_launch[@]}" --config-file "$det_config" "${resume[@]}" \
+        logged "$logs/$name.detection.log" "${det_launch[@]}" --config-file "$det_config" "${resume[@]}" \
             MODEL.WEIGHTS "$weights" SALFMIX.METHOD "$method" SEED "$seed" \
-            SALFMIX.PRETRAIN_METRICS "$pre/metrics.jsonl" OUTPUT_DIR "$det" $det_opts 2>&1 \
-            | tee -a "$logs/$name.detection.log" ;;
+            SALFMIX.PRETRAIN_METRICS "$pre/metrics.jsonl" OUTPUT_DIR "$det" $det_opts ;;
 esac
 [[ "$(eval_state)" == done ]] || die "$det: no final evaluation results after fine-tuning (see $logs/$name.detection.log)"
 stage "results: $det/eval_results.json"

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from torch import Tensor
 
+from pretrain.data.loader import keep_freed_memory
 from pretrain.engine import distributed as dist_utils
 from pretrain.engine.builders import (build_mixer, build_model, build_optimizer, build_scheduler, cache_grid,
                                       needs_saliency)
@@ -49,6 +50,8 @@ class Trainer:
     def __init__(self, cfg: CfgNode) -> None:
         self.cfg = cfg
         self.rank, self.world, self.device = dist_utils.init_distributed()
+        if self.device.type == "cpu":  # the batch buffers are reused every step (see keep_freed_memory)
+            keep_freed_memory()
         seed_everything(cfg.SEED)
         self.data = build_data(cfg, self.rank, self.world, self.device)
         self.model = build_model(cfg, self.data.num_classes, self.device)

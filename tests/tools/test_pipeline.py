@@ -87,8 +87,9 @@ def test_pipeline_runs_every_stage_then_skips_them(data: dict, tmp_path: Path) -
 @pytest.mark.slow
 def test_run_methods_writes_the_report(data: dict, tmp_path: Path) -> None:
     out = str(tmp_path / "study")
-    proc = _run([METHODS, "--methods", "none cutmix", "--seeds", "0", "--note", "generated test data",
+    proc = _run([METHODS, "--methods", "none cutmix", "--seeds", "0", "--note", "generated test data", "--quiet",
                  *_options(data, out)])
+    assert "d2.engine" not in proc.stdout and "d2.engine" in Path(out, "logs", "none_s0.detection.log").read_text()
     report = json.loads(Path(out, "report", "report.json").read_text())
     assert sorted(m["method"] for m in report["methods"]) == ["cutmix", "none"]
     assert report["note"] == "generated test data"
@@ -118,3 +119,29 @@ def test_pipeline_bad_options(args: List[str], message: str, tmp_path: Path) -> 
 def test_run_methods_needs_methods(tmp_path: Path) -> None:
     proc = _run([METHODS, "--out", str(tmp_path)], check=False)
     assert proc.returncode == 2 and "--methods is required" in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_per_stage_on_the_cpu(data: dict, tmp_path: Path) -> None:
+    """--num-gpus 2 without CUDA: both training stages run two gloo processes through torchrun."""
+    out = str(tmp_path / "ddp")
+    _run([PIPELINE, "--method", "salfmix", "--num-gpus", "2", "--quiet", *_options(data, out)])
+    log = Path(out, "logs", "salfmix_s0.detection.log").read_text()
+    assert json.loads(Path(out, "detection", "salfmix_s0", "run_info.json").read_text())["world_size"] == 2, log[-2000:]
+    assert Path(out, "pretrain", "salfmix_s0", "model_final.pth").is_file()
+
+
+def test_a_failing_stage_shows_its_log(data: dict, tmp_path: Path) -> None:
+    out = str(tmp_path / "bad")
+    opts = _options(data, out)
+    opts[opts.index("--pretrain-opts") + 1] += " MIX.NOPE 1"
+    proc = _run([PIPELINE, "--method", "none", "--quiet", *opts], check=False)
+    assert proc.returncode == 2
+    assert "unknown config key MIX.NOPE" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("the command failed; its log: " + f"{out}/logs/none_s0.pretrain.log")
+
+
+@pytest.mark.parametrize("tool", [PIPELINE, METHODS])
+def test_help(tool: str) -> None:
+    proc = _run([tool, "--help"])
+    assert proc.stdout.startswith(("One method", "Several methods")) and "set -e" not in proc.stdout
