@@ -45,7 +45,8 @@ _C.AUG.STD = (0.229, 0.224, 0.225)
 
 # ---------------------------------------------------------------------------------------------
 _C.MODEL = CfgNode()
-# "resnet50" (torchvision layout, for detection transfer), "preactresnet18/50/101" (CIFAR style).
+# "resnet50" (torchvision layout, for detection transfer), "preactresnet18/50/101" (CIFAR style),
+# "pyramidnet110" (alpha 64) / "pyramidnet110_a48" (the paper's Table 6; see pretrain/models/pyramidnet.py).
 _C.MODEL.ARCH = "resnet50"
 # Side of the training/test input; the images are resized on the device (0 = the data's own size).
 # With the ImageNet stem a 64 px image ends at 2x2 in the last stage; the shipped TinyImageNet

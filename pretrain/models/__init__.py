@@ -1,5 +1,5 @@
-"""Classification models: torchvision's ResNet-50 (for detection transfer) and the
-CIFAR-style PreActResNet-18/50/101 of the paper's classification tables."""
+"""Classification models: torchvision's ResNet-50 (for detection transfer), the CIFAR-style
+PreActResNet-18/50/101 of the paper's classification tables and PyramidNet-110 (Table 6)."""
 from typing import Callable, Dict
 
 import torchvision
@@ -7,6 +7,7 @@ from torch import nn
 
 from pretrain.models.checkpoint import load_resnet50, read_state_dict
 from pretrain.models.preact_resnet import preactresnet18, preactresnet50, preactresnet101
+from pretrain.models.pyramidnet import pyramidnet110, pyramidnet110_a48
 
 
 def resnet50(num_classes: int) -> nn.Module:
@@ -19,6 +20,8 @@ ARCHS: Dict[str, Callable[[int], nn.Module]] = {
     "preactresnet18": preactresnet18,
     "preactresnet50": preactresnet50,
     "preactresnet101": preactresnet101,
+    "pyramidnet110": pyramidnet110,
+    "pyramidnet110_a48": pyramidnet110_a48,
 }
 
 
