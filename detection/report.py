@@ -18,6 +18,7 @@ import json
 import math
 import os
 import statistics
+import textwrap
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -235,8 +236,11 @@ def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str, note: Opt
     ax.set_xticks(x)
     ax.set_xticklabels([m["method"] for m in methods], rotation=30, ha="right")
     ax.set_ylabel("%")
-    ax.set_title(f"Faster R-CNN on {dataset} by backbone pretraining" + (f"\n{note}" if note else ""), fontsize=10)
-    ax.legend()
+    title = f"Faster R-CNN on {dataset} by backbone pretraining"
+    if note:  # wrapped to the figure's width
+        title += "\n" + textwrap.fill(note, width=int(fig.get_figwidth() * 14))
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     try:
         atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
