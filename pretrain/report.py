@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import yaml
 
-from pretrain.data.cifar import atomic_write_bytes
+from pretrain.files import atomic_write_bytes
 from pretrain.mixing import MIXERS
 
 PAPER_R = 0.3

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pretrain.files import atomic_write
 from pretrain.mixing import build_mixer
 from pretrain.mixing.geometry import paste_patches, pooled_cells
 from pretrain.mixing.saliency import gradient_saliency
@@ -111,9 +112,9 @@ def save_figures(images: Tensor, targets: Tensor, panels: Dict[str, object], out
         fig.tight_layout()
         stem = names[i] if names is not None else f"image_{i:03d}"
         path = os.path.join(out_dir, f"{stem}.png")
-        tmp = path + ".tmp.png"
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        os.replace(tmp, path)
+        try:
+            atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+        finally:
+            plt.close(fig)
         paths.append(path)
     return paths

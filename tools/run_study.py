@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pretrain.data.cifar import atomic_write_bytes  # noqa: E402
+from pretrain.files import atomic_write_bytes  # noqa: E402
 from pretrain.engine.checkpoint import LAST, last_checkpoint  # noqa: E402
 from pretrain.mixing import MIXERS  # noqa: E402
 from pretrain.report import ReportError, build_report, write_report  # noqa: E402

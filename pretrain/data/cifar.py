@@ -20,10 +20,11 @@ import io
 import os
 import pickle
 import struct
-import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from pretrain.files import atomic_write_bytes
 
 VARIANTS = {
     "cifar10": {
@@ -195,20 +196,6 @@ def _write_pickle(path: str, obj: Dict[bytes, Any]) -> None:
     buf = io.BytesIO()
     _Py2Pickler(buf, protocol=2).dump(obj)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    # open(..., "xb") rather than mkstemp: the file gets the umask's permissions, not 0600.
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _check_split(images: np.ndarray, labels: np.ndarray, num_classes: int, what: str) -> Tuple[np.ndarray, List[int]]:

@@ -28,8 +28,9 @@ from typing import Dict, Iterable, List, Set
 import numpy as np
 from PIL import Image
 
-from pretrain.data.cifar import VARIANTS, atomic_write_bytes, write_cifar
+from pretrain.data.cifar import VARIANTS, write_cifar
 from pretrain.data.synthetic import SHAPES, synthetic_images
+from pretrain.files import atomic_write_bytes
 
 MARKER = "GENERATED.txt"
 DATASETS = ("tinyimagenet", "cifar10", "cifar100")

@@ -24,7 +24,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from pretrain.data.cifar import atomic_write_bytes, write_cifar
+from pretrain.data.cifar import write_cifar
+from pretrain.files import atomic_write_bytes
 
 MARKER = "DIGITS.txt"
 SPLIT_FILE = "split.json"

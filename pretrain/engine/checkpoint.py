@@ -10,26 +10,14 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from pretrain.files import atomic_write, atomic_write_text
+
 LAST = "last_checkpoint"
 
 
 def atomic_save(obj: Any, path: str) -> None:
     """``torch.save`` to a temp file in the same folder, then rename: never a half-written file."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_text(text: str, path: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def rng_states() -> Dict[str, Any]:
@@ -58,7 +46,7 @@ def save_epoch_checkpoint(state: Dict[str, Any], output_dir: str, epoch: int, ke
     """Write the checkpoint of ``epoch``, point ``last_checkpoint`` at it, prune older ones."""
     path = os.path.join(output_dir, epoch_checkpoint_name(epoch))
     atomic_save(state, path)
-    atomic_write_text(os.path.basename(path), os.path.join(output_dir, LAST))
+    atomic_write_text(os.path.join(output_dir, LAST), os.path.basename(path))
     older = sorted(glob.glob(os.path.join(output_dir, "model_epoch*.pth")))
     for old in older[:-keep] if keep > 0 else []:
         os.remove(old)

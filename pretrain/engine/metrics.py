@@ -5,8 +5,9 @@ import json
 import os
 from typing import Dict, Sequence, Tuple
 
-import torch
 from torch import Tensor
+
+from pretrain.files import atomic_write_text
 
 
 def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) -> Tuple[int, ...]:
@@ -47,10 +48,7 @@ class MetricsWriter:
             return
         with open(self.path, encoding="utf-8") as f:
             kept = [line for line in f if line.strip() and json.loads(line).get("epoch", 0) <= epoch]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(kept)
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(kept))
 
     def close(self) -> None:
         """Close the TensorBoard writer."""

@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from torch import Tensor
 
@@ -23,12 +22,13 @@ from pretrain.data.loader import keep_freed_memory
 from pretrain.engine import distributed as dist_utils
 from pretrain.engine.builders import (build_mixer, build_model, build_optimizer, build_scheduler, cache_grid,
                                       needs_saliency)
-from pretrain.engine.checkpoint import (atomic_save, atomic_write_text, last_checkpoint, load_checkpoint,
+from pretrain.engine.checkpoint import (atomic_save, last_checkpoint, load_checkpoint,
                                         rng_states, save_epoch_checkpoint, set_rng_states)
 from pretrain.engine.data import build_data
 from pretrain.engine.metrics import MetricsWriter, topk_correct
 from pretrain.engine.saliency_cache import SaliencyCache
-from pretrain.mixing import MixResult, mix_loss
+from pretrain.files import atomic_write_text
+from pretrain.mixing import mix_loss
 from pretrain.mixing.base import unmixed
 from pretrain.mixing.saliency import gradient_saliency
 
@@ -220,7 +220,7 @@ class Trainer:
         cfg, out = self.cfg, self.cfg.OUTPUT_DIR
         if dist_utils.is_main():
             os.makedirs(out, exist_ok=True)
-            atomic_write_text(cfg.dump(), os.path.join(out, "config.yaml"))
+            atomic_write_text(os.path.join(out, "config.yaml"), cfg.dump())
         record: Dict[str, float] = {}
         for epoch in range(self.start_epoch, cfg.SOLVER.MAX_EPOCHS + 1):
             record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}

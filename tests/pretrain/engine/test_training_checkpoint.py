@@ -34,7 +34,7 @@ def test_last_checkpoint_falls_back_to_the_newest_file(tmp_path):
     assert last_checkpoint(out).endswith("model_epoch0010.pth")  # no marker: by epoch number
     (tmp_path / LAST).write_text("model_epoch0042.pth")  # a marker naming a removed file
     assert last_checkpoint(out).endswith("model_epoch0010.pth")
-    assert not [f for f in os.listdir(out) if ".tmp." in f]
+    assert sorted(os.listdir(out)) == [LAST, "model_epoch0009.pth", "model_epoch0010.pth"]  # no temp file left
 
 
 def test_load_checkpoint_errors_name_the_file(tmp_path):
