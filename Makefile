@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP      := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean gpu-wheels gpu-check
 
 install: $(STAMP)
 
@@ -30,6 +30,16 @@ demo: install
 bench: install
 	$(PY) tools/bench_mixing.py
 	$(PY) tools/bench_pretrain.py
+
+# The GPU validation kit (tools/gpu_check.sh; README "Checking a GPU install"). gpu-wheels, on a
+# machine with network: the files a CUDA machine without network needs, into .wheels/ (its total
+# and the repository's are printed). gpu-check, on the CUDA machine: install what is missing
+# from .wheels/, test, measure; the summary is $OUT/gpu_check.md (default output/gpu_check/).
+gpu-wheels: install
+	$(PY) tools/gpu_check_wheels.py download --dest .wheels
+
+gpu-check:
+	bash tools/gpu_check.sh
 
 clean:
 	rm -rf output build *.egg-info

@@ -32,7 +32,9 @@ def add_salfmix_detection_config(cfg: CfgNode) -> None:
     # Add AP50 of every class ("AP50-<class>") to the VOC results and to eval_results.json.
     cfg.SALFMIX.PER_CLASS_AP = True
     # Refuse, before training, a MODEL.WEIGHTS that is neither a Detectron2 checkpoint nor a
-    # complete converted ResNet-50 (Detectron2 itself would only warn and train from random).
+    # complete converted ResNet-50 (Detectron2 itself would only warn and train from random),
+    # or whose input layout contradicts INPUT.FORMAT / STRIDE_IN_1X1 (a Caffe2/MSRA BGR pickle
+    # for an RGB config: Detectron2 would load it and train on swapped colour channels).
     cfg.SALFMIX.CHECK_WEIGHTS = True
 
     # Any VOC-format folder (Annotations/, ImageSets/Main/, JPEGImages/) with its own classes.
@@ -74,6 +76,8 @@ def load_config(config_file: str, opts: Optional[Sequence[str]] = None) -> CfgNo
         cfg.merge_from_file(config_file)
     except yaml.YAMLError as err:
         raise DetectionSetupError(f"{config_file}: not valid YAML ({' '.join(str(err).split())})") from None
+    except FileNotFoundError as err:  # the file itself exists: one of its _BASE_ files does not
+        raise DetectionSetupError(f"{config_file}: _BASE_ {err.filename}: config file not found") from None
     except (KeyError, AssertionError, ValueError, TypeError, OSError) as err:
         key = _unknown_key(err)
         if key:

@@ -13,24 +13,28 @@ outside ``layerN`` get the ``stem.`` prefix, ``layer1..4 -> res2..5``, ``bnK -> 
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from detection.errors import DetectionSetupError
-from detection.files import atomic_write
+from runs.files import atomic_write
 
 __all__ = [
     "AUTHOR",
+    "CAFFE2_LAYOUT",
     "RESNET50_BLOCKS",
+    "TORCHVISION_LAYOUT",
     "check_detection_weights",
     "convert_state_dict",
     "expected_resnet50_shapes",
     "extract_state_dict",
+    "read_checkpoint",
     "rename_key",
     "write_detectron2_pickle",
 ]
@@ -141,6 +145,9 @@ def convert_state_dict(state_dict: Mapping[str, Any]) -> Dict[str, np.ndarray]:
             raise DetectionSetupError(
                 f"{name}: shape {tuple(arr.shape)}, expected {shape} for ResNet-50{hint}"
             )
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():  # a diverged run: refuse, do not pass it on
+            bad = int(arr.size - np.isfinite(arr).sum())
+            raise DetectionSetupError(f"{name}: {bad} of {arr.size} values are NaN or infinite; not converted")
         converted[rename_key(name)] = arr
     return converted
 
@@ -163,19 +170,69 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> Dict[str, Any]:
     return dict(obj)
 
 
+def _numpy_globals() -> List[Any]:
+    """The numpy types inside our training checkpoints (RNG states), safe for ``weights_only`` loading."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return [np.dtype, np.ndarray, _reconstruct, *{type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64)}]
+
+
+def read_checkpoint(path: str) -> Tuple[Dict[str, Any], Optional[str]]:
+    """The torchvision state dict in the checkpoint file ``path``, and a note when it is not final.
+
+    Loads with ``weights_only=True`` (no code runs), allowing the numpy types of the RNG states
+    that our ``model_epochNNNN.pth`` training checkpoints hold besides the weights. For such a
+    checkpoint the note says which epoch it is (an intermediate one, not ``model_final.pth``).
+    """
+    import torch
+    import yaml
+
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling fails in many ways
+        raise DetectionSetupError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+    note = None
+    if isinstance(obj, Mapping) and "optimizer" in obj and isinstance(obj.get("epoch"), int):
+        try:
+            total = (yaml.safe_load(obj.get("cfg") or "") or {}).get("SOLVER", {}).get("MAX_EPOCHS")
+        except (yaml.YAMLError, AttributeError):
+            total = None
+        of = f" of {total}" if isinstance(total, int) else ""
+        note = (f"{path} is the training checkpoint of epoch {obj['epoch']}{of}, not a finished model_final.pth: "
+                "converting the weights of that intermediate epoch")
+    return extract_state_dict(obj, path), note
+
+
 def write_detectron2_pickle(model: Mapping[str, np.ndarray], path: str) -> None:
     """Write Detectron2's pickle format atomically: no file at ``path`` unless it is complete."""
     if not path.endswith(".pkl"):
         raise DetectionSetupError(f"{path}: the output must end with .pkl (Detectron2 reads pickles by extension)")
     payload = {"model": dict(model), "__author__": AUTHOR, "matching_heuristics": True}
-    atomic_write(path, lambda f: pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL), binary=True)
+    atomic_write(path, lambda f: pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 # --- what MODEL.WEIGHTS may be ---------------------------------------------------------------
 
 _TORCHVISION_HINT = re.compile(r"^(module\.)?(conv1|bn1|layer[1-4]\.|fc\.)")
 _D2_BACKBONE = re.compile(r"^(stem\.|res[2-5]\.)")
-_CAFFE2_NAME = re.compile(r"^(conv1_w|res_conv1_bn_s|res[2-5]_\d+_branch)")
+_CAFFE2_NAME = re.compile(r"^(conv1_w|res_conv1_bn_[sb]|res[2-5]_\d+_branch)")
+
+# Two input conventions of ResNet weights. torchvision: RGB, ImageNet mean/std, stride in the
+# 3x3 conv (the configs in configs/detection). Caffe2 (Detectron's models, Detectron2's
+# ImageNetPretrained/MSRA and FAIR): BGR, Caffe2 means with std 1; MSRA's stride in the 1x1 conv.
+TORCHVISION_LAYOUT = "torchvision"
+CAFFE2_LAYOUT = "Caffe2/MSRA"
+# "__author__" of Detectron2 pickles known to hold a torchvision-layout backbone: ours, Detectron2's
+# tools/convert-torchvision-to-d2.py and MoCo's convert-pretrain-to-detectron2.py.
+_TORCHVISION_AUTHORS = (AUTHOR, "torchvision", "MOCO")
+_REMOTE_LAYOUTS = (
+    ("ImageNetPretrained/MSRA/", CAFFE2_LAYOUT),
+    ("ImageNetPretrained/FAIR/", CAFFE2_LAYOUT),
+    ("ImageNetPretrained/torchvision/", TORCHVISION_LAYOUT),
+)
 
 
 def _load_pickle(path: str) -> Any:
@@ -195,39 +252,105 @@ def _load_torch(path: str) -> Any:
         raise DetectionSetupError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
 
 
-def check_detection_weights(path: str) -> str:
+def _most(names: List[str], pattern: "re.Pattern[str]") -> bool:
+    return bool(names) and sum(bool(pattern.match(k)) for k in names) * 2 > len(names)
+
+
+def _classify_pickle(data: Any, path: str) -> Tuple[str, Optional[str]]:
+    """(what the pickle is, its input layout or None when the file does not say)."""
+    if not isinstance(data, dict):
+        raise DetectionSetupError(f"{path}: expected a dict in the pickle, got {type(data).__name__}")
+    author = data.get("__author__")
+    if author == AUTHOR:
+        model = data.get("model")
+        if not isinstance(model, dict):
+            raise DetectionSetupError(f"{path}: converted file without a 'model' dict")
+        _check_converted(model, path)
+        return "a converted torchvision ResNet-50", TORCHVISION_LAYOUT
+    # Detectron2 reads a pickle with both "model" and "__author__" as its own format and any
+    # other pickle as a Caffe2 one ("blobs" in detection models, a flat dict in ImageNet ones).
+    d2_format = "model" in data and author is not None
+    inner = data["model"] if d2_format else data.get("blobs", data)
+    names = [str(k) for k in inner if not str(k).endswith("_momentum")] if isinstance(inner, dict) else []
+    if _most(names, _CAFFE2_NAME) or (not d2_format and any(_CAFFE2_NAME.match(k) for k in names)):
+        # Caffe2 blob names: Detectron's and the MSRA ImageNet models, all BGR with std 1
+        return "a Caffe2/MSRA pickle", CAFFE2_LAYOUT
+    if any(_D2_BACKBONE.match(k) or k.startswith("backbone.") for k in names):
+        if author in _TORCHVISION_AUTHORS:
+            return f"a Detectron2 pickle ({author}, torchvision layout)", TORCHVISION_LAYOUT
+        return f"a Detectron2 pickle ({author or 'no author'})", None
+    raise DetectionSetupError(
+        f"{path}: neither a Detectron2 pickle nor a converted ResNet-50 (keys like {names[:2]})"
+    )
+
+
+def _check_layout(path: str, what: str, layout: Optional[str], input_format: str, stride_in_1x1: bool) -> None:
+    """Refuse weights whose input convention differs from the config's; warn when unknown."""
+    if layout is None:
+        logging.getLogger(__name__).warning(
+            "MODEL.WEIGHTS %s: %s does not say which input it was trained on; check that INPUT.FORMAT "
+            "%s, MODEL.PIXEL_MEAN/PIXEL_STD and MODEL.RESNETS.STRIDE_IN_1X1 %s match it",
+            path, what, input_format, stride_in_1x1,
+        )
+        return
+    if layout == TORCHVISION_LAYOUT and (input_format, stride_in_1x1) != ("RGB", False):
+        expects = "RGB input with ImageNet mean/std and STRIDE_IN_1X1 False"
+        fix = "use the configs in configs/detection"
+    elif layout == CAFFE2_LAYOUT and input_format != "BGR":
+        # MSRA's ResNets also have their stride in the 1x1 conv; FAIR's Caffe2 ResNeXts do not
+        expects = "BGR input with Caffe2 means and std 1; MSRA ResNets with STRIDE_IN_1X1 True"
+        fix = "convert a torchvision ResNet-50 with tools/convert_to_detectron2.py, or use a config for Caffe2 weights"
+    else:
+        return
+    raise DetectionSetupError(
+        f"MODEL.WEIGHTS {path}: {what} ({layout} layout: {expects}), but the config has "
+        f"INPUT.FORMAT {input_format} and MODEL.RESNETS.STRIDE_IN_1X1 {stride_in_1x1}; {fix} "
+        "(SALFMIX.CHECK_WEIGHTS False skips this check)"
+    )
+
+
+def check_detection_weights(
+    path: str, input_format: Optional[str] = None, stride_in_1x1: Optional[bool] = None
+) -> str:
     """Check that ``path`` can initialise a Detectron2 model; return what it is, in words.
 
     Accepted: our converted pickles (coverage checked again), other Detectron2-format pickles
-    (model zoo, Caffe2/MSRA ``R-50.pkl``) and Detectron2 ``.pth`` checkpoints (a ``model`` dict
-    of Detectron2 names, e.g. a finished run for ``--eval-only``). Refused, with a one-line
-    error: a torchvision ``.pth`` (Detectron2 would load none of it and train from random
-    weights), an incomplete converted backbone, and anything else. Remote URLs are not checked.
+    and Caffe2/MSRA pickles (e.g. the model zoo's ``R-50.pkl``), and Detectron2 ``.pth``
+    checkpoints (a ``model`` dict of Detectron2 names, e.g. a finished run for ``--eval-only``).
+    Refused, with a one-line error: a torchvision ``.pth`` (Detectron2 would load none of it and
+    train from random weights), an incomplete converted backbone, and anything else.
+
+    With ``input_format`` and ``stride_in_1x1`` (the config's ``INPUT.FORMAT`` and
+    ``MODEL.RESNETS.STRIDE_IN_1X1``), weights whose input convention is known are also checked
+    against the config: a Caffe2/MSRA pickle (BGR; recognised by its Caffe2 blob names, which
+    our converter never writes, or by its model-zoo URL) is refused unless ``INPUT.FORMAT`` is
+    BGR, so never for the RGB torchvision-layout configs, and a torchvision-layout pickle (ours,
+    Detectron2's or MoCo's converter, by ``__author__``) unless the config is RGB with
+    ``STRIDE_IN_1X1`` False. A Detectron2 pickle that does not say is accepted with a
+    warning. Remote URLs are not opened; the model zoo's are recognised by their path.
     """
+    layout: Optional[str] = None
     if "://" in path:
-        return "a remote file (not checked)"
-    if not os.path.isfile(path):
+        what = "a remote file (not checked)"
+        layout = next((lay for part, lay in _REMOTE_LAYOUTS if part in path), None)
+        if layout is not None:
+            what = f"a remote model-zoo file ({layout} layout, not opened)"
+        elif input_format is not None:
+            return what  # nothing known to compare
+    elif not os.path.isfile(path):
         raise DetectionSetupError(f"MODEL.WEIGHTS {path}: file not found")
-    if path.endswith(".pkl"):
-        data = _load_pickle(path)
-        if not isinstance(data, dict):
-            raise DetectionSetupError(f"{path}: expected a dict in the pickle, got {type(data).__name__}")
-        if data.get("__author__") == AUTHOR:
-            model = data.get("model")
-            if not isinstance(model, dict):
-                raise DetectionSetupError(f"{path}: converted file without a 'model' dict")
-            _check_converted(model, path)
-            return "a converted torchvision ResNet-50"
-        inner = data.get("model", data.get("blobs", data))
-        names = [str(k) for k in inner] if isinstance(inner, dict) else []
-        if any(_D2_BACKBONE.match(k) or k.startswith("backbone.") for k in names):
-            return f"a Detectron2 pickle ({data.get('__author__', 'no author')})"
-        if any(_CAFFE2_NAME.match(k) for k in names):
-            return "a Caffe2/Detectron pickle"
-        raise DetectionSetupError(
-            f"{path}: neither a Detectron2 pickle nor a converted ResNet-50 (keys like {names[:2]})"
-        )
-    data = _load_torch(path)
+    elif path.endswith(".pkl"):
+        what, layout = _classify_pickle(_load_pickle(path), path)
+    else:
+        what = _classify_torch(_load_torch(path), path)
+        if input_format is not None:
+            return what  # a Detectron2 run's checkpoint: it was trained with some config
+    if input_format is not None:
+        _check_layout(path, what, layout, input_format, bool(stride_in_1x1))
+    return what
+
+
+def _classify_torch(data: Any, path: str) -> str:
     state = data.get("model", data) if isinstance(data, dict) else None
     if not isinstance(state, dict) or not state:
         raise DetectionSetupError(f"{path}: expected a Detectron2 checkpoint with a 'model' dict")

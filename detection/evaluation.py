@@ -18,7 +18,8 @@ from detectron2.evaluation import PascalVOCDetectionEvaluator
 from detectron2.evaluation import pascal_voc_evaluation as d2_voc
 from detectron2.utils import comm
 
-from detection.files import EVAL_RESULTS_FILE, write_json_atomic
+from detection.files import EVAL_RESULTS_FILE
+from runs.files import atomic_write_json
 
 __all__ = ["PER_CLASS_PREFIX", "PerClassVOCEvaluator", "save_eval_results"]
 
@@ -102,5 +103,5 @@ def save_eval_results(
             entry["per_class_AP50"] = per_class
         datasets[name] = entry
     path = os.path.join(output_dir, EVAL_RESULTS_FILE)
-    write_json_atomic({"iteration": iteration, "max_iter": max_iter, "datasets": datasets}, path)
+    atomic_write_json(path, {"iteration": iteration, "max_iter": max_iter, "datasets": datasets})
     return path

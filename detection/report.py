@@ -8,7 +8,10 @@ A run folder is a Detectron2 ``OUTPUT_DIR`` written by ``tools/train_detection.p
   ``SALFMIX.METHOD`` and ``SEED`` of the saved ``config.yaml``, then the folder's name;
 - ``pretrain_metrics.json`` (optional): ``top1_err`` and ``top5_err`` (percent) of the backbone.
 
-Several runs of one method (seeds) give mean ± sample standard deviation.
+Several runs of one method (seeds) give mean ± sample standard deviation. Each run's protocol
+(:mod:`detection.protocol`: layout, norm, batch, lr and schedule as trained) is the
+``protocol`` of ``run_info.json``, else derived from ``config.yaml`` and the recorded world
+size; runs of one method under different protocols are refused rather than averaged.
 """
 from __future__ import annotations
 
@@ -25,14 +28,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from detection.errors import DetectionSetupError
-from detection.files import (
-    EVAL_RESULTS_FILE,
-    PRETRAIN_METRICS_FILE,
-    RUN_INFO_FILE,
-    atomic_write,
-    write_json_atomic,
-    write_text_atomic,
-)
+from detection.files import EVAL_RESULTS_FILE, PRETRAIN_METRICS_FILE, RUN_INFO_FILE
+from detection.protocol import protocol_from_config
+from runs.files import atomic_write, atomic_write_json, atomic_write_text
 
 __all__ = ["PAPER_TABLE8", "aggregate", "build_report", "read_run", "write_report"]
 
@@ -103,11 +101,13 @@ def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
         or os.path.basename(os.path.normpath(run_dir))
     )
     seed = info.get("seed", config.get("SEED"))
+    protocol = info.get("protocol") or protocol_from_config(config, info.get("world_size"))
 
     run = {
         "run_dir": run_dir,
         "method": str(method),
         "seed": seed,
+        "protocol": str(protocol),
         "dataset": dataset,
         "per_class_AP50": res.get("per_class_AP50") or {},
         # eval_results.json holds the latest evaluation; an earlier one means an unfinished run
@@ -135,14 +135,22 @@ def aggregate(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
     Entry: ``method``, ``runs`` (count), ``AP``/``AP50``/``AP75`` (means), ``*_std`` (sample
     std, null for a single run), ``top1_err``/``top5_err`` (+ ``_std``) when known, ``seeds``,
-    ``run_dirs``, ``per_class_AP50`` (means) and ``paper`` (Table 8's AP/AP50/AP75 or null).
+    ``run_dirs``, ``per_class_AP50`` (means), ``protocol`` and ``paper`` (Table 8's AP/AP50/AP75
+    or null). Runs of one method under different protocols raise :class:`DetectionSetupError`.
     """
     groups: "OrderedDict[str, List[Dict[str, Any]]]" = OrderedDict()
     for run in runs:
         groups.setdefault(run["method"], []).append(run)
     out = []
     for method, items in groups.items():
-        entry: Dict[str, Any] = {"method": method, "runs": len(items)}
+        first = items[0]
+        other = next((r for r in items if r.get("protocol") != first.get("protocol")), None)
+        if other is not None:
+            raise DetectionSetupError(
+                f"{method}: runs of different protocols cannot be averaged: {first['run_dir']} "
+                f"'{first.get('protocol')}' vs {other['run_dir']} '{other.get('protocol')}'; report them separately"
+            )
+        entry: Dict[str, Any] = {"method": method, "runs": len(items), "protocol": first.get("protocol")}
         for k in METRICS + PRETRAIN_METRICS:
             stats = _mean_std([r.get(k) for r in items])
             if k in PRETRAIN_METRICS and stats["mean"] is None:
@@ -165,12 +173,19 @@ def _fmt(mean: Optional[float], std: Optional[float]) -> str:
     return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
 
 
+def _protocols(methods: List[Dict[str, Any]]) -> List[str]:
+    return list(OrderedDict.fromkeys(str(m.get("protocol")) for m in methods))
+
+
 def _markdown(methods: List[Dict[str, Any]], dataset: str, note: Optional[str] = None) -> str:
     has_pre = any("top1_err" in m for m in methods)
     has_paper = any(m["paper"] for m in methods)
+    protocols = _protocols(methods)
+    per_row = len(protocols) > 1  # else the one protocol is named once, above the table
     head = ["Backbone pretraining", "runs", "AP", "AP50", "AP75"]
     head += ["top-1 err", "top-5 err"] if has_pre else []
     head += ["paper AP / AP50 / AP75"] if has_paper else []
+    mixed = "**The rows were fine-tuned under different protocols (last column): compare rows of one protocol only.**"
     lines = [
         f"# Faster R-CNN transfer on {dataset}",
         "",
@@ -179,8 +194,10 @@ def _markdown(methods: List[Dict[str, Any]], dataset: str, note: Optional[str] =
         "PascalVOCDetectionEvaluator computes it."
         + (" Top-1/top-5 errors (%) are the backbone's, from its pretraining." if has_pre else ""),
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+        mixed if per_row else f"Protocol: {protocols[0]}.",
+        "",
+        "| " + " | ".join(head + ["protocol"] * per_row) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1) + ["---"] * per_row) + "|",
     ]
     for m in methods:
         row = [m["method"], str(m["runs"])] + [_fmt(m[k], m[f"{k}_std"]) for k in METRICS]
@@ -188,6 +205,8 @@ def _markdown(methods: List[Dict[str, Any]], dataset: str, note: Optional[str] =
             row += [_fmt(m.get(k), m.get(f"{k}_std")) for k in PRETRAIN_METRICS]
         if has_paper:
             row.append(" / ".join(f"{v:.2f}" for v in m["paper"].values()) if m["paper"] else "-")
+        if per_row:
+            row.append(str(m.get("protocol")))
         lines.append("| " + " | ".join(row) + " |")
     classes = list(OrderedDict.fromkeys(c for m in methods for c in m["per_class_AP50"]))
     if classes:
@@ -203,7 +222,8 @@ def _markdown(methods: List[Dict[str, Any]], dataset: str, note: Optional[str] =
 
 
 def _csv(methods: List[Dict[str, Any]]) -> str:
-    cols = ["method", "runs"] + [f"{k}{s}" for k in METRICS + PRETRAIN_METRICS for s in ("", "_std")] + ["seeds"]
+    cols = ["method", "runs"] + [f"{k}{s}" for k in METRICS + PRETRAIN_METRICS for s in ("", "_std")]
+    cols += ["seeds", "protocol"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
@@ -237,13 +257,16 @@ def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str, note: Opt
     ax.set_xticklabels([m["method"] for m in methods], rotation=30, ha="right")
     ax.set_ylabel("%")
     title = f"Faster R-CNN on {dataset} by backbone pretraining"
+    protocols = _protocols(methods)
+    if len(protocols) == 1:
+        title += "\n" + textwrap.fill(protocols[0], width=int(fig.get_figwidth() * 14))
     if note:  # wrapped to the figure's width
         title += "\n" + textwrap.fill(note, width=int(fig.get_figwidth() * 14))
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     finally:
         plt.close(fig)
 
@@ -269,8 +292,8 @@ def write_report(report: Dict[str, Any], out_dir: str) -> Dict[str, str]:
     """Write report.md, report.csv, report.json and report.png into ``out_dir``; return the paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {ext: os.path.join(out_dir, f"report.{ext}") for ext in ("md", "csv", "json", "png")}
-    write_text_atomic(_markdown(report["methods"], report["dataset"], report.get("note")), paths["md"])
-    write_text_atomic(_csv(report["methods"]), paths["csv"])
-    write_json_atomic(report, paths["json"])
+    atomic_write_text(paths["md"], _markdown(report["methods"], report["dataset"], report.get("note")))
+    atomic_write_text(paths["csv"], _csv(report["methods"]))
+    atomic_write_json(paths["json"], report)
     _bar_chart(report["methods"], report["dataset"], paths["png"], report.get("note"))
     return paths

@@ -3,8 +3,10 @@
 What the trainer adds to ``DefaultTrainer``: the VOC evaluator with per-class AP50, the results
 saved as ``OUTPUT_DIR/eval_results.json``, and DDP without ``device_ids`` for a CPU model (so
 ``torchrun --nproc_per_node=2`` with gloo works). ``setup`` adds the checks Detectron2 leaves
-out (config keys, dataset folders and annotations, the weights file) before anything is built,
-and writes ``run_info.json`` (and ``pretrain_metrics.json``) for the reports.
+out (config keys, dataset folders and annotations, the weights file and its input layout, AMP
+without a GPU) before anything is built. ``run`` writes ``run_info.json`` (with the run's
+protocol) and ``pretrain_metrics.json`` for the reports, and trains under the run-folder rules
+of :mod:`detection.run_folder` (lock, ``run.json``, resume checks, stop signals).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 from typing import Any, Dict, Optional
 
 import torch
@@ -33,7 +36,13 @@ from detection.convert import check_detection_weights
 from detection.data import prepare_datasets
 from detection.errors import DetectionSetupError
 from detection.evaluation import PerClassVOCEvaluator, save_eval_results
-from detection.files import PRETRAIN_METRICS_FILE, RUN_INFO_FILE, write_json_atomic
+from detection.files import PRETRAIN_METRICS_FILE, RUN_INFO_FILE
+from detection.protocol import UNKNOWN, protocol_label
+from detection.run_folder import (StopHook, adopt_recorded_seed, keep_run_config, lock_for_evaluation,
+                                  open_training_run)
+from runs.files import atomic_write_json
+from runs.folder import FINISHED
+from runs.signals import Interrupted, StopSignals
 
 __all__ = ["Trainer", "check_setup", "init_torchrun", "read_pretrain_metrics", "run", "setup"]
 
@@ -98,12 +107,38 @@ def check_setup(args: argparse.Namespace) -> CfgNode:
         raise DetectionSetupError(
             f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but no CUDA device is available; add MODEL.DEVICE cpu"
         )
-    prepare_datasets(cfg)
+    if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
+        raise DetectionSetupError(
+            f"SOLVER.AMP.ENABLED needs a GPU (Detectron2's AMP trainer is CUDA-only) but MODEL.DEVICE is "
+            f"{cfg.MODEL.DEVICE!r}; add SOLVER.AMP.ENABLED False"
+        )
+    _check_datasets(cfg, getattr(args, "datasets_validated", False))
     if cfg.SALFMIX.CHECK_WEIGHTS and cfg.MODEL.WEIGHTS:
-        check_detection_weights(cfg.MODEL.WEIGHTS)
+        check_detection_weights(cfg.MODEL.WEIGHTS, cfg.INPUT.FORMAT, cfg.MODEL.RESNETS.STRIDE_IN_1X1)
     if cfg.SALFMIX.PRETRAIN_METRICS:
         read_pretrain_metrics(cfg.SALFMIX.PRETRAIN_METRICS)
     return cfg
+
+
+def _check_datasets(cfg: CfgNode, validated: bool) -> None:
+    """Register and check the datasets; parse every annotation in one process only.
+
+    ``validated``: the launching process already parsed them (``tools/train_detection.py``
+    does before spawning GPU workers). Otherwise, in a multi-process job (torchrun), the main
+    process parses them and every process raises the first error any of them found, so a bad
+    file stops the whole job in one line instead of leaving the others waiting.
+    """
+    if validated or comm.get_world_size() == 1:
+        prepare_datasets(cfg, validate=not validated)
+        return
+    error = ""
+    try:
+        prepare_datasets(cfg, validate=comm.is_main_process())
+    except DetectionSetupError as err:
+        error = str(err)
+    found = [e for e in comm.all_gather(error) if e]
+    if found:
+        raise DetectionSetupError(found[0])
 
 
 def read_pretrain_metrics(path: str) -> Dict[str, Any]:
@@ -141,6 +176,9 @@ def _write_run_files(cfg: CfgNode, args: argparse.Namespace) -> None:
         "train_datasets": list(cfg.DATASETS.TRAIN),
         "test_datasets": list(cfg.DATASETS.TEST),
         "world_size": comm.get_world_size(),
+        # the protocol as trained (after Detectron2's rescaling to this world size); an
+        # evaluation alone cannot know it
+        "protocol": UNKNOWN if getattr(args, "eval_only", False) else protocol_label(cfg, comm.get_world_size()),
     }
     ours = {k: v for k, v in ours.items() if v not in ("", None)}
     if getattr(args, "eval_only", False):
@@ -148,36 +186,85 @@ def _write_run_files(cfg: CfgNode, args: argparse.Namespace) -> None:
         ours = {k: v for k, v in ours.items() if k not in info}
         ours["eval_weights"] = cfg.MODEL.WEIGHTS
     info.update(ours)
-    write_json_atomic(info, path)
+    atomic_write_json(path, info)
     if cfg.SALFMIX.PRETRAIN_METRICS:
         metrics = read_pretrain_metrics(cfg.SALFMIX.PRETRAIN_METRICS)
-        write_json_atomic(metrics, os.path.join(cfg.OUTPUT_DIR, PRETRAIN_METRICS_FILE))
+        atomic_write_json(os.path.join(cfg.OUTPUT_DIR, PRETRAIN_METRICS_FILE), metrics)
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
-    """The checked, frozen config of this process; Detectron2's logging and config.yaml."""
+    """The checked, frozen config of this process; for training, as it runs on this world size.
+
+    Detectron2's ``DefaultTrainer`` rescales batch, lr and schedule from
+    ``SOLVER.REFERENCE_WORLD_SIZE`` when it is built; doing it here first (a second call changes
+    nothing) makes ``config.yaml`` and the resume check see the config that actually runs.
+    """
     cfg = check_setup(args)
+    adopt_recorded_seed(cfg, args.resume and not args.eval_only)
     resolve_seed(cfg)
+    if not args.eval_only:
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
     cfg.freeze()
-    default_setup(cfg, args)
+    return cfg
+
+
+def _start_logging(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """Detectron2's logging and config.yaml; run_info.json (and pretrain_metrics.json)."""
+    with keep_run_config(cfg.OUTPUT_DIR, active=args.eval_only):
+        default_setup(cfg, args)
     if not cfg.MODEL.WEIGHTS and not args.eval_only:
         logging.getLogger("detectron2").warning("MODEL.WEIGHTS is empty: the backbone starts from random weights")
     if comm.is_main_process():
         _write_run_files(cfg, args)
-    return cfg
 
 
-def run(args: argparse.Namespace) -> Any:
-    """Train (or, with ``args.eval_only``, evaluate) in this process; Detectron2's ``main``."""
-    cfg = setup(args)
-    if args.eval_only:
+def _evaluate(cfg: CfgNode, args: argparse.Namespace) -> Any:
+    lock = lock_for_evaluation(cfg.OUTPUT_DIR)  # a training run in this folder must not change under us
+    try:
+        _start_logging(cfg, args)
         model = Trainer.build_model(cfg)
         checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def run(args: argparse.Namespace) -> Any:
+    """Train (or, with ``args.eval_only``, evaluate) in this process; Detectron2's ``main``.
+
+    Training runs under the rules of :mod:`detection.run_folder` (lock, ``run.json``, resume
+    checks, stop signals); a ``--resume`` of a finished run logs so and returns None.
+    """
+    cfg = setup(args)
+    if args.eval_only:
+        return _evaluate(cfg, args)
+    folder = open_training_run(cfg, args)
+    if folder.mode == FINISHED:
+        if comm.is_main_process():
+            print(f"{cfg.OUTPUT_DIR}: the run is already finished (model_final.pth); nothing to do")
+        return None
+    try:
+        _start_logging(cfg, args)
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        with StopSignals() as stop:
+            trainer.register_hooks([StopHook(stop)])
+            results = trainer.train()
+        folder.finish(iteration=cfg.SOLVER.MAX_ITER)
+        return results
+    except Interrupted as err:
+        folder.interrupt(err.signum, err.where)
+        raise
+    except KeyboardInterrupt:  # before the handlers were installed (building the model, the data)
+        folder.interrupt(signal.SIGINT, "before training started")
+        raise Interrupted(signal.SIGINT, "before training started") from None
+    except Exception as err:
+        folder.fail(" ".join(str(err).split()) or type(err).__name__)
+        raise
+    finally:
+        folder.close()
 
 
 def init_torchrun() -> bool:

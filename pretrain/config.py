@@ -6,6 +6,7 @@ Configs are YAML files that override these defaults, with ``_BASE_`` inheritance
 """
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 from fvcore.common.config import CfgNode
@@ -19,15 +20,22 @@ _C.SEED = 0
 
 # ---------------------------------------------------------------------------------------------
 _C.DATA = CfgNode()
-# "tinyimagenet", "cifar10" or "cifar100".
+# "tinyimagenet", "cifar10", "cifar100" or "fashion_mnist" (greyscale, replicated to 3 channels).
 _C.DATA.NAME = "tinyimagenet"
-# The dataset folder itself: ".../tiny-imagenet-200", ".../cifar-10-batches-py", ".../cifar-100-python".
+# The dataset folder itself: ".../tiny-imagenet-200", ".../cifar-10-batches-py", ".../cifar-100-python",
+# or the folder of Fashion-MNIST's four IDX files (the shipped configs: /usr/share/datasets/fashion-mnist,
+# where Debian's dataset-fashion-mnist installs them).
 _C.DATA.ROOT = ""
 # Where the packed uint8 caches go; "" = next to the data if writable, else the user's cache dir.
 _C.DATA.CACHE_DIR = ""
 # Splits: TinyImageNet's labelled "val" serves as its test set (its "test" has no labels).
 _C.DATA.TRAIN_SPLIT = "train"
 _C.DATA.TEST_SPLIT = "val"
+# Train on a stratified subset: this many images of each class (0 = the whole training split),
+# drawn once with DATA.SUBSET_SEED. A seed of its own, so runs of different SEEDs train on the
+# same images; the test split is always used whole.
+_C.DATA.TRAIN_PER_CLASS = 0
+_C.DATA.SUBSET_SEED = 0
 
 # ---------------------------------------------------------------------------------------------
 # Batched augmentation on the training device (paper section 5.1: random resized crop, flip and
@@ -47,6 +55,8 @@ _C.AUG.STD = (0.229, 0.224, 0.225)
 _C.MODEL = CfgNode()
 # "resnet50" (torchvision layout, for detection transfer), "preactresnet18/50/101" (CIFAR style),
 # "pyramidnet110" (alpha 64) / "pyramidnet110_a48" (the paper's Table 6; see pretrain/models/pyramidnet.py).
+# "regnetx_200m": RegNet-200M of Table 6 (CIFAR layout; see pretrain/models/regnet.py).
+# "resnet20": He et al.'s CIFAR ResNet-20 (0.27 M parameters; the Fashion-MNIST configs).
 _C.MODEL.ARCH = "resnet50"
 # Side of the training/test input; the images are resized on the device (0 = the data's own size).
 # With the ImageNet stem a 64 px image ends at 2x2 in the last stage; the shipped TinyImageNet
@@ -59,9 +69,10 @@ _C.MODEL.CHANNELS_LAST = True
 _C.MIX = CfgNode()
 # Any name of pretrain.mixing.MIXERS.
 _C.MIX.METHOD = "none"
-# First epoch (1-based) with mixing; Algorithm 2 mixes from epoch 2 (the saliency of an
-# untrained net is noise).
-_C.MIX.START_EPOCH = 2
+# First epoch (1-based) with mixing. 0 = the method's own rule, written into the saved config:
+# 2 for SalfMix, HybridMix and the paper's SalfMix ablations (Algorithm 2: the saliency of an
+# untrained net is noise), 1 for the baselines (their official code mixes from the first epoch).
+_C.MIX.START_EPOCH = 0
 # Where saliency comes from: "fresh" (one gradient_saliency pass per step) or "cached" (our
 # addition: each sample's pooled map from its previous visit, taken from the training
 # backward's input gradient; no extra pass).
@@ -73,11 +84,15 @@ _C.MIX.R = 0.3
 _C.MIX.BETA = 1.0
 # Per-batch probability of applying the two-image step (CutMix official: 0.5 CIFAR, 1.0 ImageNet).
 _C.MIX.PROB = 1.0
-# One lambda/box per sample instead of per batch (official: per batch).
+# Mixup / CutMix / ResizeMix: one lambda (box, scale) per sample instead of per batch (their
+# official code: per batch).
 _C.MIX.PER_SAMPLE = False
+# HybridMix: one lambda and box per pair (Algorithm 2, line 12: the two-image method is called
+# once per pair; v2 then centres each box on its own partner's saliency) or per batch (False).
+_C.MIX.PER_PAIR = True
 # HybridMix partner: "uniform" (Algorithm 2) or "permutation".
 _C.MIX.PARTNER = "uniform"
-# SaliencyMix: "official" or "per_sample".
+# SaliencyMix: "official" (one box per batch from one image, as its code) or "per_sample".
 _C.MIX.SALIENCYMIX_MODE = "official"
 # Cutout hole side as a fraction of the image.
 _C.MIX.CUTOUT_SIZE = 0.5
@@ -93,7 +108,10 @@ _C.SOLVER.BASE_LR = 0.05
 _C.SOLVER.MOMENTUM = 0.9
 _C.SOLVER.WEIGHT_DECAY = 1e-4
 _C.SOLVER.NESTEROV = False
-# Epochs after which the learning rate is multiplied by GAMMA.
+# "step": x GAMMA after each epoch in STEPS (the paper's recipe); "cosine": cosine annealing
+# from BASE_LR to 0 over MAX_EPOCHS, stepped per epoch (RegNet-200M's source code).
+_C.SOLVER.LR_SCHEDULE = "step"
+# Epochs after which the learning rate is multiplied by GAMMA ("step" only).
 _C.SOLVER.STEPS = (75, 150, 225)
 _C.SOLVER.GAMMA = 0.1
 
@@ -114,8 +132,9 @@ _C.TEST = CfgNode()
 # Total evaluation batch size.
 _C.TEST.BATCH_SIZE = 256
 
-DATASETS = ("tinyimagenet", "cifar10", "cifar100")
+DATASETS = ("tinyimagenet", "cifar10", "cifar100", "fashion_mnist")
 AMP_MODES = ("none", "bf16")
+LR_SCHEDULES = ("step", "cosine")
 SALIENCY_SOURCES = ("fresh", "cached")
 
 
@@ -138,15 +157,17 @@ def assert_cfg(cfg: CfgNode) -> None:
 
     need(cfg.DATA.NAME in DATASETS, "DATA.NAME", f"one of {DATASETS}")
     need(bool(cfg.DATA.ROOT), "DATA.ROOT", "the dataset folder (e.g. .../tiny-imagenet-200)")
+    need(cfg.DATA.TRAIN_PER_CLASS >= 0, "DATA.TRAIN_PER_CLASS", "images per class >= 0 (0 = all)")
     need(cfg.MODEL.ARCH in ARCHS, "MODEL.ARCH", f"one of {tuple(ARCHS)}")
     need(cfg.MODEL.INPUT_SIZE >= 0, "MODEL.INPUT_SIZE", "a side >= 0 (0 = the data's own size)")
     need(cfg.MIX.METHOD in MIXERS, "MIX.METHOD", f"one of {tuple(MIXERS)}")
     need(cfg.MIX.SALIENCY in SALIENCY_SOURCES, "MIX.SALIENCY", f"one of {SALIENCY_SOURCES}")
-    need(cfg.MIX.START_EPOCH >= 1, "MIX.START_EPOCH", "an epoch >= 1")
+    need(cfg.MIX.START_EPOCH >= 0, "MIX.START_EPOCH", "an epoch >= 1 (0 = the method's own rule)")
     need(cfg.SOLVER.MAX_EPOCHS >= 1, "SOLVER.MAX_EPOCHS", "at least 1")
     need(cfg.SOLVER.BATCH_SIZE >= 1, "SOLVER.BATCH_SIZE", "at least 1")
     need(cfg.SOLVER.BASE_LR > 0, "SOLVER.BASE_LR", "a learning rate > 0")
     need(list(cfg.SOLVER.STEPS) == sorted(cfg.SOLVER.STEPS), "SOLVER.STEPS", "increasing epochs")
+    need(cfg.SOLVER.LR_SCHEDULE in LR_SCHEDULES, "SOLVER.LR_SCHEDULE", f"one of {LR_SCHEDULES}")
     need(cfg.TRAIN.AMP in AMP_MODES, "TRAIN.AMP", f"one of {AMP_MODES}")
     need(cfg.TRAIN.CHECKPOINT_PERIOD >= 1, "TRAIN.CHECKPOINT_PERIOD", "at least 1")
     need(cfg.TRAIN.EVAL_PERIOD >= 1, "TRAIN.EVAL_PERIOD", "at least 1")
@@ -168,7 +189,10 @@ def load_config(config_file: Optional[str] = None, opts: Optional[List[str]] = N
     if config_file:
         try:
             cfg.merge_from_file(config_file)
-        except FileNotFoundError:
+        except FileNotFoundError as err:
+            missing = err.filename
+            if missing and os.path.abspath(missing) != os.path.abspath(config_file):  # a _BASE_ of the file
+                raise FileNotFoundError(f"{config_file}: _BASE_ {missing}: config file not found") from None
             raise FileNotFoundError(f"{config_file}: config file not found") from None
         except Exception as err:  # unknown keys, YAML syntax errors, type mismatches
             raise ValueError(f"{config_file}: {_explain(err)}") from None
@@ -180,5 +204,15 @@ def load_config(config_file: Optional[str] = None, opts: Optional[List[str]] = N
         except Exception as err:
             raise ValueError(f"overrides: {_explain(err)}") from None
     assert_cfg(cfg)
+    resolve_method_defaults(cfg)
     cfg.freeze()
     return cfg
+
+
+def resolve_method_defaults(cfg: CfgNode) -> None:
+    """Replace the "method's own rule" values (MIX.START_EPOCH 0) by what the method declares,
+    so that the saved config says what ran."""
+    from pretrain.mixing import MIXERS
+
+    if cfg.MIX.START_EPOCH == 0:
+        cfg.MIX.START_EPOCH = MIXERS[cfg.MIX.METHOD].start_epoch

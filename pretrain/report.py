@@ -20,11 +20,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import yaml
 
-from pretrain.files import atomic_write_bytes
-from pretrain.mixing import MIXERS
+from pretrain.mixing import MIXERS, takes_patch_ratio
+from runs.files import atomic_write_bytes
 
 PAPER_R = 0.3
-R_METHODS = ("cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3")
 BASELINE = "none"
 
 
@@ -82,7 +81,7 @@ def _last_record(run_dir: str) -> Dict[str, Any]:
 
 def label_for(method: str, r: Optional[float]) -> str:
     """The row name of a run without run_info: the method, plus ``_r<R>`` for a non-default ratio."""
-    if method in R_METHODS and r is not None and not math.isclose(r, PAPER_R):
+    if method in MIXERS and takes_patch_ratio(method) and r is not None and not math.isclose(r, PAPER_R):
         return f"{method}_r{r:g}"
     return method
 

@@ -39,7 +39,7 @@ class Recipe:
     input_size: int = 16
     n: int = 4
     r: float = 0.3
-    start_epoch: int = 2
+    start_epoch: int = 0  # 0: each method's own rule (2 for SalfMix/HybridMix, 1 for the baselines)
     checkpoint_period: int = 5
     saliency: str = "fresh"
     extra: List[str] = field(default_factory=list)

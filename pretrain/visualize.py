@@ -11,19 +11,19 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from pretrain.files import atomic_write
-from pretrain.mixing import build_mixer
-from pretrain.mixing.geometry import paste_patches, pooled_cells
+from pretrain.mixing import MIXERS, make_mixer
+from pretrain.mixing.hybridmix import HybridMix
+from pretrain.mixing.geometry import cell_kernel, extreme_cells, paste_patches, pool_cells
 from pretrain.mixing.saliency import gradient_saliency
 from pretrain.mixing.salfmix import check_n, patch_side, salfmix_positions
+from runs.files import atomic_write
 
 # The torchvision ImageNet statistics, used by every shipped pretraining config.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-HYBRIDS = ("hybridmix_v1", "hybridmix_v2", "hybridmix_v3")
+HYBRIDS = tuple(name for name, cls in MIXERS.items() if issubclass(cls, HybridMix))
 
 
 def normalize(images_uint8: np.ndarray) -> Tensor:
@@ -45,24 +45,25 @@ def mixing_panels(
     _, _, h, w = images.shape
     n, o = check_n(n, min(h, w)), patch_side(r, h, w)
     saliency = gradient_saliency(model, images, targets)  # [B, H, W]
-    kh, kw = h // n, w // n
-    pooled = F.avg_pool2d(saliency.unsqueeze(1), (kh, kw), stride=(kh, kw))[:, 0]
-    top_max, top_min, cell = pooled_cells(saliency, n)
+    kernel = cell_kernel(h, w, n)
+    top_max, size_max, top_min, size_min = extreme_cells(saliency, kernel)
     generator = torch.Generator().manual_seed(seed)
     p_m, p_l = salfmix_positions(saliency, n, o, generator)
     panels: Dict[str, object] = {
         "saliency": saliency,
-        "pooled": pooled,
+        "pooled": pool_cells(saliency, kernel),
         "cell_max": top_max,
         "cell_min": top_min,
-        "cell": cell,
+        "size_max": size_max,
+        "size_min": size_min,
+        "cell": kernel,
         "p_m": p_m,
         "p_l": p_l,
         "o": o,
         "salfmix": paste_patches(images, images, p_m, p_l, (o, o)),
     }
     for name in HYBRIDS:
-        mixer = build_mixer(name, n=n, r=r, generator=torch.Generator().manual_seed(seed))
+        mixer = make_mixer(name, n=n, r=r, generator=torch.Generator().manual_seed(seed))
         panels[name] = mixer(images, targets, saliency=saliency)
     return panels
 
@@ -93,9 +94,10 @@ def save_figures(images: Tensor, targets: Tensor, panels: Dict[str, object], out
         axes[1].imshow(panels["saliency"][i].cpu().numpy(), cmap="inferno")
         axes[1].set_title("saliency M")
         pooled = panels["pooled"][i].cpu().numpy()
-        axes[2].imshow(np.kron(pooled, np.ones(cell)), cmap="inferno", extent=(-0.5, pooled.shape[1] * cell[1] - 0.5, pooled.shape[0] * cell[0] - 0.5, -0.5))
-        _box(axes[2], panels["cell_max"][i], cell, "red")
-        _box(axes[2], panels["cell_min"][i], cell, "deepskyblue")
+        # Each cell's mean painted over its pixels (remainder cells are cropped to the image).
+        axes[2].imshow(np.kron(pooled, np.ones(cell))[:h, :w], cmap="inferno")
+        _box(axes[2], panels["cell_max"][i], panels["size_max"][i].tolist(), "red")
+        _box(axes[2], panels["cell_min"][i], panels["size_min"][i].tolist(), "deepskyblue")
         axes[2].set_title("pooled: R_m, R_l")
         axes[3].imshow(to_display(panels["salfmix"][i]))
         _box(axes[3], panels["p_m"][i], (o, o), "red")

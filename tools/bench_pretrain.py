@@ -12,15 +12,37 @@ Prints ``BENCH <name> <value>`` lines:
   output size; ``ours_images_per_s`` and ``imagefolder_images_per_s`` are the two rates (medians
   of ``--loader-repeats`` measures).
 The data is the generated demo data in TinyImageNet layout (written to --data if missing).
+
+Optional measures:
+- ``--methods M ...``: each method also timed with fresh saliency, in the same turns:
+  ``step_ms_<method>``; with ``--project-epochs E``, ``projected_<E>ep_hours_<method>``: that step
+  time x (``--project-train-images`` // batch) steps x E epochs, on this one device (evaluation
+  and data loading not counted). A method that fails here (e.g. SaliencyMix's official mode
+  without opencv-contrib) is reported and left out.
+- ``--suspects``: what a training step pays besides the training work, for ``none`` and
+  ``hybridmix_v3`` (fresh): ``<method>_trainer_step_ms`` (``Trainer.train_step``, median of
+  rounds of ``--suspect-steps`` steps); on the model part of the step (forward, mixed loss,
+  backward, optimizer step on one mixed batch, steps queued back to back), the extra time of
+  reading the loss on the host every step, ``<method>_loss_sync_cost_pct``, and of also
+  all-reducing a finite-loss flag and reading it (a one-process group: NCCL on a GPU, gloo on the
+  CPU; more processes add network latency), ``<method>_finite_flag_allreduce_cost_pct``;
+  ``eval_train_switch_cost_pct``: ``model.eval(); model.train()`` (what ``gradient_saliency``
+  does per step) over the ``hybridmix_v3`` step; on CUDA, ``<method>_syncs_per_step``: host
+  synchronisations in one ``Trainer.train_step`` (``torch.cuda.set_sync_debug_mode``), their
+  source lines printed.
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import math
 import os
+import socket
 import sys
 import tempfile
 import time
-from typing import Dict, List
+import warnings
+from typing import Callable, Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -44,6 +66,16 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--loader-workers", type=int, default=2, help="ImageFolder DataLoader workers")
     p.add_argument("--loader-repeats", type=int, default=3, help="loader measures (the medians are reported)")
     p.add_argument("--skip-loader", action="store_true")
+    p.add_argument("--skip-steps", action="store_true", help="skip the step ratios (e.g. with --suspects alone)")
+    p.add_argument("--opts", nargs="*", default=[], metavar="KEY VALUE",
+                   help="config overrides for every trainer, e.g. MODEL.CHANNELS_LAST True")
+    p.add_argument("--methods", nargs="*", default=[], help="methods also timed with fresh saliency (step_ms_<m>)")
+    p.add_argument("--project-epochs", type=int, default=0,
+                   help="project each method's wall time over this many epochs")
+    p.add_argument("--project-train-images", type=int, default=100000,
+                   help="training images per epoch of the projection (TinyImageNet-200: 100000)")
+    p.add_argument("--suspects", action="store_true", help="measure the per-step costs besides training (see above)")
+    p.add_argument("--suspect-steps", type=int, default=10, help="steps queued per timed round of --suspects")
     return p
 
 
@@ -61,36 +93,179 @@ def make_trainer(method: str, saliency: str, args: argparse.Namespace, tiny: str
         "DATA.ROOT", tiny, "OUTPUT_DIR", os.path.join(out, f"{method}_{saliency}"), "MODEL.ARCH", args.arch,
         "MODEL.INPUT_SIZE", str(args.size), "SOLVER.BATCH_SIZE", str(args.batch), "MIX.METHOD", method,
         "MIX.SALIENCY", saliency, "MIX.START_EPOCH", "1",
-    ])
+    ] + list(args.opts))
     trainer = Trainer(cfg)
     trainer.model.train()
     return trainer
 
 
+def extra_variants(args: argparse.Namespace) -> List[Tuple[str, str, str]]:
+    """The ``--methods`` variants not already among VARIANTS (``none`` is the baseline, ``hybridmix_v3``
+    the fresh variant)."""
+    known = {method for _, method, saliency in VARIANTS if saliency == "fresh"}
+    return [(f"m_{m}", m, "fresh") for m in dict.fromkeys(args.methods) if m not in known]
+
+
+def variant_of(method: str) -> str:
+    """The variant name a ``--methods`` entry is timed under."""
+    return {"none": "baseline", "hybridmix_v3": "fresh"}.get(method, f"m_{method}")
+
+
+def cache_filled(trainer, indices: torch.Tensor) -> bool:
+    """Whether the trainer's saliency cache holds a map for every sample of ``indices``."""
+    cache = getattr(trainer.cache, "cache", trainer.cache)  # the loop's wrapper around the cache itself
+    maps = cache.maps[indices.to(cache.maps.device)]
+    return bool(torch.isfinite(maps).flatten(1).any(1).all())
+
+
+def check_batch(tiny: str, batch: int) -> None:
+    """Exit with a one-line error unless the training split holds at least one batch."""
+    from pretrain.data.cache import load_dataset
+
+    num = len(load_dataset("tinyimagenet", tiny, "train", progress=False))
+    if num < batch:
+        raise SystemExit(f"error: {tiny} has {num} training images, fewer than --batch {batch}")
+
+
 def step_times(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
     """Median seconds of one training step of each variant, all on the same batch, timed in turns."""
     trainers = {}
-    for name, method, saliency in VARIANTS:
-        trainers[name] = make_trainer(method, saliency, args, tiny, out)
-        num = len(trainers[name].data.train)
-        if num < args.batch:
-            raise SystemExit(f"error: {tiny} has {num} training images, fewer than --batch {args.batch}")
+    for name, method, saliency in VARIANTS + extra_variants(args):
+        try:
+            trainers[name] = make_trainer(method, saliency, args, tiny, out)
+        except ValueError as err:
+            if name.startswith("m_"):
+                print(f"{method}: left out ({err})")
+                continue
+            raise
     first = trainers["baseline"]
     images, targets, indices = next(iter(first.data.train_loader))
     sync = torch.cuda.synchronize if first.device.type == "cuda" else (lambda: None)
     # Epoch 1 is a warm-up round; it also fills the cache for these samples, as after a first epoch.
     times: Dict[str, List[float]] = {name: [] for name in trainers}
     for round_ in range(args.steps + 1):
-        for name, trainer in trainers.items():
+        for name, trainer in list(trainers.items()):
             sync()
             t0 = time.perf_counter()
-            trainer.train_step(images, targets, indices, epoch=1 if round_ == 0 else 2)
+            try:
+                trainer.train_step(images, targets, indices, epoch=1 if round_ == 0 else 2)
+            except Exception as err:  # noqa: BLE001  (an optional method that cannot run here)
+                if not name.startswith("m_"):
+                    raise
+                print(f"{trainer.cfg.MIX.METHOD}: left out ({type(err).__name__}: {str(err).splitlines()[0]})")
+                del trainers[name], times[name]
+                continue
             sync()
             if round_:
                 times[name].append(time.perf_counter() - t0)
-    cached = trainers["cached"].cache
-    assert cached is not None and cached.lookup(indices.to(cached.maps.device), args.size, args.size) is not None
+    assert cache_filled(trainers["cached"], indices), "the cached variant's warm-up round stored no maps"
     return {name: median(t) for name, t in times.items()}
+
+
+def loss_step(trainer, images: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor,
+              sync: bool, flag: bool) -> Callable[[], None]:
+    """The model part of a training step on one mixed batch: forward, mixed loss, backward, optimizer
+    step; with ``sync`` the loss is read on the host, with ``flag`` a finite-loss flag is also
+    all-reduced and read, as ``Trainer.train_step`` does under DDP."""
+    from pretrain.engine import distributed as dist_utils
+    from pretrain.mixing import mix_loss
+
+    dev = trainer.device
+    x = trainer.data.test_transform(images.to(dev))  # any normalised batch of the right size
+    if trainer.cfg.MODEL.CHANNELS_LAST:
+        x = x.contiguous(memory_format=torch.channels_last)
+    result = trainer.mixer(x, targets.to(dev), model=trainer.model)
+
+    def step() -> None:
+        with trainer.autocast():
+            loss = mix_loss(trainer.model(result.images), result)
+        if sync:
+            finite = math.isfinite(float(loss.detach()))
+            if flag:
+                flags = dist_utils.all_reduce_sum(torch.tensor([float(not finite)], device=dev))
+                bool(flags.item())
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.optimizer.step()
+
+    return step
+
+
+def timed_rounds(fns: Dict[str, Callable[[], None]], steps: int, rounds: int, device: torch.device) -> Dict[str, float]:
+    """Median seconds per call of each function: ``rounds`` rounds in turns, each ``steps`` calls
+    queued back to back and one device synchronisation; one untimed round first."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for round_ in range(rounds + 1):
+        for name, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            sync()
+            if round_:
+                times[name].append((time.perf_counter() - t0) / steps)
+    return {name: median(t) for name, t in times.items()}
+
+
+def count_syncs(fn: Callable[[], object]) -> collections.Counter:
+    """Host synchronisations ``fn()`` makes on CUDA, by source line (torch's sync debug mode)."""
+    found: collections.Counter = collections.Counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+            torch.cuda.synchronize()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            found[f"{os.path.relpath(w.filename)}:{w.lineno}"] += 1
+    return found
+
+
+def one_process_group(device: torch.device) -> None:
+    """A torch.distributed group of this process alone (NCCL on CUDA, gloo on the CPU)."""
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}",
+                            rank=0, world_size=1)
+
+
+def suspects(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
+    """The per-step costs besides training (see the module docstring)."""
+    import torch.distributed as dist
+
+    results: Dict[str, float] = {}
+    trainers = {m: make_trainer(m, "fresh", args, tiny, out) for m in ("none", "hybridmix_v3")}
+    for method, trainer in trainers.items():
+        images, targets, indices = next(iter(trainer.data.train_loader))
+        fns = {"trainer": lambda t=trainer: t.train_step(images, targets, indices, epoch=2),
+               "nosync": loss_step(trainer, images, targets, indices, sync=False, flag=False),
+               "sync": loss_step(trainer, images, targets, indices, sync=True, flag=False)}
+        times = timed_rounds(fns, args.suspect_steps, max(args.steps, 1), trainer.device)
+        results[f"{method}_trainer_step_ms"] = times["trainer"] * 1e3
+        results[f"{method}_loss_sync_cost_pct"] = 100 * (times["sync"] / times["nosync"] - 1)
+        one_process_group(trainer.device)
+        try:
+            fns = {"sync": fns["sync"], "flag": loss_step(trainer, images, targets, indices, sync=True, flag=True)}
+            times.update(timed_rounds(fns, args.suspect_steps, max(args.steps, 1), trainer.device))
+        finally:
+            dist.destroy_process_group()
+        results[f"{method}_finite_flag_allreduce_cost_pct"] = 100 * (times["flag"] / times["sync"] - 1)
+        if trainer.device.type == "cuda":
+            where = count_syncs(lambda t=trainer: t.train_step(images, targets, indices, epoch=2))
+            results[f"{method}_syncs_per_step"] = float(sum(where.values()))
+            for line, n in where.most_common():
+                print(f"sync in {method} train_step: {line} x{n}")
+    model = trainers["hybridmix_v3"].model
+    switch = timed_rounds({"switch": lambda: (model.eval(), model.train())}, 100, 3, torch.device("cpu"))["switch"]
+    results["eval_train_switch_cost_pct"] = 100 * switch / (results["hybridmix_v3_trainer_step_ms"] / 1e3)
+    return results
 
 
 def main(args: argparse.Namespace) -> Dict[str, float]:
@@ -102,13 +277,25 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
     if not os.path.isdir(tiny):
         write_demo_data(args.data, datasets=("tinyimagenet",))
     results: Dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as out:
-        times = step_times(args, tiny, out)
-    results["baseline_step_ms"] = times["baseline"] * 1e3
-    results["hybridmix_v3_step_ratio_fresh"] = times["fresh"] / times["baseline"]
-    results["hybridmix_v3_step_ratio_cached"] = times["cached"] / times["baseline"]
     settings = {"arch": args.arch, "batch": args.batch, "size": args.size, "steps": args.steps,
                 "threads": torch.get_num_threads()}
+    if args.opts:
+        settings["opts"] = " ".join(args.opts)
+    check_batch(tiny, args.batch)
+    if not args.skip_steps:
+        with tempfile.TemporaryDirectory() as out:
+            times = step_times(args, tiny, out)
+        results["baseline_step_ms"] = times["baseline"] * 1e3
+        results["hybridmix_v3_step_ratio_fresh"] = times["fresh"] / times["baseline"]
+        results["hybridmix_v3_step_ratio_cached"] = times["cached"] / times["baseline"]
+        for method in dict.fromkeys(args.methods):
+            if variant_of(method) not in times:
+                continue
+            step = times[variant_of(method)]
+            results[f"step_ms_{method}"] = step * 1e3
+            if args.project_epochs:
+                steps = args.project_train_images // args.batch * args.project_epochs
+                results[f"projected_{args.project_epochs}ep_hours_{method}"] = step * steps / 3600
     if not args.skip_loader:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         # Each call times our path, then ImageFolder's; a few short calls in turns, and the median
@@ -120,6 +307,9 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
         settings.update({f"loader_{k}": runs[0][k] for k in ("batch_size", "num_batches", "imagefolder_workers",
                                                                "train_images", "malloc_tuned")})
         settings["loader_repeats"] = args.loader_repeats
+    if args.suspects:
+        with tempfile.TemporaryDirectory() as out:
+            results.update(suspects(args, tiny, out))
     print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     for key, value in results.items():
         print(f"BENCH {key} {value:.4g}")

@@ -2,9 +2,12 @@
 """Convert a torchvision-layout ResNet-50 checkpoint to a Detectron2 backbone pickle.
 
 Accepts our pretraining checkpoints (``model_final.pth``: a dict whose ``model`` entry is the
-state dict), plain torchvision state dicts and DDP checkpoints (keys prefixed ``module.``).
-Refuses anything that is not a complete ResNet-50 backbone (a missing stage, a CIFAR 3x3 stem,
-wrong shapes), leaving no output file. The classifier (``fc``) is dropped.
+state dict; a training checkpoint ``model_epochNNNN.pth`` too, with a note that it converts an
+intermediate epoch), plain torchvision state dicts and DDP checkpoints (keys prefixed
+``module.``). Refuses anything that is not a complete ResNet-50 backbone (a missing stage, a
+CIFAR 3x3 stem, wrong shapes) and weights with NaN or infinite values, leaving no output file.
+The classifier (``fc``) is dropped. The output is written atomically; an existing OUT is
+replaced only with ``--force``.
 
 Example::
 
@@ -19,10 +22,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from detection.convert import convert_state_dict, extract_state_dict, write_detectron2_pickle  # noqa: E402
+from detection.convert import convert_state_dict, read_checkpoint, write_detectron2_pickle  # noqa: E402
 from detection.errors import DetectionSetupError  # noqa: E402
+from runs.errors import RunError  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -30,6 +33,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="IN", help="torchvision ResNet-50 checkpoint (.pth)")
     p.add_argument("output", metavar="OUT", help="Detectron2 pickle to write (.pkl)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     return p
 
 
@@ -41,15 +45,15 @@ def main(args: argparse.Namespace) -> str:
         )
     if not os.path.isfile(args.input):
         raise DetectionSetupError(f"{args.input}: checkpoint not found")
-    try:
-        obj = torch.load(args.input, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling fails in many ways
-        raise DetectionSetupError(f"{args.input}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
-    state = extract_state_dict(obj, args.input)
+    if os.path.exists(args.output) and not args.force:
+        raise DetectionSetupError(f"{args.output}: exists; pass --force to replace it")
+    state, note = read_checkpoint(args.input)
     try:
         model = convert_state_dict(state)
     except DetectionSetupError as err:
         raise DetectionSetupError(f"{args.input}: {err}") from None
+    if note:
+        print(f"note: {note}")
     write_detectron2_pickle(model, args.output)
     n_params = sum(int(np.prod(v.shape)) for v in model.values())
     has_fc = any(k.startswith(("fc.", "module.fc.")) for k in state)
@@ -63,5 +67,5 @@ def main(args: argparse.Namespace) -> str:
 if __name__ == "__main__":
     try:
         main(get_parser().parse_args())
-    except DetectionSetupError as err:
+    except (DetectionSetupError, RunError) as err:
         sys.exit(f"error: {err}")

@@ -5,7 +5,11 @@ Examples::
 
     python tools/pretrain.py --config-file configs/pretrain/tinyimagenet_r50_hybridmix_v3.yaml \\
         DATA.ROOT /data/tiny-imagenet-200 OUTPUT_DIR output/r50_hybridmix_v3
-    torchrun --nproc_per_node 4 tools/pretrain.py --config-file ... --resume
+    torchrun --nproc_per_node 4 tools/pretrain.py --config-file ... OUTPUT_DIR ... --resume
+
+Flags may come anywhere among the KEY VALUE overrides. A run folder is locked while a run uses
+it, never overwritten once finished, and resumed only with the same config (see pretrain/README.md).
+Ctrl-C (or SIGTERM) stops at the end of the current step and prints the command that resumes.
 """
 from __future__ import annotations
 
@@ -17,47 +21,49 @@ from typing import Dict
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pretrain.config import load_config  # noqa: E402
-from pretrain.engine.checkpoint import last_checkpoint  # noqa: E402
+from runs.cli import flags_anywhere, resume_command  # noqa: E402
+from runs.errors import RunError  # noqa: E402
+from runs.signals import Interrupted  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
-    """Command-line options."""
+    """Command-line options (flags anywhere: ``... OUTPUT_DIR out --resume`` works)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="FILE", help="a YAML config (with _BASE_ inheritance)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT_DIR")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs overriding the config")
-    return p
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="pairs overriding the config")
+    return flags_anywhere(p)
 
 
 def main(args: argparse.Namespace) -> Dict[str, float]:
-    """Train; returns the final epoch's metrics. Exits with a one-line message on bad input."""
-    from pretrain.engine.trainer import NonFiniteLossError, Trainer
+    """Train; returns the final epoch's metrics. Exits with a one-line message on bad input,
+    and with status 130 / 143 (one line naming the resume command) on SIGINT / SIGTERM."""
+    from pretrain.engine.runner import run_pretraining
+    from pretrain.engine.trainer import NonFiniteLossError
 
     try:
         cfg = load_config(args.config_file, args.opts)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}")
-    if not args.resume and last_checkpoint(cfg.OUTPUT_DIR) is not None:
-        raise SystemExit(f"error: {cfg.OUTPUT_DIR} already holds checkpoints: pass --resume, or another OUTPUT_DIR")
+    again = resume_command(os.path.abspath(__file__), args.config_file, args.opts)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     try:
-        trainer = Trainer(cfg)
-    except (ValueError, FileNotFoundError) as err:
+        result = run_pretraining(cfg, resume=args.resume, resume_cmd=again)
+    except Interrupted as stop:
+        if main_rank:
+            print(f"{stop}; resume with: {again}", file=sys.stderr)
+        raise SystemExit(stop.exit_code)
+    except (RunError, ValueError, FileNotFoundError, NonFiniteLossError) as err:
         raise SystemExit(f"error: {err}")
-    if args.resume:
-        try:
-            path = trainer.resume()
-        except (ValueError, KeyError, RuntimeError, EOFError) as err:
-            raise SystemExit(f"error: --resume: {err}")
-        if trainer.rank == 0:
-            print(f"resuming from {path} (epoch {trainer.start_epoch})" if path else "no checkpoint found: starting")
-    try:
-        record = trainer.train()
-    except NonFiniteLossError as err:
-        raise SystemExit(f"error: {err}")
-    if trainer.rank == 0 and record:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items())
+    if not main_rank:
+        return result.record
+    if result.status == "already finished":
+        print(f"{cfg.OUTPUT_DIR}: the run is already finished (model_final.pth); nothing to do")
+        return result.record
+    if result.record:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in result.record.items())
         print(f"done: {shown}; weights in {os.path.join(cfg.OUTPUT_DIR, 'model_final.pth')}")
-    return record
+    return result.record
 
 
 if __name__ == "__main__":

@@ -83,16 +83,15 @@ logged() {  # logged LOG COMMAND...: run it, its output to LOG (and the terminal
     fi
 }
 
-# 1. Pretraining (resumes from its newest checkpoint when one exists).
+# 1. Pretraining. Always --resume: it starts an empty folder and continues an interrupted run
+# (from its newest checkpoint, or from the start if it was stopped before the first one).
 if [[ -f "$pre/model_final.pth" ]]; then
     stage "pretrain: done ($pre/model_final.pth)"
 else
-    resume=()
-    [[ -f "$pre/last_checkpoint" ]] && resume=(--resume)
-    stage "pretrain: $pretrain_config ${resume[*]:-}"
+    stage "pretrain: $pretrain_config"
     # shellcheck disable=SC2086  # the opts are KEY VALUE words
     logged "$logs/$name.pretrain.log" "${launcher[@]}" "$root/tools/pretrain.py" --config-file "$pretrain_config" \
-        "${resume[@]}" SEED "$seed" OUTPUT_DIR "$pre" $pretrain_opts
+        --resume SEED "$seed" OUTPUT_DIR "$pre" $pretrain_opts
 fi
 
 # 2. Conversion (again when the pretrained weights are newer than the converted file).
@@ -100,7 +99,8 @@ if [[ -f "$weights" && "$weights" -nt "$pre/model_final.pth" ]]; then
     stage "convert: done ($weights)"
 else
     stage "convert: $weights"
-    logged "$logs/$name.convert.log" "$python" "$root/tools/convert_to_detectron2.py" "$pre/model_final.pth" "$weights"
+    logged "$logs/$name.convert.log" "$python" "$root/tools/convert_to_detectron2.py" --force \
+        "$pre/model_final.pth" "$weights"
 fi
 
 # 3 + 4. Fine-tuning ends with an evaluation; a finished model without results is evaluated.
@@ -129,12 +129,10 @@ case "$(eval_state)" in
         stage "evaluate: $det/model_final.pth"
         logged "$logs/$name.detection.log" "${det_launch[@]}" --eval-only --config-file "$det/config.yaml" \
             MODEL.WEIGHTS "$det/model_final.pth" OUTPUT_DIR "$det" ;;
-    train)
-        resume=()
-        [[ -f "$det/last_checkpoint" ]] && resume=(--resume)
-        stage "fine-tune + evaluate: $det_config ${resume[*]:-}"
+    train)  # --resume as for pretraining
+        stage "fine-tune + evaluate: $det_config"
         # shellcheck disable=SC2086
-        logged "$logs/$name.detection.log" "${det_launch[@]}" --config-file "$det_config" "${resume[@]}" \
+        logged "$logs/$name.detection.log" "${det_launch[@]}" --config-file "$det_config" --resume \
             MODEL.WEIGHTS "$weights" SALFMIX.METHOD "$method" SEED "$seed" \
             SALFMIX.PRETRAIN_METRICS "$pre/metrics.jsonl" OUTPUT_DIR "$det" $det_opts ;;
 esac

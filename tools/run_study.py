@@ -29,12 +29,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pretrain.files import atomic_write_bytes  # noqa: E402
 from pretrain.engine.checkpoint import LAST, last_checkpoint  # noqa: E402
 from pretrain.mixing import MIXERS  # noqa: E402
 from pretrain.report import ReportError, build_report, write_report  # noqa: E402
 from pretrain.study import (ABLATIONS, DEFAULT_R_VALUES, Recipe, StudyRun, config_file, format_duration,  # noqa: E402
                             plan_runs, plan_tags, run_opts)
+from runs.files import atomic_write_bytes  # noqa: E402
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TOOLS)
@@ -57,7 +57,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=Recipe.input_size, help="MODEL.INPUT_SIZE")
     p.add_argument("--n", type=int, default=Recipe.n, help="MIX.N, the pooled saliency grid")
     p.add_argument("--r", type=float, default=Recipe.r, help="MIX.R of every method but the r ablation's")
-    p.add_argument("--start-epoch", type=int, default=Recipe.start_epoch, help="MIX.START_EPOCH")
+    p.add_argument("--start-epoch", type=int, default=Recipe.start_epoch,
+                   help="MIX.START_EPOCH (default 0: each method's own rule)")
     p.add_argument("--saliency", choices=("fresh", "cached"), default=Recipe.saliency, help="MIX.SALIENCY")
     p.add_argument("--checkpoint-period", type=int, default=Recipe.checkpoint_period, help="epochs between checkpoints")
     p.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "pretrain"))
@@ -67,7 +68,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", action="store_true", help="keep model_epoch*.pth of finished runs")
     p.add_argument("--no-report", action="store_true", help="do not write OUTPUT_ROOT/report")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="further KEY VALUE overrides for every run")
+    p.add_argument("--opts", nargs="*", default=[], help="further KEY VALUE overrides for every run (flags may follow)")
     return p
 
 
@@ -113,6 +114,8 @@ def _run_inprocess(tool: Any, cfg_file: str, opts: List[str], threads: int) -> O
     try:
         tool.main(tool.get_parser().parse_args(["--config-file", cfg_file, "--resume", *opts]))
     except SystemExit as err:
+        if isinstance(err.code, int) and err.code >= 128:  # stopped by SIGINT / SIGTERM: the study stops too
+            raise
         return str(err)
     except Exception as err:  # one failed run must not stop the study
         return f"{type(err).__name__}: {err}"

@@ -35,18 +35,37 @@ import detection  # noqa: E402,F401  (before Detectron2: restores the names it n
 from detectron2.engine import default_argument_parser, launch  # noqa: E402
 
 from detection.errors import DetectionSetupError  # noqa: E402
+from detection.run_folder import already_finished, check_training_run  # noqa: E402
 from detection.train import check_setup, init_torchrun, run  # noqa: E402
+from runs.cli import flags_anywhere, resume_command  # noqa: E402
+from runs.errors import RunError  # noqa: E402
+from runs.signals import Interrupted  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
     """Detectron2's standard options: --config-file, --num-gpus, --resume, --eval-only, KEY VALUE..."""
     parser = default_argument_parser(epilog=__doc__)
     parser.description = "Fine-tune or evaluate Faster R-CNN on PASCAL VOC (Detectron2)."
-    return parser
+    # Detectron2's default port depends only on the user id, so two jobs of one user on one
+    # machine would meet on it; "auto" makes launch take a free local port (one machine only).
+    parser.set_defaults(dist_url="auto")
+    return flags_anywhere(parser)  # Detectron2's opts are REMAINDER: "... OUTPUT_DIR out --resume" failed
 
 
 def main(args: argparse.Namespace) -> Any:
-    """Check the setup, then run in this process (torchrun, one device) or launch GPU workers."""
+    """Check the setup, then run in this process (torchrun, one device) or launch GPU workers.
+
+    Raises DetectionSetupError / RunError (one line) on bad input or a refused run folder, and
+    runs.signals.Interrupted after SIGINT / SIGTERM (a checkpoint was saved at that iteration).
+    """
+    launcher = [] if args.num_gpus == 1 else ["--num-gpus", str(args.num_gpus)]
+    if args.num_machines > 1:
+        launcher += ["--num-machines", str(args.num_machines), "--machine-rank", str(args.machine_rank),
+                     "--dist-url", args.dist_url]
+    if args.eval_only:  # an interrupted evaluation is simply run again
+        launcher.append("--eval-only")
+    args.resume_command = resume_command(os.path.abspath(__file__), args.config_file, args.opts, launcher,
+                                         resume=args.resume or not args.eval_only)
     if init_torchrun():  # torchrun started this process: it is one worker of the job
         return run(args)
     world_size = args.num_gpus * args.num_machines
@@ -55,6 +74,15 @@ def main(args: argparse.Namespace) -> Any:
             f"--num-gpus {args.num_gpus} --num-machines {args.num_machines}: no CUDA device; "
             "on the CPU run several processes with torchrun --nproc_per_node=N tools/train_detection.py ..."
         )
+    if args.num_machines > 1 and args.dist_url == "auto":
+        raise DetectionSetupError(
+            f"--num-machines {args.num_machines}: give --dist-url tcp://<address of machine 0>:<port> on every "
+            "machine ('auto' takes a free port on this machine only)"
+        )
+    finished = already_finished(args)
+    if finished:  # a --resume of a finished run: nothing to launch, nothing to touch
+        print(finished)
+        return None
     if world_size > 1:
         cfg = check_setup(args)  # fail here, in one line, rather than in every spawned worker
         if cfg.MODEL.DEVICE == "cpu":
@@ -62,6 +90,8 @@ def main(args: argparse.Namespace) -> Any:
                 "--num-gpus with MODEL.DEVICE cpu: launch spawns one process per GPU; "
                 "for CPU processes use torchrun --nproc_per_node=N tools/train_detection.py ..."
             )
+        check_training_run(cfg, args, world_size)
+        args.datasets_validated = True  # the spawned workers skip parsing every annotation again
     return launch(
         run,
         args.num_gpus,
@@ -73,7 +103,14 @@ def main(args: argparse.Namespace) -> Any:
 
 
 if __name__ == "__main__":
+    parsed = get_parser().parse_args()
     try:
-        main(get_parser().parse_args())
-    except DetectionSetupError as err:
+        main(parsed)
+    except (DetectionSetupError, RunError) as err:
         sys.exit(f"error: {err}")
+    except (Interrupted, KeyboardInterrupt) as err:
+        stop = err if isinstance(err, Interrupted) else Interrupted(2, "before training started")
+        if int(os.environ.get("RANK", "0")) == 0:
+            again = "run again with" if parsed.eval_only else "resume with"
+            print(f"{stop}; {again}: {getattr(parsed, 'resume_command', '')}", file=sys.stderr)
+        sys.exit(stop.exit_code)

@@ -4,7 +4,10 @@
 Each RUN_DIR is an OUTPUT_DIR of tools/train_detection.py. The report reads its
 eval_results.json (required), run_info.json (method, seed; else the saved config.yaml's
 SALFMIX.METHOD and SEED, else the folder name) and pretrain_metrics.json (top1_err, top5_err;
-optional). Runs sharing a method are averaged (mean ± sample std over seeds).
+optional). Runs sharing a method are averaged (mean ± sample std over seeds). Each run's
+protocol (backbone layout, norm, batch, lr, iterations as trained after Detectron2's GPU
+rescaling) is read from run_info.json, else from config.yaml; runs of one method under
+different protocols are refused, and rows under different protocols are flagged.
 
 Example::
 
@@ -41,6 +44,9 @@ def main(args: argparse.Namespace) -> Dict[str, str]:
     paths = write_report(report, args.out)
     with open(paths["md"], encoding="utf-8") as f:
         print(f.read(), end="")
+    protocols = sorted({str(entry["protocol"]) for entry in report["methods"]})
+    if len(protocols) > 1:
+        print(f"warning: the rows were fine-tuned under {len(protocols)} different protocols", file=sys.stderr)
     for entry in report["methods"]:
         for run_dir in entry["incomplete_runs"]:
             print(f"warning: {run_dir}: evaluated before its last iteration", file=sys.stderr)

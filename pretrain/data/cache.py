@@ -7,7 +7,8 @@ A packed split is a folder ``<cache_dir>/<name>-<split>-<size>-<fingerprint[:16]
 - ``meta.json``: name, split, classes, shape, the source fingerprint and how it was made.
 
 The fingerprint hashes the source files' relative paths, sizes and mtimes (every image for
-TinyImageNet plus ``wnids.txt`` / ``val_annotations.txt``; the pickles for CIFAR), the requested
+TinyImageNet plus ``wnids.txt`` / ``val_annotations.txt``; the pickles for CIFAR; the two IDX
+files of the split for Fashion-MNIST), the requested
 size and the cache format version, so any change to the source selects a new folder and the split
 is repacked; older packs of the same split are then removed. A pack is built in a ``.tmp-*``
 folder and renamed into place only when complete, so an interrupted build never looks valid.
@@ -29,17 +30,25 @@ import numpy as np
 from PIL import Image, ImageFile
 from tqdm import tqdm
 
+from runs.errors import WriteError
+from runs.files import describe_os_error
+
 from .cifar import cifar_files, read_cifar, resolve_cifar
+from .fashion_mnist import fashion_files, read_fashion_mnist
 from .tinyimagenet import label_files, list_tinyimagenet, resolve_root
 
 CACHE_VERSION = 1
-NAMES = ("tinyimagenet", "cifar10", "cifar100")
+NAMES = ("tinyimagenet", "cifar10", "cifar100", "fashion_mnist")
 SizeArg = Optional[Union[int, Tuple[int, int]]]
 
 
 @dataclass
 class PackedDataset:
-    """A packed split: ``images`` np.memmap uint8 ``[N, H, W, 3]``, ``labels`` int64 ``[N]``."""
+    """A packed split: ``images`` np.memmap uint8 ``[N, H, W, 3]``, ``labels`` int64 ``[N]``.
+
+    ``indices`` is None for a whole split; for a :meth:`subset` it holds the (sorted) positions
+    of its samples in the packed split, and ``images`` is an in-memory copy of those.
+    """
 
     images: np.memmap
     labels: np.ndarray
@@ -47,6 +56,7 @@ class PackedDataset:
     name: str
     split: str
     path: str
+    indices: Optional[np.ndarray] = None
 
     @property
     def num_classes(self) -> int:
@@ -58,6 +68,36 @@ class PackedDataset:
 
     def __getitem__(self, index: int) -> Tuple[np.ndarray, int]:
         return np.asarray(self.images[index]), int(self.labels[index])
+
+    def subset(self, indices: np.ndarray) -> "PackedDataset":
+        """The samples at ``indices`` (sorted, distinct positions in this split), copied into memory."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.ndim != 1 or (np.diff(indices) <= 0).any() or (len(indices) and not 0 <= indices[0] <= indices[-1] < len(self)):
+            raise ValueError(f"{self.name}/{self.split} subset: expected increasing indices in [0, {len(self)})")
+        base = self.indices if self.indices is not None else np.arange(len(self))
+        return PackedDataset(np.ascontiguousarray(self.images[indices]), self.labels[indices].copy(), list(self.classes),
+                             self.name, self.split, self.path, base[indices])
+
+
+def stratified_indices(labels: np.ndarray, per_class: int, num_classes: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of ``per_class`` samples of each of the ``num_classes`` classes.
+
+    Each class's positions are permuted by one ``np.random.default_rng(seed)``, class 0 first, and
+    the first ``per_class`` kept; so the choice depends only on (labels, per_class, seed), and with
+    the same seed a smaller ``per_class`` picks a subset of a larger one's. A class with fewer
+    samples raises ValueError.
+    """
+    labels = np.asarray(labels)
+    if per_class < 1:
+        raise ValueError(f"per_class={per_class}: expected at least 1")
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        if len(members) < per_class:
+            raise ValueError(f"{per_class} per class asked, class {c} has only {len(members)} samples")
+        picked.append(rng.permutation(members)[:per_class])
+    return np.sort(np.concatenate(picked))
 
 
 def _hw(size: SizeArg) -> Optional[Tuple[int, int]]:
@@ -156,6 +196,10 @@ def _build(
 ) -> None:
     images_path = os.path.join(tmp, "images.npy")
     images = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=(num, *shape_hw, 3))
+    # The memmap is a sparse file: on a full disk a write into it is a SIGBUS, not an error.
+    # Allocating every block first turns that into ENOSPC here.
+    with open(images_path, "rb+") as f:
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
     with tqdm(total=num, desc=f"packing {meta['name']}/{meta['split']}", unit="img", disable=not progress) as bar:
         fill(images, bar)
     images.flush()
@@ -212,6 +256,14 @@ def _prune(cache_dir: str, prefix: str, keep: str) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def _check_free_space(cache_dir: str, need: int, what: str) -> None:
+    """Refuse to start packing when the cache folder's disk has less than ``need`` bytes free."""
+    free = shutil.disk_usage(cache_dir).free
+    if free < need:
+        raise WriteError(cache_dir, f"no space left for the cache of {what}: it needs {need / 2**20:.1f} MiB, "
+                                    f"{free / 2**20:.1f} MiB are free (DATA.CACHE_DIR chooses another folder)")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -233,8 +285,9 @@ def load_dataset(
 ) -> PackedDataset:
     """Load split ``split`` of dataset ``name`` from ``root``, packing it first if needed.
 
-    ``name`` is ``"tinyimagenet"`` (split ``"train"`` / ``"val"``), ``"cifar10"`` or
-    ``"cifar100"`` (``"train"`` / ``"test"``, ``"val"`` = ``"test"``). ``size`` (int or
+    ``name`` is ``"tinyimagenet"`` (split ``"train"`` / ``"val"``), ``"cifar10"``,
+    ``"cifar100"`` or ``"fashion_mnist"`` (``"train"`` / ``"test"``, ``"val"`` = ``"test"``;
+    Fashion-MNIST's grey channel is stored three times). ``size`` (int or
     ``(h, w)``) resizes every image at pack time; without it all images must share the first
     one's size. ``num_workers`` decoding threads (default: min(8, CPUs)). ``cache_dir`` defaults
     to :func:`default_cache_dir`.
@@ -246,6 +299,8 @@ def load_dataset(
         paths, labels, classes = list_tinyimagenet(root, split)
         base = resolve_root(root)
         sources = label_files(root, split) + paths
+    elif name == "fashion_mnist":
+        sources, base = fashion_files(root, split), root
     else:
         sources = cifar_files(root, split, name)
         base = resolve_cifar(root, name)[0]
@@ -269,7 +324,7 @@ def load_dataset(
         shape_hw = first.shape[:2]
         fill = _fill_from_files(paths, hw, shape_hw, num_workers or min(8, os.cpu_count() or 1))
     else:
-        array, labels, classes = read_cifar(root, split, name)
+        array, labels, classes = read_fashion_mnist(root, split) if name == "fashion_mnist" else read_cifar(root, split, name)
         shape_hw = hw or array.shape[1:3]
         fill = _fill_from_array(array, hw)
     meta = {
@@ -285,9 +340,17 @@ def load_dataset(
         "note": "generated by pretrain.data.cache from the source files; delete freely, it is rebuilt on demand",
     }
     tmp = os.path.join(cache_dir, f".tmp-{prefix}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    need = len(labels) * int(shape_hw[0]) * int(shape_hw[1]) * 3 + 9 * len(labels) + (1 << 20)
+    _check_free_space(cache_dir, need, f"{name}/{split}")
     os.makedirs(tmp)
     try:
-        _build(tmp, len(labels), tuple(shape_hw), fill, labels, meta, progress)
+        try:
+            _build(tmp, len(labels), tuple(shape_hw), fill, labels, meta, progress)
+        except OSError as err:  # ENOSPC from the preallocation or a write, a quota, a read-only disk
+            if isinstance(err, FileNotFoundError):  # a source file went missing: decode_image names it
+                raise
+            raise WriteError(f"{tmp} (packing {name}/{split} into the cache folder {cache_dir})",
+                             describe_os_error(err)) from None
         try:
             os.rename(tmp, final)
         except OSError:

@@ -30,7 +30,7 @@ from PIL import Image
 
 from pretrain.data.cifar import VARIANTS, write_cifar
 from pretrain.data.synthetic import SHAPES, synthetic_images
-from pretrain.files import atomic_write_bytes
+from runs.files import atomic_write_bytes
 
 MARKER = "GENERATED.txt"
 DATASETS = ("tinyimagenet", "cifar10", "cifar100")

@@ -1,49 +1,29 @@
 """``build_*(cfg)``: the only functions that read the pretraining config."""
 from __future__ import annotations
 
-from typing import Any, Dict
+import re
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
 
-from pretrain.mixing import MIXERS, Mixer
-from pretrain.mixing import build_mixer as make_mixer
+from pretrain.engine.saliency_cache import DEFAULT_GRID, SaliencyCache
+from pretrain.mixing import MIXERS, Mixer, make_mixer
 from pretrain.models import build_arch
 
-# Which MIX keys each method takes, under its own parameter name.
-_BETA = {"mixup": "alpha", "puzzlemix": "alpha", "hybridmix_v1": "alpha",
-         "cutmix": "beta", "saliencymix": "beta", "hybridmix_v2": "beta", "hybridmix_v3": "beta"}
-_SALF = {"cutout_saliency", "salfmix", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3"}
-_PAIR = {"mixup", "cutmix", "saliencymix", "resizemix", "puzzlemix", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3"}
-_PER_SAMPLE = {"mixup", "cutmix", "resizemix", "hybridmix_v1", "hybridmix_v3"}
-_SMIX_MODE = {"saliencymix", "hybridmix_v2"}
+
+def config_value(cfg: CfgNode, key: str) -> Any:
+    """The value of dotted ``key`` (e.g. ``"MIX.BETA"``) in ``cfg``; lists become tuples."""
+    value: Any = cfg
+    for part in key.split("."):
+        value = value[part]
+    return tuple(value) if isinstance(value, list) else value
 
 
 def mixer_params(cfg: CfgNode) -> Dict[str, Any]:
-    """The keyword arguments of ``cfg.MIX.METHOD`` taken from the ``MIX`` keys."""
-    m, mix = cfg.MIX.METHOD, cfg.MIX
-    params: Dict[str, Any] = {}
-    if m in _SALF:
-        params.update(n=mix.N, r=mix.R)
-    if m in ("salfmix_random", "salfmix_nopool"):
-        params["r"] = mix.R
-    if m.startswith("hybridmix"):
-        params["partner"] = mix.PARTNER
-    if m in _BETA:
-        params[_BETA[m]] = mix.BETA
-    if m in _PAIR:
-        params["prob"] = mix.PROB
-    if m in _PER_SAMPLE:
-        params["per_sample"] = mix.PER_SAMPLE
-    if m in _SMIX_MODE:
-        params["mode"] = mix.SALIENCYMIX_MODE
-    if m == "cutout":
-        params["size"] = mix.CUTOUT_SIZE
-    if m == "resizemix":
-        params["scale_min"], params["scale_max"] = mix.RESIZEMIX_SCALE
-    if m == "puzzlemix":  # its smoothness term works on un-normalised pixels
-        params["mean"], params["std"] = tuple(cfg.AUG.MEAN), tuple(cfg.AUG.STD)
-    return params
+    """The keyword arguments of ``cfg.MIX.METHOD``: the config keys its class declares."""
+    keys = MIXERS[cfg.MIX.METHOD].config_keys
+    return {arg: config_value(cfg, key) for arg, key in keys.items()}
 
 
 def build_mixer(cfg: CfgNode, generator: torch.Generator) -> Mixer:
@@ -51,18 +31,19 @@ def build_mixer(cfg: CfgNode, generator: torch.Generator) -> Mixer:
     return make_mixer(cfg.MIX.METHOD, generator=generator, **mixer_params(cfg))
 
 
-def cache_grid(cfg: CfgNode, image_size: int) -> int:
-    """Side of the pooled maps the saliency cache keeps for this method.
+def build_saliency_cache(cfg: CfgNode, num_samples: int, src_hw: Tuple[int, int],
+                         device: torch.device) -> Optional[SaliencyCache]:
+    """The saliency cache of ``MIX.SALIENCY cached`` (None when fresh or the method takes no saliency).
 
-    SalfMix-family methods only look at the n x n pooled map; the pixel-level ablation needs the
-    full map; PuzzleMix pools to 2..16 blocks (and its transport grid), all of which a 16 x 16
-    map determines exactly.
+    Its grid lies on the source images: 16 x 16 cells (at most one per pixel), or every source
+    pixel for a method that reads saliency pixel by pixel.
     """
-    method = cfg.MIX.METHOD
-    grid = image_size if method == "salfmix_nopool" else 16 if method == "puzzlemix" else cfg.MIX.N
-    if image_size % grid:
-        raise ValueError(f"MIX.SALIENCY cached: the image side {image_size} must be a multiple of the cache grid {grid}")
-    return grid
+    if cfg.MIX.SALIENCY != "cached" or not needs_saliency(cfg):
+        return None
+    cls = MIXERS[cfg.MIX.METHOD]
+    h, w = src_hw
+    grid = (h, w) if cls.pixel_saliency else (min(DEFAULT_GRID, h), min(DEFAULT_GRID, w))
+    return SaliencyCache(num_samples, grid, cls.saliency_reduction, device)
 
 
 def build_model(cfg: CfgNode, num_classes: int, device: torch.device) -> torch.nn.Module:
@@ -81,11 +62,42 @@ def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimiz
     )
 
 
-def build_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.MultiStepLR:
-    """Step decay by GAMMA after each epoch in SOLVER.STEPS (stepped once per epoch)."""
+def build_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule of SOLVER.LR_SCHEDULE, stepped once per epoch: step decay by
+    GAMMA after each epoch in SOLVER.STEPS, or a cosine from BASE_LR to 0 over MAX_EPOCHS."""
+    if cfg.SOLVER.LR_SCHEDULE == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.SOLVER.MAX_EPOCHS)
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.SOLVER.STEPS), gamma=cfg.SOLVER.GAMMA)
 
 
 def needs_saliency(cfg: CfgNode) -> bool:
     """Whether the configured method uses saliency."""
     return MIXERS[cfg.MIX.METHOD].needs_saliency
+
+
+def _by_config_key(message: str, keys: Dict[str, str]) -> str:
+    """``"r: expected ..."`` -> ``"MIX.R: expected ..."``: the mixers name their arguments, users set keys."""
+    found = re.match(r"(\w+): ", message)
+    if found and found.group(1) in keys:
+        return keys[found.group(1)] + message[len(found.group(1)):]
+    return message
+
+
+def check_mix_config(cfg: CfgNode, image_size: int) -> None:
+    """Construct the configured mixer once and check its geometry for ``image_size`` x ``image_size``
+    inputs (MIX.N within the side, MIX.R giving a patch of at least one pixel), before any training.
+
+    Raises ValueError naming the config key (``MIX.R: ...``), not the mixer's argument.
+    """
+    from pretrain.mixing.salfmix import check_n, patch_side
+
+    keys = MIXERS[cfg.MIX.METHOD].config_keys
+    try:
+        make_mixer(cfg.MIX.METHOD, generator=torch.Generator(), **mixer_params(cfg))
+        if "MIX.N" in keys.values():
+            check_n(cfg.MIX.N, image_size)
+        if "MIX.R" in keys.values():
+            patch_side(cfg.MIX.R, image_size, image_size)
+    except ValueError as err:
+        named = _by_config_key(str(err), {**keys, "n": "MIX.N", "r": "MIX.R"})
+        raise ValueError(f"{named} (input side {image_size})") from None

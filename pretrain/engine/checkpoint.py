@@ -10,14 +10,9 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from pretrain.files import atomic_write, atomic_write_text
+from runs.files import atomic_torch_save, atomic_write_text
 
 LAST = "last_checkpoint"
-
-
-def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temp file in the same folder, then rename: never a half-written file."""
-    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def rng_states() -> Dict[str, Any]:
@@ -43,9 +38,13 @@ def epoch_checkpoint_name(epoch: int) -> str:
 
 
 def save_epoch_checkpoint(state: Dict[str, Any], output_dir: str, epoch: int, keep: int) -> str:
-    """Write the checkpoint of ``epoch``, point ``last_checkpoint`` at it, prune older ones."""
+    """Write the checkpoint of ``epoch``, point ``last_checkpoint`` at it, prune older ones.
+
+    The older ones are removed only after the new one is complete, so a failed write (a full disk:
+    :class:`runs.errors.WriteError`) leaves the last good checkpoint in place.
+    """
     path = os.path.join(output_dir, epoch_checkpoint_name(epoch))
-    atomic_save(state, path)
+    atomic_torch_save(path, state)
     atomic_write_text(os.path.join(output_dir, LAST), os.path.basename(path))
     older = sorted(glob.glob(os.path.join(output_dir, "model_epoch*.pth")))
     for old in older[:-keep] if keep > 0 else []:

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-from pretrain.files import atomic_write_text
+from runs.errors import WriteError
+from runs.files import atomic_write_text, describe_os_error
 
 
 def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) -> Tuple[int, ...]:
@@ -18,39 +19,79 @@ def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) ->
     return tuple(int(hits[:, : min(k, kmax)].any(dim=1).sum()) for k in ks)
 
 
+def read_records(path: str) -> List[Dict[str, float]]:
+    """The records of a ``metrics.jsonl`` (empty if there is none), up to a torn line if any."""
+    if not os.path.isfile(path):
+        return []
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # a torn last line of an older writer: what follows it cannot be trusted
+                break
+    return records
+
+
 class MetricsWriter:
-    """Appends one JSON object per epoch to ``metrics.jsonl`` and logs scalars to TensorBoard."""
+    """One JSON object per epoch in ``metrics.jsonl`` (plus TensorBoard scalars), never two per epoch.
+
+    The file is rewritten atomically on every record (it holds one short line per epoch), so a
+    killed run or a full disk never leaves half a line; a record for an epoch already present
+    replaces it and every later one. A resumed run calls :meth:`truncate_after` with the epoch of
+    its checkpoint, which also purges the later TensorBoard events.
+    """
 
     def __init__(self, output_dir: str) -> None:
         os.makedirs(output_dir, exist_ok=True)
+        self.output_dir = output_dir
         self.path = os.path.join(output_dir, "metrics.jsonl")
+        self.records: List[Dict[str, float]] = read_records(self.path)
         self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        self._purge_step: Optional[int] = None
 
-            self.tb = SummaryWriter(os.path.join(output_dir, "tb"))
-        except ImportError:  # TensorBoard is optional; the JSON lines are the record
-            pass
+    def _save(self) -> None:
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+
+    def _tensorboard(self):
+        if self.tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(os.path.join(self.output_dir, "tb"), purge_step=self._purge_step)
+            except ImportError:  # TensorBoard is optional; the JSON lines are the record
+                self.tb = False
+        return self.tb
 
     def write(self, record: Dict[str, float]) -> None:
-        """Record one epoch's metrics (flushed at once, so a killed run keeps them)."""
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for key, value in record.items():
-                if key != "epoch":
-                    self.tb.add_scalar(key, value, record["epoch"])
-            self.tb.flush()
+        """Record one epoch's metrics (on disk at once, so a killed run keeps them)."""
+        self.records = [r for r in self.records if r.get("epoch", 0) < record["epoch"]] + [dict(record)]
+        self._save()
+        tb = self._tensorboard()
+        if tb:
+            try:
+                for key, value in record.items():
+                    if key != "epoch":
+                        tb.add_scalar(key, value, record["epoch"])
+                tb.flush()
+            except OSError as err:
+                raise WriteError(os.path.join(self.output_dir, "tb"), describe_os_error(err)) from None
 
     def truncate_after(self, epoch: int) -> None:
-        """Drop records of epochs after ``epoch`` (written by a run that was then interrupted)."""
-        if not os.path.isfile(self.path):
-            return
-        with open(self.path, encoding="utf-8") as f:
-            kept = [line for line in f if line.strip() and json.loads(line).get("epoch", 0) <= epoch]
-        atomic_write_text(self.path, "".join(kept))
+        """Drop records (and TensorBoard events) of epochs after ``epoch``: the run resumes from there."""
+        self._purge_step = epoch + 1
+        kept = [r for r in self.records if r.get("epoch", 0) <= epoch]
+        if kept != self.records or (os.path.isfile(self.path) and not kept):
+            self.records = kept
+            self._save()
+
+    def last_record(self) -> Dict[str, float]:
+        """The newest record (empty if none)."""
+        return dict(self.records[-1]) if self.records else {}
 
     def close(self) -> None:
         """Close the TensorBoard writer."""
-        if self.tb is not None:
+        if self.tb:
             self.tb.close()

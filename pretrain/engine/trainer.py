@@ -10,8 +10,9 @@ import contextlib
 import math
 import os
 import random
+import signal
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -20,17 +21,18 @@ from torch import Tensor
 
 from pretrain.data.loader import keep_freed_memory
 from pretrain.engine import distributed as dist_utils
-from pretrain.engine.builders import (build_mixer, build_model, build_optimizer, build_scheduler, cache_grid,
-                                      needs_saliency)
-from pretrain.engine.checkpoint import (atomic_save, last_checkpoint, load_checkpoint,
+from pretrain.engine.builders import (build_mixer, build_model, build_optimizer, build_saliency_cache,
+                                      build_scheduler, check_mix_config)
+from pretrain.engine.checkpoint import (last_checkpoint, load_checkpoint,
                                         rng_states, save_epoch_checkpoint, set_rng_states)
-from pretrain.engine.data import build_data
+from pretrain.engine.training_data import build_data
 from pretrain.engine.metrics import MetricsWriter, topk_correct
-from pretrain.engine.saliency_cache import SaliencyCache
-from pretrain.files import atomic_write_text
+from pretrain.engine.saliency_cache import CachedSaliency, CropGeometry, probe_size
 from pretrain.mixing import mix_loss
-from pretrain.mixing.base import unmixed
+from pretrain.mixing.base import NonFiniteSaliencyError, unmixed
 from pretrain.mixing.saliency import gradient_saliency
+from runs.files import atomic_torch_save, atomic_write_text
+from runs.signals import Interrupted
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,15 +66,23 @@ class Trainer:
         # Per-rank streams for augmentation and mixing, reproducible from SEED.
         self.aug_gen = torch.Generator().manual_seed(cfg.SEED * 1000 + 2 * self.rank + 1)
         self.mix_gen = torch.Generator().manual_seed(cfg.SEED * 1000 + 2 * self.rank + 2)
+        check_mix_config(cfg, self.data.input_size)  # MIX.N / MIX.R against the input size, by key
         self.mixer = build_mixer(cfg, self.mix_gen)
-        self.cache: Optional[SaliencyCache] = None
-        if cfg.MIX.SALIENCY == "cached" and needs_saliency(cfg):
-            grid = cache_grid(cfg, self.data.input_size)
-            self.cache = SaliencyCache(len(self.data.train), grid, self.mixer.saliency_reduction, self.device)
-        self.start_epoch = 1
-        self.metrics = MetricsWriter(cfg.OUTPUT_DIR) if dist_utils.is_main() else None
         amp = cfg.TRAIN.AMP == "bf16" and self.device.type == "cuda"
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+        self.cache: Optional[CachedSaliency] = None
+        src_hw = tuple(int(v) for v in self.data.train.images.shape[1:3])
+        cache = build_saliency_cache(cfg, len(self.data.train), src_hw, self.device)
+        if cache is not None:
+            # A fixed probe of training samples for the per-epoch agreement with fresh saliency.
+            order = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.SEED))
+            probe = order[:probe_size(len(self.data.train))].sort().values
+            self.cache = CachedSaliency(cache, self.model, src_hw, self.data.train_augment.size_hw, self.autocast, probe)
+        self.start_epoch = 1
+        self.metrics = MetricsWriter(cfg.OUTPUT_DIR) if dist_utils.is_main() else None
+        # Set by the run layer (pretrain.engine.runner): polled after every step; told of every checkpoint.
+        self.should_stop: Optional[Callable[[], Optional[int]]] = None
+        self.on_checkpoint: Optional[Callable[[int], None]] = None
 
     # ------------------------------------------------------------------------------------------
     def generator_states(self) -> Tuple[Tensor, Tensor]:
@@ -95,16 +105,25 @@ class Trainer:
             "mix_generator": self.mix_gen.get_state(),
             "rank_generators": rank_generators or [self.generator_states()],
             "loader": self.data.train_loader.state_dict(),
-            "saliency_cache": self.cache.state_dict() if self.cache is not None else None,
+            "saliency_cache": self.cache.cache.state_dict() if self.cache is not None else None,
             "cfg": self.cfg.dump(),
         }
 
     def resume(self) -> Optional[str]:
-        """Load the newest checkpoint in OUTPUT_DIR, if any; returns its path."""
+        """Load the newest checkpoint in OUTPUT_DIR, if any; returns its path.
+
+        ``metrics.jsonl`` is cut back to the checkpoint's epoch (to nothing without a checkpoint),
+        so the resumed run never records an epoch twice.
+        """
         path = last_checkpoint(self.cfg.OUTPUT_DIR)
         if path is None:
+            if self.metrics is not None:
+                self.metrics.truncate_after(0)
             return None
         state = load_checkpoint(path)
+        if state["epoch"] > self.cfg.SOLVER.MAX_EPOCHS:
+            raise ValueError(f"SOLVER.MAX_EPOCHS: {self.cfg.SOLVER.MAX_EPOCHS} is below epoch {state['epoch']} "
+                             f"of the checkpoint {path}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -117,34 +136,46 @@ class Trainer:
             self.mix_gen.set_state(gens[self.rank][1])
         self.data.train_loader.load_state_dict(state["loader"])
         if self.cache is not None and state.get("saliency_cache") is not None:
-            self.cache.load_state_dict(state["saliency_cache"])
+            self.cache.cache.load_state_dict(state["saliency_cache"])
         self.start_epoch = state["epoch"] + 1
         if self.metrics is not None:
             self.metrics.truncate_after(state["epoch"])
         return path
 
     # ------------------------------------------------------------------------------------------
-    def saliency_for(self, x: Tensor, targets: Tensor, indices: Tensor) -> Optional[Tensor]:
-        """The saliency the mixer gets: cached maps if every sample has one, else a fresh pass."""
+    def saliency_for(self, x: Tensor, targets: Tensor, indices: Tensor, geometry: Optional[CropGeometry]) -> Optional[Tensor]:
+        """The saliency the mixer gets: cached maps (a fresh pass for the samples the cache cannot
+        serve) or a fresh pass."""
         if not self.mixer.needs_saliency:
             return None
         if self.cache is not None:
-            cached = self.cache.lookup(indices, x.shape[-2], x.shape[-1])
-            if cached is not None:
-                return cached
+            return self.cache.saliency(x, targets, indices, geometry)
         with self.autocast():
             return gradient_saliency(self.model, x, targets, self.mixer.saliency_reduction)
 
     def train_step(self, images_u8: Tensor, targets: Tensor, indices: Tensor, epoch: int) -> float:
         """One optimisation step; returns the loss."""
-        x = self.data.train_augment(images_u8.to(self.device, non_blocking=True), self.aug_gen)
+        images_u8 = images_u8.to(self.device, non_blocking=True)
+        augment = self.data.train_augment
+        params = augment.sample_params(images_u8.shape[0], images_u8.shape[1], images_u8.shape[2], self.aug_gen)
+        x = augment.apply(images_u8, params)
+        geometry = self.cache.geometry(params) if self.cache is not None else None
         if self.cfg.MODEL.CHANNELS_LAST:
             x = x.contiguous(memory_format=torch.channels_last)
         targets = targets.to(self.device, non_blocking=True)
         indices = indices.to(self.device, non_blocking=True)
         mixing = epoch >= self.cfg.MIX.START_EPOCH and self.cfg.MIX.METHOD != "none"
         if mixing:
-            result = self.mixer(x, targets, saliency=self.saliency_for(x, targets, indices))
+            try:
+                result = self.mixer(x, targets, saliency=self.saliency_for(x, targets, indices, geometry))
+            except NonFiniteSaliencyError as err:
+                # The saliency pass runs in eval mode, on BatchNorm's running statistics: early in
+                # training (tiny batches, the first steps) they can be far off while the training
+                # forward, on batch statistics, is still fine.
+                raise NonFiniteLossError(
+                    f"{err} at epoch {epoch} (the saliency pass runs the model in eval mode: if the weights are "
+                    "finite, BatchNorm's running statistics have not settled yet; start mixing later, MIX.START_EPOCH)"
+                ) from None
         else:
             result = unmixed(x, targets)
         inputs = result.images
@@ -165,13 +196,8 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         if self.cache is not None:
-            self.update_cache(indices, inputs.grad)
+            self.cache.store(indices, inputs.grad, result.own, geometry)
         return value
-
-    def update_cache(self, indices: Tensor, grad: Tensor) -> None:
-        """Store this step's pooled input gradients, gathered from every rank."""
-        pooled = self.cache.pooled_from_gradient(grad)
-        self.cache.store(dist_utils.all_gather_cat(indices), dist_utils.all_gather_cat(pooled))
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         """One pass over this rank's shard of the training set."""
@@ -191,12 +217,38 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
+            self.check_stop(f"at epoch {epoch}, step {steps} of {len(loader)}", bar)
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - start
         stats = torch.tensor([total, steps, seen], dtype=torch.float64, device=self.device)
         total, steps, seen = dist_utils.all_reduce_sum(stats).tolist()
         return {"train_loss": total / max(steps, 1), "images_per_s": seen / max(elapsed, 1e-9)}
+
+    def check_stop(self, where: str, bar: Any = None) -> None:
+        """Raise :class:`runs.signals.Interrupted` if a stop signal arrived (on any rank: they agree)."""
+        if self.should_stop is None:
+            return
+        signum = self.should_stop() or 0
+        if self.world > 1:  # every rank must stop at the same step, or the others hang in the next all-reduce
+            flags = torch.tensor([float(signum == signal.SIGINT), float(signum not in (0, signal.SIGINT))],
+                                 device=self.device)
+            sigint, other = dist_utils.all_reduce_sum(flags).tolist()
+            signum = signal.SIGINT if sigint else signal.SIGTERM if other else 0
+        if signum:
+            if bar is not None:
+                bar.close()
+            raise Interrupted(signum, where)
+
+    def cache_stats(self, epoch: int) -> Dict[str, float]:
+        """The cached saliency's agreement with a fresh pass on the fixed probe (see saliency_cache)."""
+        probe = self.cache.probe.numpy()
+        images = torch.from_numpy(np.asarray(self.data.train.images[probe])).to(self.device)
+        targets = torch.from_numpy(self.data.train.labels[probe]).to(self.device)
+        # Its own crops, a new draw each epoch: the training streams are not touched.
+        generator = torch.Generator().manual_seed(self.cfg.SEED * 100003 + epoch)
+        return self.cache.epoch_stats(images, targets, self.data.train_augment, self.cfg.MIX.N, generator,
+                                      self.data.test_batch_size)
 
     @torch.no_grad()
     def evaluate(self) -> Dict[str, float]:
@@ -233,17 +285,25 @@ class Trainer:
             last_epoch = epoch == cfg.SOLVER.MAX_EPOCHS
             if epoch % cfg.TRAIN.EVAL_PERIOD == 0 or last_epoch:
                 record.update(self.evaluate())
+            if self.cache is not None and dist_utils.is_main():
+                record.update(self.cache_stats(epoch))
             checkpoint = epoch % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last_epoch
             generators = dist_utils.all_gather_object(self.generator_states()) if checkpoint else None
             if dist_utils.is_main():
                 self.metrics.write(record)
                 if checkpoint:
                     save_epoch_checkpoint(self.state_dict(epoch, generators), out, epoch, cfg.TRAIN.KEEP_CHECKPOINTS)
+                    if self.on_checkpoint is not None:
+                        self.on_checkpoint(epoch)
             dist_utils.barrier()
+            if not last_epoch:
+                self.check_stop(f"after epoch {epoch}")
         if dist_utils.is_main():
+            if not record:  # resumed from the last epoch's checkpoint: nothing left to train
+                record = self.metrics.last_record()
             weights = {k: v.contiguous() for k, v in self.model.state_dict().items()}
             final = {"model": weights, "arch": cfg.MODEL.ARCH, "epoch": cfg.SOLVER.MAX_EPOCHS,
                      "classes": self.data.classes, "metrics": record, "cfg": cfg.dump()}
-            atomic_save(final, os.path.join(out, "model_final.pth"))
+            atomic_torch_save(os.path.join(out, "model_final.pth"), final)
             self.metrics.close()
         return record

@@ -3,45 +3,42 @@
 Needs only torch and numpy (plus OpenCV for SaliencyMix's official mode and gco for PuzzleMix's
 graph cut), so it can be lifted into any training loop::
 
-    from pretrain.mixing import build_mixer, mix_loss
-    mixer = build_mixer("hybridmix_v3", n=8, r=0.3)
+    from pretrain.mixing import make_mixer, mix_loss
+    mixer = make_mixer("hybridmix_v3", n=8, r=0.3)
     result = mixer(images, targets, model=model)
     loss = mix_loss(model(result.images), result)
+
+Each method lives in one module of this package and registers itself with
+``@register("name")``; every module here is imported below, so adding a method is adding a file.
+The class declares what a training loop needs (``config_keys``, ``start_epoch``,
+``needs_saliency``, ...: see :class:`pretrain.mixing.base.Mixer`).
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Dict, Type
 
-from pretrain.mixing.base import Mixer, MixResult, NoMix, mix_loss
-from pretrain.mixing.cutmix import CutMix
-from pretrain.mixing.cutout import Cutout, CutoutSaliency
-from pretrain.mixing.hybridmix import HybridMixV1, HybridMixV2, HybridMixV3
-from pretrain.mixing.mixup import Mixup
-from pretrain.mixing.puzzlemix import PuzzleMix
-from pretrain.mixing.resizemix import ResizeMix
+from pretrain.mixing.base import REGISTRY, Mixer, MixResult, mix_loss, register
 from pretrain.mixing.saliency import gradient_saliency
-from pretrain.mixing.saliencymix import SaliencyMix
-from pretrain.mixing.salfmix import SalfMix, SalfMixNoPool, SalfMixRandom, salfmix
+from pretrain.mixing.salfmix import salfmix
 
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+# The paper's table order (baseline, single-image methods and ablations, two-image methods,
+# HybridMix); a method not listed here follows, in registration order.
+PAPER_ORDER = ("none", "cutout", "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "mixup",
+               "cutmix", "saliencymix", "resizemix", "puzzlemix", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3")
+
+#: Every method by its ``MIX.METHOD`` name, in the paper's order.
 MIXERS: Dict[str, Type[Mixer]] = {
-    "none": NoMix,
-    "cutout": Cutout,
-    "cutout_saliency": CutoutSaliency,
-    "salfmix": SalfMix,
-    "salfmix_random": SalfMixRandom,
-    "salfmix_nopool": SalfMixNoPool,
-    "mixup": Mixup,
-    "cutmix": CutMix,
-    "saliencymix": SaliencyMix,
-    "resizemix": ResizeMix,
-    "puzzlemix": PuzzleMix,
-    "hybridmix_v1": HybridMixV1,
-    "hybridmix_v2": HybridMixV2,
-    "hybridmix_v3": HybridMixV3,
+    **{name: REGISTRY[name] for name in PAPER_ORDER if name in REGISTRY},
+    **{name: cls for name, cls in REGISTRY.items() if name not in PAPER_ORDER},
 }
 
 
-def build_mixer(name: str, **params) -> Mixer:
+def make_mixer(name: str, **params) -> Mixer:
     """The mixer registered as ``name``, constructed with ``params``.
 
     Raises ValueError for an unknown name (listing the valid ones) or an unknown parameter.
@@ -54,12 +51,19 @@ def build_mixer(name: str, **params) -> Mixer:
         raise ValueError(f"mixing method {name!r}: {err}") from None
 
 
+def takes_patch_ratio(name: str) -> bool:
+    """Whether method ``name`` reads the patch ratio ``r`` (``MIX.R``)."""
+    return "MIX.R" in MIXERS[name].config_keys.values()
+
+
 __all__ = [
     "MIXERS",
     "Mixer",
     "MixResult",
-    "build_mixer",
     "gradient_saliency",
+    "make_mixer",
     "mix_loss",
+    "register",
     "salfmix",
+    "takes_patch_ratio",
 ]

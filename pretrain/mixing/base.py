@@ -12,7 +12,7 @@ seeded mixer is deterministic and its state can be checkpointed with ``get_state
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Type
 
 import numpy as np
 import torch
@@ -27,12 +27,17 @@ class MixResult:
     """What a mixer returns: the mixed batch and its two-label targets.
 
     ``lam[i]`` is the weight of ``targets_a[i]``; ``1 - lam[i]`` the weight of ``targets_b[i]``.
+    ``own[i]`` (bool [H, W], optional) marks the pixels of ``images[i]`` that still show sample
+    i's own content at its own place (not pasted from its partner or from elsewhere in the image,
+    not erased): the pixels whose input gradient describes sample i. ``None`` means every pixel
+    (also for blends such as Mixup, where each pixel holds part of sample i's own content).
     """
 
     images: Tensor  # [B, C, H, W]
     targets_a: Tensor  # long [B]
     targets_b: Tensor  # long [B]
     lam: Tensor  # float [B], on the images' device
+    own: Optional[Tensor] = None  # bool [B, H, W]
 
 
 def mix_loss(logits: Tensor, result: MixResult) -> Tensor:
@@ -72,12 +77,24 @@ def check_pair(x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor) -> None:
         raise ValueError(f"x2: expected the shape of x1 {tuple(x1.shape)}, got {tuple(x2.shape)}")
 
 
+class NonFiniteSaliencyError(ValueError):
+    """A saliency map holds NaN or Inf (the model that produced it has gone non-finite)."""
+
+
 def check_saliency(saliency: Tensor, images: Tensor) -> None:
-    """Raise ValueError unless ``saliency`` is [B, H, W] matching ``images`` [B, C, H, W]."""
+    """Raise ValueError unless ``saliency`` is a finite [B, H, W] map matching ``images`` [B, C, H, W].
+
+    A NaN or Inf map would be used silently otherwise: argmax and argmin both pick the NaN cell.
+    The finiteness test reads one flag back from the device (a sync per batch, as the loss does).
+    """
     b, _, h, w = images.shape
     if not isinstance(saliency, Tensor) or tuple(saliency.shape) != (b, h, w):
         shape = tuple(saliency.shape) if isinstance(saliency, Tensor) else type(saliency).__name__
         raise ValueError(f"saliency: expected shape {(b, h, w)} to match images {tuple(images.shape)}, got {shape}")
+    finite = torch.isfinite(saliency).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten().tolist()
+        raise NonFiniteSaliencyError(f"saliency: not finite (NaN or Inf) for {len(bad)} of {b} samples (batch positions {bad[:8]})")
 
 
 def check_prob(name: str, value: float) -> float:
@@ -126,13 +143,24 @@ def beta(alpha: float, size: int, generator: Optional[torch.Generator]) -> np.nd
 class Mixer:
     """Base class: validates inputs, resolves saliency, and calls :meth:`mix`.
 
-    Subclasses set ``needs_saliency`` (and ``saliency_reduction``, the channel reduction of the
-    input gradient they expect: ``"max"`` for SalfMix's eq. 3, ``"rms"`` for PuzzleMix) and
-    implement ``mix(images, targets, saliency)``.
+    Subclasses implement ``mix(images, targets, saliency)`` and declare what a training loop needs
+    to know about them (class attributes, read by the trainer and the tools, never by the mixer):
+
+    - ``needs_saliency`` and ``saliency_reduction``: whether ``mix`` takes a saliency map and the
+      channel reduction of the input gradient it expects (``"max"`` for SalfMix's eq. 3, ``"rms"``
+      for PuzzleMix);
+    - ``pixel_saliency``: whether it reads the map pixel by pixel (not by pooled cells);
+    - ``start_epoch``: the first epoch (1-based) its method mixes by default;
+    - ``config_keys``: constructor argument -> the dotted config key it is read from
+      (e.g. ``{"beta": "MIX.BETA"}``); arguments not listed keep their defaults.
     """
 
+    name: str = ""
     needs_saliency: bool = False
     saliency_reduction: str = "max"
+    pixel_saliency: bool = False
+    start_epoch: int = 1  # the baselines' official code mixes from the first epoch
+    config_keys: Dict[str, str] = {}
 
     def __init__(self, generator: Optional[torch.Generator] = None, seed: Optional[int] = None) -> None:
         if generator is None:
@@ -168,10 +196,15 @@ class Mixer:
         return f"{type(self).__name__}({params})"
 
 
-def unmixed(images: Tensor, targets: Tensor) -> MixResult:
+def unmixed(images: Tensor, targets: Tensor, own: Optional[Tensor] = None) -> MixResult:
     """The result of a single-image method or of a skipped mix: one label with weight 1."""
     lam = torch.ones(images.shape[0], device=images.device)
-    return MixResult(images, targets, targets, lam)
+    return MixResult(images, targets, targets, lam, own)
+
+
+def both_own(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
+    """The pixels own in both masks (``None`` = all pixels)."""
+    return b if a is None else a if b is None else a & b
 
 
 class PairMixer(Mixer):
@@ -180,6 +213,8 @@ class PairMixer(Mixer):
     ``mix_pair(x1, y1, x2, y2, s2)`` is also what HybridMix calls on self-mixed images, with the
     partners it chose itself (``s2`` is the partners' saliency for methods that use it).
     """
+
+    config_keys = {"prob": "MIX.PROB"}
 
     def __init__(self, prob: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -206,7 +241,24 @@ class PairMixer(Mixer):
 
 MixerFactory = Callable[..., Mixer]
 
+#: Every registered method by name (see :func:`register`); ``pretrain.mixing`` orders it.
+REGISTRY: Dict[str, Type[Mixer]] = {}
 
+
+def register(name: str) -> Callable[[Type[Mixer]], Type[Mixer]]:
+    """Class decorator: register a :class:`Mixer` subclass under ``name`` (its ``MIX.METHOD``)."""
+
+    def add(cls: Type[Mixer]) -> Type[Mixer]:
+        if name in REGISTRY and REGISTRY[name] is not cls:
+            raise ValueError(f"mixing method {name!r} is registered twice ({REGISTRY[name].__name__}, {cls.__name__})")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return add
+
+
+@register("none")
 class NoMix(Mixer):
     """The baseline: images and labels pass through unchanged (lam = 1)."""
 

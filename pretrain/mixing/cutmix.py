@@ -15,9 +15,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from pretrain.mixing.base import MixResult, PairMixer, check_pair, check_positive, rand
+from pretrain.mixing.base import MixResult, PairMixer, check_pair, check_positive, rand, register
 from pretrain.mixing.base import beta as sample_beta
-from pretrain.mixing.geometry import cut_size, paste_boxes, random_centered_boxes
+from pretrain.mixing.geometry import box_mask, cut_size, paste_boxes, random_centered_boxes
 
 
 def cutmix_boxes(lam: Tensor, h: int, w: int, u: Tensor) -> Tensor:
@@ -26,8 +26,11 @@ def cutmix_boxes(lam: Tensor, h: int, w: int, u: Tensor) -> Tensor:
     return random_centered_boxes(cut_h, cut_w, h, w, u)
 
 
+@register("cutmix")
 class CutMix(PairMixer):
     """CutMix with ``lam ~ Beta(beta, beta)``, area-corrected lam."""
+
+    config_keys = {"beta": "MIX.BETA", "prob": "MIX.PROB", "per_sample": "MIX.PER_SAMPLE"}
 
     def __init__(self, beta: float = 1.0, per_sample: bool = False, prob: float = 1.0, **kwargs) -> None:
         super().__init__(prob=prob, **kwargs)
@@ -44,4 +47,4 @@ class CutMix(PairMixer):
         u = rand(2 * k, self.generator, x1.device).view(k, 2)
         boxes = cutmix_boxes(lam0, h, w, u).expand(b, 4)
         mixed, lam = paste_boxes(x1, x2, boxes)
-        return MixResult(mixed, y1, y2, lam)
+        return MixResult(mixed, y1, y2, lam, ~box_mask(boxes, h, w)[:, 0])

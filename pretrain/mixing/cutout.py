@@ -19,24 +19,31 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from pretrain.mixing.base import Mixer, MixResult, rand, unmixed
-from pretrain.mixing.geometry import box_mask, random_centered_boxes
+from pretrain.mixing.base import Mixer, MixResult, rand, register, unmixed
+from pretrain.mixing.geometry import box_mask, random_centered_boxes, square_boxes
 from pretrain.mixing.salfmix import check_n, check_r, patch_side, salfmix_positions
 
 
-def cutout(images: Tensor, length: int, u: Tensor) -> Tensor:
-    """A copy of ``images`` [B, C, H, W] with one ``length``-side hole per image set to 0.
+def cutout_holes(b: int, h: int, w: int, length: int, u: Tensor) -> Tensor:
+    """Boolean masks [B, 1, H, W] of one ``length``-side hole per image, True inside.
 
     ``u`` [B, 2] are uniform draws in [0, 1) for each hole's centre row and column.
     """
+    side = torch.full((b,), int(length), device=u.device)
+    return box_mask(random_centered_boxes(side, side, h, w, u), h, w)
+
+
+def cutout(images: Tensor, length: int, u: Tensor) -> Tensor:
+    """A copy of ``images`` [B, C, H, W] with one ``length``-side hole per image set to 0."""
     b, _, h, w = images.shape
-    side = torch.full((b,), int(length), device=images.device)
-    mask = box_mask(random_centered_boxes(side, side, h, w, u), h, w)
-    return images.masked_fill(mask, 0.0)
+    return images.masked_fill(cutout_holes(b, h, w, length, u), 0.0)
 
 
+@register("cutout")
 class Cutout(Mixer):
     """Cutout with a hole of side ``size * H`` (``size`` in (0, 1]), one per image."""
+
+    config_keys = {"size": "MIX.CUTOUT_SIZE"}
 
     def __init__(self, size: float = 0.5, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -45,15 +52,19 @@ class Cutout(Mixer):
         self.size = float(size)
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
-        b, _, h, _ = images.shape
+        b, _, h, w = images.shape
         u = rand(2 * b, self.generator, images.device).view(b, 2)
-        return unmixed(cutout(images, int(self.size * h), u), targets)
+        holes = cutout_holes(b, h, w, int(self.size * h), u)
+        return unmixed(images.masked_fill(holes, 0.0), targets, ~holes[:, 0])
 
 
+@register("cutout_saliency")
 class CutoutSaliency(Mixer):
     """Cutout that drops the least salient patch P_l (paper section 6.2)."""
 
     needs_saliency = True
+    start_epoch = 2  # an ablation of SalfMix: the same schedule (Algorithm 2)
+    config_keys = {"n": "MIX.N", "r": "MIX.R"}
 
     def __init__(self, n: int = 4, r: float = 0.3, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -63,5 +74,5 @@ class CutoutSaliency(Mixer):
         _, _, h, w = images.shape
         n, o = check_n(self.n, min(h, w)), patch_side(self.r, h, w)
         _, p_l = salfmix_positions(saliency, n, o, self.generator)
-        boxes = torch.cat([p_l, p_l + o], dim=1)
-        return unmixed(images.masked_fill(box_mask(boxes, h, w), 0.0), targets)
+        holes = box_mask(square_boxes(p_l, o), h, w)
+        return unmixed(images.masked_fill(holes, 0.0), targets, ~holes[:, 0])

@@ -58,6 +58,11 @@ def _patch_index(shape: Tuple[int, ...], yx: Tensor, size: Tuple[int, int]) -> T
     return (plane.view(b, c, 1, 1) + offset.unsqueeze(1)).reshape(-1)
 
 
+def square_boxes(yx: Tensor, side: int) -> Tensor:
+    """Boxes [B, 4] of ``side`` x ``side`` squares with top-left corners ``yx`` [B, 2]."""
+    return torch.cat([yx, yx + side], dim=1)
+
+
 def paste_boxes(x1: Tensor, x2: Tensor, boxes: Tensor) -> Tuple[Tensor, Tensor]:
     """``x1`` [B, C, H, W] with each sample's box [B, 4] replaced by the same region of ``x2``.
 
@@ -84,25 +89,42 @@ def paste_patches(
     return out.put_(_patch_index(tuple(out.shape), dst_yx, size), values)
 
 
-def pooled_cells(saliency: Tensor, n: int) -> Tuple[Tensor, Tensor, Tuple[int, int]]:
-    """Average-pool ``saliency`` [B, H, W] with kernel = stride = (H // n, W // n), no padding.
+def cell_kernel(h: int, w: int, n: int) -> Tuple[int, int]:
+    """The pooling kernel (= stride) of an ``n`` x ``n`` grid on an H x W map: ``(H // n, W // n)``."""
+    return h // n, w // n
 
-    Returns the top-left pixel ``(y, x)`` [B, 2] of the argmax and of the argmin cell, and the
-    cell size ``(kh, kw)``. The pooled map has ``H // kh`` x ``W // kw`` cells: n x n when n
-    divides the side (the paper's 4 x 4 at 32 px, 8 x 8 at 64 px); otherwise the remainder rows
-    and columns form the extra cells that kernel = stride = floor(H / n) gives. Ties go to the
-    first cell in row-major order.
+
+def pool_cells(saliency: Tensor, kernel: Tuple[int, int]) -> Tensor:
+    """Average-pool ``saliency`` [B, H, W] with kernel = stride = ``kernel``, no padding: [B, rows, cols].
+
+    ``rows = ceil(H / kh)``: when the kernel does not divide the side, the remainder rows (and
+    columns) form one more, smaller cell, averaged over the pixels it has, so no pixel is ignored.
     """
-    _, h, w = saliency.shape
-    kh, kw = h // n, w // n
-    pooled = F.avg_pool2d(saliency.unsqueeze(1).float(), (kh, kw), stride=(kh, kw))  # [B, 1, h', w']
-    flat = pooled.flatten(1)
-    cols = pooled.shape[-1]
-    imax, imin = flat.argmax(dim=1), flat.argmin(dim=1)
-    cell = torch.tensor([kh, kw], device=saliency.device)
-    top_max = torch.stack([imax // cols, imax % cols], dim=1) * cell
-    top_min = torch.stack([imin // cols, imin % cols], dim=1) * cell
-    return top_max, top_min, (kh, kw)
+    kh, kw = kernel
+    return F.avg_pool2d(saliency.unsqueeze(1).float(), (kh, kw), stride=(kh, kw), ceil_mode=True)[:, 0]
+
+
+def _cell_of(flat: Tensor, cols: int, kernel: Tuple[int, int], hw: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
+    """Top-left pixel and size, each [B, 2], of the cells at row-major indices ``flat`` [B]."""
+    cell = torch.tensor(kernel, device=flat.device)
+    top = torch.stack([flat // cols, flat % cols], dim=1) * cell
+    size = torch.minimum(cell, torch.tensor(hw, device=flat.device) - top)  # the remainder cells are smaller
+    return top, size
+
+
+def extreme_cells(saliency: Tensor, kernel: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The most and least salient cells of ``saliency`` [B, H, W] pooled by :func:`pool_cells`.
+
+    Returns ``(top_max, size_max, top_min, size_min)``, each [B, 2] as ``(y, x)``: the top-left
+    pixel and the size of the argmax and of the argmin cell. ``kernel = (1, 1)`` is pixel level.
+    Ties go to the first cell in row-major order.
+    """
+    pooled = pool_cells(saliency, kernel)
+    flat, cols = pooled.flatten(1), pooled.shape[-1]
+    hw = tuple(saliency.shape[-2:])
+    top_max, size_max = _cell_of(flat.argmax(dim=1), cols, kernel, hw)
+    top_min, size_min = _cell_of(flat.argmin(dim=1), cols, kernel, hw)
+    return top_max, size_max, top_min, size_min
 
 
 def patch_range(cell_start: Tensor, cell_size: Tensor, patch: int, length: Tensor) -> Tuple[Tensor, Tensor]:
@@ -118,13 +140,11 @@ def patch_range(cell_start: Tensor, cell_size: Tensor, patch: int, length: Tenso
     return lo, hi
 
 
-def patch_containing(
-    cell_yx: Tensor, cell_size: Tuple[int, int], patch: int, hw: Tuple[int, int], u: Tensor
-) -> Tensor:
+def patch_containing(cell_yx: Tensor, cell_size: Tensor, patch: int, hw: Tuple[int, int], u: Tensor) -> Tensor:
     """Top-left ``(y, x)`` [N, 2] of a ``patch`` x ``patch`` square drawn uniformly among the
-    positions inside the image that contain the cell at ``cell_yx`` [N, 2] (see
-    :func:`patch_range`); ``u`` [N, 2] holds uniform draws in [0, 1)."""
-    size = torch.tensor(cell_size, device=cell_yx.device)
+    positions inside the image that contain the cell at ``cell_yx`` [N, 2] of size ``cell_size``
+    [N, 2] (see :func:`patch_range`); ``u`` [N, 2] holds uniform draws in [0, 1)."""
+    size = torch.as_tensor(cell_size, device=cell_yx.device)
     length = torch.tensor(hw, device=cell_yx.device)
     lo, hi = patch_range(cell_yx, size, patch, length)
     span = (hi - lo + 1).to(u.dtype)

@@ -2,9 +2,16 @@
 
 For each sample d a partner z is drawn uniformly from the batch (with replacement, line 8 of
 Algorithm 2); SalfMix is applied to both images independently (lines 10-11); then a two-image
-method mixes the pair (line 12): v1 = Mixup, v2 = SaliencyMix, v3 = CutMix, with their own
-parameters and defaults. If the two-image method skips the batch (its ``prob``), the result is
-the self-mixed batch with lam = 1 (eq. 1 with the identity as the second step).
+method T_t mixes the pair (line 12): v1 = Mixup, v2 = SaliencyMix, v3 = CutMix, with their own
+parameters and defaults.
+
+Per pair, as Algorithm 2 reads: T_t is called once per pair, so each pair draws its own lam and
+box (``per_pair=True``, the default): v1 and v3 run their two-image method with
+``per_sample=True``; v2 runs SaliencyMix in its ``"per_sample"`` mode, each box centred on its
+own partner's saliency peak. ``per_pair=False`` draws one lam and box per batch, as the
+two-image methods' official code does (v2 then uses ``mode``, "official" by default).
+Algorithm 2 has no application probability; ``prob`` (default 1) is kept for experiments: if
+the two-image step skips the batch, the result is the self-mixed batch with lam = 1.
 
 One saliency pass per batch, not two per pair. Algorithm 2 computes SalfMix(x_z) with a saliency
 pass of its own; ``gradient_saliency`` runs the model in eval mode and sums the per-sample
@@ -14,15 +21,15 @@ cost of one. The two SalfMix calls still draw their patch positions independentl
 """
 from __future__ import annotations
 
-from typing import Optional, Type
+from typing import Any, Dict, Optional, Type
 
 from torch import Tensor
 
-from pretrain.mixing.base import Mixer, MixResult, PairMixer, randint, randperm, unmixed
+from pretrain.mixing.base import Mixer, MixResult, PairMixer, both_own, randint, randperm, register, unmixed
 from pretrain.mixing.cutmix import CutMix
 from pretrain.mixing.mixup import Mixup
 from pretrain.mixing.saliencymix import SaliencyMix
-from pretrain.mixing.salfmix import check_n, check_r, salfmix
+from pretrain.mixing.salfmix import check_n, check_r, patch_side, self_mix
 
 PARTNERS = ("uniform", "permutation")
 
@@ -32,45 +39,74 @@ class HybridMix(Mixer):
 
     ``partner="uniform"`` follows Algorithm 2 (z uniform per sample, with replacement);
     ``"permutation"`` pairs samples by a random permutation as the two-image methods' own code
-    does. Other keyword arguments go to the two-image method (e.g. ``beta``, ``prob``).
+    does. ``per_pair``: one lam and box per pair (Algorithm 2) or per batch. Other keyword
+    arguments go to the two-image method (e.g. ``beta``, ``prob``).
     """
 
     needs_saliency = True
+    start_epoch = 2  # Algorithm 2 mixes from the second epoch on
+    config_keys = {"n": "MIX.N", "r": "MIX.R", "partner": "MIX.PARTNER", "per_pair": "MIX.PER_PAIR",
+                   "beta": "MIX.BETA", "prob": "MIX.PROB"}
     pair_class: Type[PairMixer] = CutMix
 
-    def __init__(self, n: int = 4, r: float = 0.3, partner: str = "uniform", generator=None, seed=None, **pair_kwargs) -> None:
+    def __init__(
+        self, n: int = 4, r: float = 0.3, partner: str = "uniform", per_pair: bool = True,
+        generator=None, seed=None, **pair_kwargs,
+    ) -> None:
         super().__init__(generator=generator, seed=seed)
         self.n, self.r = check_n(n), check_r(r)
         if partner not in PARTNERS:
             raise ValueError(f"partner: expected one of {PARTNERS}, got {partner!r}")
-        self.partner = partner
-        self.pair = self.pair_class(generator=self.generator, **pair_kwargs)
+        self.partner, self.per_pair = partner, bool(per_pair)
+        self.pair = self.pair_class(generator=self.generator, **self.pair_options(self.per_pair, pair_kwargs))
+
+    @staticmethod
+    def pair_options(per_pair: bool, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        """The two-image method's keyword arguments: ``kwargs`` plus its per-pair switch."""
+        if "per_sample" in kwargs:
+            raise ValueError("per_sample: HybridMix sets it from per_pair (one lam and box per pair or per batch)")
+        return {**kwargs, "per_sample": per_pair}
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
-        b = images.shape[0]
-        x1 = salfmix(images, saliency, self.n, self.r, self.generator)  # [B, C, H, W]
+        b, _, h, w = images.shape
+        n, o = check_n(self.n, min(h, w)), patch_side(self.r, h, w)
+        x1, own = self_mix(images, saliency, n, o, self.generator)  # [B, C, H, W], SalfMix(x_d)
         if self.pair.skips_batch():
-            return unmixed(x1, targets)
+            return unmixed(x1, targets, own)
         if self.partner == "uniform":
             z = randint(b, b, self.generator, images.device)
         else:
             z = randperm(b, self.generator, images.device)
-        x2 = salfmix(images[z], saliency[z], self.n, self.r, self.generator)  # SalfMix(x_z), own draw
-        return self.pair.mix_pair(x1, targets, x2, targets[z], saliency[z])
+        x2, _ = self_mix(images[z], saliency[z], n, o, self.generator)  # SalfMix(x_z), own draws
+        result = self.pair.mix_pair(x1, targets, x2, targets[z], saliency[z])
+        result.own = both_own(own, result.own)
+        return result
 
 
+@register("hybridmix_v1")
 class HybridMixV1(HybridMix):
     """HybridMix v1: SalfMix + Mixup."""
 
+    config_keys = {**{k: v for k, v in HybridMix.config_keys.items() if k != "beta"}, "alpha": "MIX.BETA"}
     pair_class = Mixup
 
 
+@register("hybridmix_v2")
 class HybridMixV2(HybridMix):
-    """HybridMix v2: SalfMix + SaliencyMix."""
+    """HybridMix v2: SalfMix + SaliencyMix (per pair: each box on its own partner's saliency)."""
 
     pair_class = SaliencyMix
 
+    @staticmethod
+    def pair_options(per_pair: bool, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        """SaliencyMix's ``"per_sample"`` mode per pair; ``mode`` (default "official") per batch."""
+        if per_pair and kwargs.get("mode", "per_sample") != "per_sample":
+            raise ValueError(f"mode: HybridMix v2 per pair uses SaliencyMix's 'per_sample' mode, got {kwargs['mode']!r}"
+                             " (set per_pair=False for a per-batch mode)")
+        return {**kwargs, "mode": "per_sample"} if per_pair else dict(kwargs)
 
+
+@register("hybridmix_v3")
 class HybridMixV3(HybridMix):
     """HybridMix v3: SalfMix + CutMix."""
 

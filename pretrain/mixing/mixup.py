@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from pretrain.mixing.base import MixResult, PairMixer, check_pair, beta, check_positive
+from pretrain.mixing.base import MixResult, PairMixer, beta, check_pair, check_positive, register
 
 
 def mixup(x1: Tensor, x2: Tensor, lam: Tensor) -> Tensor:
@@ -21,8 +21,11 @@ def mixup(x1: Tensor, x2: Tensor, lam: Tensor) -> Tensor:
     return lam * x1 + (1.0 - lam) * x2
 
 
+@register("mixup")
 class Mixup(PairMixer):
     """Mixup with ``lam ~ Beta(alpha, alpha)``, applied with probability ``prob`` per batch."""
+
+    config_keys = {"alpha": "MIX.BETA", "prob": "MIX.PROB", "per_sample": "MIX.PER_SAMPLE"}
 
     def __init__(self, alpha: float = 1.0, per_sample: bool = False, prob: float = 1.0, **kwargs) -> None:
         super().__init__(prob=prob, **kwargs)

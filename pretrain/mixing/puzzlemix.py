@@ -78,7 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pretrain.mixing.base import MixResult, PairMixer, check_pair, check_saliency, randint, randperm, unmixed
+from pretrain.mixing.base import MixResult, PairMixer, check_pair, check_saliency, randint, randperm, register, unmixed
 from pretrain.mixing.base import beta as sample_beta
 
 BLOCK_NUMS = (2, 4, 8, 16)
@@ -315,6 +315,7 @@ def _channel_stat(name: str, value, positive: bool) -> Optional[Tensor]:
     return t.view(1, -1, 1, 1)
 
 
+@register("puzzlemix")
 class PuzzleMix(PairMixer):
     """PuzzleMix with the official CIFAR-100 defaults (see the module docstring).
 
@@ -326,6 +327,8 @@ class PuzzleMix(PairMixer):
 
     needs_saliency = True
     saliency_reduction = "rms"
+    # Its smoothness term works on un-normalised pixels: the data's normalisation comes along.
+    config_keys = {"alpha": "MIX.BETA", "prob": "MIX.PROB", "mean": "AUG.MEAN", "std": "AUG.STD"}
 
     def __init__(
         self, alpha: float = 1.0, beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2,

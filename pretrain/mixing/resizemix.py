@@ -1,15 +1,28 @@
 """ResizeMix (Qin et al. 2020, https://arxiv.org/abs/2012.11101).
 
-Faithful to the official semantics: a side scale ``tau ~ U(0.1, 0.8)`` (the paper's alpha and
-beta, not Beta parameters), the whole partner batch resized to ``(int(H * tau), int(W * tau))``
-(bilinear with antialiasing, as torchvision's ``Resize`` on tensors) and pasted at a position
-drawn per sample uniformly among those fully inside the image, so the patch is never clipped.
-One tau per batch by default; ``per_sample=True`` draws one per pair (then the resize is a
-batched bilinear ``grid_sample``, which has no antialiasing).
+Faithful to the authors' code (JayQine/ResizeMix, ``run_apis/trainer.py`` and
+``tools/utils.py:getbox_new``):
 
-Deviation: the official code weights the partner's label by ``tau ** 2``; here lam is the true
-pixel ratio ``1 - int(H * tau) * int(W * tau) / (H * W)``, which differs from ``1 - tau ** 2`` only
-by the rounding of the patch side (under 2 / H relative) and is what the image really holds.
+- one side scale ``tau ~ U(scale[0], scale[1])`` per batch (the paper's alpha = 0.1 and
+  beta = 0.8, bounds of a uniform draw, not Beta parameters);
+- the partner batch (a random permutation) is shrunk with ``F.interpolate(x, scale_factor=tau)``:
+  mode ``"nearest"`` (the default of that call), output side ``floor(H * tau)``, and, as torch
+  does since 1.6 when a scale factor is given, source pixel ``floor(k / tau)`` for output pixel
+  ``k``; the pasted pixels are exact partner pixels;
+- each sample's paste centre ``(cy, cx)`` is drawn uniformly over the whole image, the box starts
+  at ``cy - h_small // 2`` and is then shifted back inside the image
+  (``y1 = min(max(cy - h_small // 2, 0), H - h_small)``, likewise x), so large patches pile up
+  at the borders (at tau = 0.8 on 32 px the top row is 0 with probability 13/32);
+- ``lam = 1 - h_small * w_small / (H * W)`` from the shrunk size.
+
+The authors' loop applies ResizeMix to every batch on which CutMix is not drawn; with CutMix off
+(their ResizeMix configs) that is every batch: ``prob = 1``, the default.
+
+Deviations: random draws come from the mixer's generator (not ``random`` / numpy global state);
+the mixed batch is a new tensor (the authors paste into ``input`` in place, sample by sample,
+reading the shrunk copy made before the loop, which gives the same result). Option
+``per_sample=True`` (not in the authors' code) draws one tau per pair; its nearest resize is a
+batched gather with the same index rule, equal to ``F.interpolate`` per sample.
 """
 from __future__ import annotations
 
@@ -19,42 +32,64 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pretrain.mixing.base import MixResult, PairMixer, check_pair, rand
-from pretrain.mixing.geometry import paste_patches
+from pretrain.mixing.base import MixResult, PairMixer, check_pair, rand, register
+from pretrain.mixing.geometry import box_mask, paste_patches
 
 
-def resize_into_boxes(src: Tensor, top: Tensor, left: Tensor, ph: Tensor, pw: Tensor, h: int, w: int) -> Tuple[Tensor, Tensor]:
-    """Per-sample bilinear resize of ``src`` [B, C, Hs, Ws] into boxes of size (ph, pw) at (top, left).
+def shrunk_size(side: int, tau: Tensor) -> Tensor:
+    """``floor(side * tau)`` (float64, as ``F.interpolate`` computes its output size), at least 1."""
+    return (side * tau.double()).floor().long().clamp(min=1)
 
-    Returns the resampled images [B, C, H, W] (valid inside each box) and the box mask
-    [B, 1, H, W]. Sampling positions follow ``align_corners=False``, as ``F.interpolate``.
+
+def nearest_index(out_size: Tensor, tau: Tensor, in_size: int, length: int) -> Tensor:
+    """Source index [B, length] of output pixel k of a ``scale_factor=tau`` nearest resize.
+
+    torch's nearest kernel uses ``min(floor(k * float32(1 / tau)), in - 1)`` in float32; entries
+    at ``k >= out_size`` are clamped to the last valid one (callers mask them out).
     """
-    dev = src.device
-    rows = torch.arange(h, device=dev, dtype=torch.float32).view(1, h, 1)
-    cols = torch.arange(w, device=dev, dtype=torch.float32).view(1, 1, w)
-    top, left = top.view(-1, 1, 1).float(), left.view(-1, 1, 1).float()
-    ph_f, pw_f = ph.view(-1, 1, 1).float(), pw.view(-1, 1, 1).float()
-    # Normalised source coordinates in [-1, 1] of each destination pixel centre.
-    gy = (rows - top + 0.5) / ph_f * 2.0 - 1.0
-    gx = (cols - left + 0.5) / pw_f * 2.0 - 1.0
-    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)  # [B, H, W, 2]
-    out = F.grid_sample(src, grid.to(src.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-    inside = (rows >= top) & (rows < top + ph_f) & (cols >= left) & (cols < left + pw_f)
-    return out, inside.unsqueeze(1)
+    scale = (1.0 / tau.double()).float().view(-1, 1)
+    k = torch.arange(length, device=tau.device, dtype=torch.float32).view(1, -1)
+    k = torch.minimum(k, (out_size - 1).float().view(-1, 1))
+    return (k * scale).floor().long().clamp(max=in_size - 1)
 
 
+def centre_then_shift(centre: Tensor, size: Tensor, length: int) -> Tensor:
+    """``getbox_new``'s start: ``min(max(centre - size // 2, 0), length - size)``, elementwise."""
+    return torch.minimum((centre - size // 2).clamp(min=0), length - size)
+
+
+def resize_paste(x1: Tensor, x2: Tensor, tau: Tensor, top: Tensor, left: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Paste each ``x2[i]`` shrunk by ``tau[i]`` (nearest) into ``x1[i]`` at ``(top[i], left[i])``.
+
+    Returns the mixed images, the shrunk heights and widths [B]. One gather of the whole batch.
+    """
+    b, c, h, w = x1.shape
+    ph, pw = shrunk_size(h, tau), shrunk_size(w, tau)
+    rows = nearest_index(ph, tau, h, h)  # [B, H]: source row of each patch row
+    cols = nearest_index(pw, tau, w, w)  # [B, W]
+    # Destination pixel (y, x) reads source pixel (rows[y - top], cols[x - left]) inside the box.
+    dy = (torch.arange(h, device=x1.device).view(1, h) - top.view(-1, 1)).clamp(0, h - 1)
+    dx = (torch.arange(w, device=x1.device).view(1, w) - left.view(-1, 1)).clamp(0, w - 1)
+    src_y, src_x = rows.gather(1, dy), cols.gather(1, dx)  # [B, H], [B, W]
+    flat = (src_y.unsqueeze(2) * w + src_x.unsqueeze(1)).view(b, 1, h * w).expand(b, c, h * w)
+    patches = x2.reshape(b, c, h * w).gather(2, flat).view(b, c, h, w)
+    boxes = torch.stack([top, left, top + ph, left + pw], dim=1)
+    return torch.where(box_mask(boxes, h, w), patches, x1), ph, pw
+
+
+@register("resizemix")
 class ResizeMix(PairMixer):
-    """ResizeMix with side scale ``tau ~ U(scale_min, scale_max)``."""
+    """ResizeMix with side scale ``tau ~ U(scale[0], scale[1])``."""
+
+    config_keys = {"scale": "MIX.RESIZEMIX_SCALE", "prob": "MIX.PROB", "per_sample": "MIX.PER_SAMPLE"}
 
     def __init__(
-        self, scale_min: float = 0.1, scale_max: float = 0.8, per_sample: bool = False, prob: float = 1.0, **kwargs
+        self, scale: Tuple[float, float] = (0.1, 0.8), per_sample: bool = False, prob: float = 1.0, **kwargs
     ) -> None:
         super().__init__(prob=prob, **kwargs)
-        if not 0.0 < float(scale_min) <= float(scale_max) <= 1.0:
-            raise ValueError(
-                f"scale_min, scale_max: expected 0 < scale_min <= scale_max <= 1, got {scale_min}, {scale_max}"
-            )
-        self.scale_min, self.scale_max = float(scale_min), float(scale_max)
+        if len(scale) != 2 or not 0.0 < float(scale[0]) <= float(scale[1]) <= 1.0:
+            raise ValueError(f"scale: expected (min, max) with 0 < min <= max <= 1, got {tuple(scale)}")
+        self.scale_min, self.scale_max = float(scale[0]), float(scale[1])
         self.per_sample = bool(per_sample)
 
     def mix_pair(
@@ -63,18 +98,20 @@ class ResizeMix(PairMixer):
         check_pair(x1, y1, x2, y2)
         b, _, h, w = x1.shape
         k = b if self.per_sample else 1
-        tau = self.scale_min + (self.scale_max - self.scale_min) * torch.rand(k, generator=self.generator, dtype=torch.float64)
-        ph = (h * tau).floor().long().clamp(min=1).expand(b).to(x1.device)
-        pw = (w * tau).floor().long().clamp(min=1).expand(b).to(x1.device)
+        span = self.scale_max - self.scale_min
+        tau = (self.scale_min + span * torch.rand(k, generator=self.generator, dtype=torch.float64)).to(x1.device)
         u = rand(2 * b, self.generator, x1.device).view(b, 2)
-        top = (u[:, 0] * (h - ph + 1)).floor().long().minimum(h - ph)
-        left = (u[:, 1] * (w - pw + 1)).floor().long().minimum(w - pw)
+        centre_y = (u[:, 0] * h).floor().long().clamp(max=h - 1)  # np.random.randint(0, H, B)
+        centre_x = (u[:, 1] * w).floor().long().clamp(max=w - 1)
+        ph, pw = shrunk_size(h, tau).expand(b), shrunk_size(w, tau).expand(b)
+        top, left = centre_then_shift(centre_y, ph, h), centre_then_shift(centre_x, pw, w)
         if self.per_sample:
-            patches, inside = resize_into_boxes(x2, top, left, ph, pw, h, w)
-            mixed = torch.where(inside, patches, x1)
-        else:
-            size = (int(ph[0]), int(pw[0]))
-            small = F.interpolate(x2, size=size, mode="bilinear", align_corners=False, antialias=True)
-            mixed = paste_patches(x1, small, torch.zeros_like(torch.stack([top, left], 1)), torch.stack([top, left], 1), size)
-        lam = 1.0 - (ph * pw).float() / (h * w)
-        return MixResult(mixed, y1, y2, lam)
+            mixed, ph, pw = resize_paste(x1, x2, tau, top, left)
+        else:  # the authors' call, then one paste per sample as a single masked select
+            small = F.interpolate(x2, scale_factor=float(tau[0]), mode="nearest")
+            dst = torch.stack([top, left], dim=1)
+            mixed = paste_patches(x1, small, torch.zeros_like(dst), dst, (int(ph[0]), int(pw[0])))
+        lam = 1.0 - (ph * pw).double() / (h * w)
+        own = ~box_mask(torch.stack([top, left, top + ph, left + pw], dim=1), h, w)[:, 0]
+        return MixResult(mixed, y1, y2, lam.float(), own)
+

@@ -8,13 +8,14 @@ The label is unchanged (lam = 1).
 No official code was released. Choices where the paper is silent, all documented here:
 
 - A patch smaller than a cell (``o < W / n``) lies inside the cell, uniformly.
-- When n does not divide the side, pooling with kernel = stride = floor(H / n) yields
-  ``H // floor(H / n)`` cells per side (the remainder forms extra cells); n x n otherwise.
+- When n does not divide the side, pooling with kernel = stride = k = floor(H / n) leaves
+  ``H mod k`` remainder rows (and columns): they form one more, smaller cell per side, averaged
+  over its own pixels (``ceil(H / k)`` cells per side), so a peak there is found; n x n otherwise.
 - P_m is read from the original image, so overlapping P_m and P_l are well defined.
 - Ties in argmax/argmin go to the first cell in row-major order.
 
 Ablations of section 6: :class:`SalfMixRandom` draws P_m and P_l uniformly over the image (no
-saliency), :class:`SalfMixNoPool` uses pixel-level argmax/argmin (1 x 1 cells).
+saliency), :class:`SalfMixNoPool` uses pixel-level argmax/argmin (1 x 1 cells, on any image shape).
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from pretrain.mixing.base import Mixer, MixResult, check_batch, check_saliency, rand, unmixed
-from pretrain.mixing.geometry import paste_patches, patch_containing, pooled_cells
+from pretrain.mixing.base import Mixer, MixResult, check_batch, check_saliency, rand, register, unmixed
+from pretrain.mixing.geometry import box_mask, cell_kernel, extreme_cells, paste_patches, patch_containing, square_boxes
 
 
 def check_r(r: float) -> float:
@@ -60,12 +61,11 @@ def salfmix_positions(
     ``pool=False`` is the "without average pooling" ablation (pixel-level argmax/argmin).
     """
     b, h, w = saliency.shape
-    top_max, top_min, cell = pooled_cells(saliency, n if pool else min(h, w))
-    if not pool:
-        cell = (1, 1)
+    top_max, size_max, top_min, size_min = extreme_cells(saliency, cell_kernel(h, w, n) if pool else (1, 1))
     u = rand(4 * b, generator, saliency.device).view(b, 2, 2)  # [B, (P_m, P_l), (y, x)]
     cells = torch.stack([top_max, top_min], dim=1)  # [B, 2, 2]
-    starts = patch_containing(cells.view(-1, 2), cell, o, (h, w), u.view(-1, 2)).view(b, 2, 2)
+    sizes = torch.stack([size_max, size_min], dim=1)  # [B, 2, 2]
+    starts = patch_containing(cells.view(-1, 2), sizes.view(-1, 2), o, (h, w), u.view(-1, 2)).view(b, 2, 2)
     return starts[:, 0], starts[:, 1]
 
 
@@ -81,51 +81,82 @@ def salfmix(
     check_batch(images)
     check_saliency(saliency, images)
     _, _, h, w = images.shape
-    n, o = check_n(n, min(h, w)), patch_side(r, h, w)
+    return self_mix(images, saliency, check_n(n, min(h, w)), patch_side(r, h, w), generator, pool)[0]
+
+
+def self_mix(
+    images: Tensor, saliency: Tensor, n: int, o: int, generator: Optional[torch.Generator], pool: bool = True
+) -> Tuple[Tensor, Tensor]:
+    """:func:`salfmix` on inputs already checked, with the patch side ``o`` given.
+
+    Returns the self-mixed images and the own-pixel masks [B, H, W] (False on P_l)."""
     p_m, p_l = salfmix_positions(saliency, n, o, generator, pool)
-    return paste_patches(images, images, p_m, p_l, (o, o))
+    h, w = images.shape[-2:]
+    return paste_patches(images, images, p_m, p_l, (o, o)), ~box_mask(square_boxes(p_l, o), h, w)[:, 0]
 
 
 def random_salfmix(images: Tensor, r: float, generator: Optional[torch.Generator] = None) -> Tensor:
     """SalfMix without saliency: P_m and P_l uniform over all positions inside the image."""
     check_batch(images)
+    return random_self_mix(images, r, generator)[0]
+
+
+def random_self_mix(images: Tensor, r: float, generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+    """:func:`random_salfmix` and the own-pixel masks [B, H, W] (False on P_l)."""
     b, _, h, w = images.shape
     o = patch_side(r, h, w)
     u = rand(4 * b, generator, images.device).view(b, 4)
     limits = torch.tensor([h - o + 1, w - o + 1, h - o + 1, w - o + 1], device=images.device)
     starts = (u * limits).floor().long().minimum(limits - 1)
-    return paste_patches(images, images, starts[:, :2], starts[:, 2:], (o, o))
+    own = ~box_mask(square_boxes(starts[:, 2:], o), h, w)[:, 0]
+    return paste_patches(images, images, starts[:, :2], starts[:, 2:], (o, o)), own
 
 
+@register("salfmix")
 class SalfMix(Mixer):
     """SalfMix as a mixer: single-image, lam = 1. ``n`` pooled grid, ``r`` patch ratio."""
 
     needs_saliency = True
+    start_epoch = 2  # Algorithm 2: the saliency of an untrained net is noise
+    config_keys = {"n": "MIX.N", "r": "MIX.R"}
 
     def __init__(self, n: int = 4, r: float = 0.3, **kwargs) -> None:
         super().__init__(**kwargs)
         self.n, self.r = check_n(n), check_r(r)
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
-        return unmixed(salfmix(images, saliency, self.n, self.r, self.generator), targets)
+        _, _, h, w = images.shape
+        mixed, own = self_mix(images, saliency, check_n(self.n, min(h, w)), patch_side(self.r, h, w), self.generator)
+        return unmixed(mixed, targets, own)
 
 
+@register("salfmix_nopool")
 class SalfMixNoPool(SalfMix):
     """Ablation "w/o average pooling": argmax/argmin over pixels instead of n x n cells."""
+
+    pixel_saliency = True
+    config_keys = {"r": "MIX.R"}
 
     def __init__(self, r: float = 0.3, **kwargs) -> None:
         super().__init__(n=1, r=r, **kwargs)
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
-        return unmixed(salfmix(images, saliency, 1, self.r, self.generator, pool=False), targets)
+        _, _, h, w = images.shape
+        mixed, own = self_mix(images, saliency, 1, patch_side(self.r, h, w), self.generator, pool=False)
+        return unmixed(mixed, targets, own)
 
 
+@register("salfmix_random")
 class SalfMixRandom(Mixer):
     """Ablation "w/o saliency": P_m and P_l drawn uniformly (no saliency pass)."""
+
+    start_epoch = 2  # an ablation of SalfMix: the same schedule
+    config_keys = {"r": "MIX.R"}
 
     def __init__(self, r: float = 0.3, **kwargs) -> None:
         super().__init__(**kwargs)
         self.r = check_r(r)
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
-        return unmixed(random_salfmix(images, self.r, self.generator), targets)
+        mixed, own = random_self_mix(images, self.r, self.generator)
+        return unmixed(mixed, targets, own)

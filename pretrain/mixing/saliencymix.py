@@ -51,8 +51,10 @@ Deviations from the official code, both modes:
   precision would not reach OpenCV's float path). Only 1- or 3-channel images are accepted.
 - The official names ``W = size[1]``, ``H = size[2]`` are swapped, but consistently: the row side
   is ``int(H * sqrt(1 - lam))`` and rows are clipped to H, as here.
-- The official CIFAR script declares ``--salmix_prob`` (0.5) but reads ``args.cutmix_prob``;
-  ``prob`` here is the per-batch probability of mixing (default 1.0), applied by PairMixer.
+- The official scripts mix a batch with probability ``--salmix_prob`` (one ``r ~ U(0, 1)`` per
+  batch, mix if ``r < salmix_prob``): 0.5 in the CIFAR script's default and README commands, 1.0
+  in the ImageNet/TinyImageNet commands. ``prob`` here is that probability (default 1.0), applied
+  by PairMixer; the shipped CIFAR leaves set 0.5.
 """
 from __future__ import annotations
 
@@ -62,10 +64,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pretrain.mixing.base import MixResult, PairMixer, check_pair, check_positive
+from pretrain.mixing.base import MixResult, PairMixer, check_pair, check_positive, register
 from pretrain.mixing.base import beta as sample_beta
 from pretrain.mixing.finegrained import fine_grained_saliency_u8
-from pretrain.mixing.geometry import centered_boxes, cut_size, paste_boxes
+from pretrain.mixing.geometry import box_mask, centered_boxes, cut_size, paste_boxes
 
 MODES = ("official", "per_sample")
 
@@ -145,12 +147,15 @@ def check_pair_channels(x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor) -> None:
     check_channels(x2)
 
 
+@register("saliencymix")
 class SaliencyMix(PairMixer):
     """SaliencyMix with ``lam ~ Beta(beta, beta)`` and area-corrected lam (see the module docstring).
 
     ``mix_pair`` draws exactly one ``beta(self.beta, k, generator)`` (k = 1 in "official" mode,
     k = B in "per_sample" mode) and nothing else, so a test can replay its draws.
     """
+
+    config_keys = {"beta": "MIX.BETA", "prob": "MIX.PROB", "mode": "MIX.SALIENCYMIX_MODE"}
 
     def __init__(self, beta: float = 1.0, prob: float = 1.0, mode: str = "official", **kwargs) -> None:
         super().__init__(prob=prob, **kwargs)
@@ -174,4 +179,4 @@ class SaliencyMix(PairMixer):
             peaks = saliency_peaks(fine_grained_saliency_u8(gray_uint8(x2)))
             boxes = peak_boxes(peaks, lam0, h, w)
         mixed, lam = paste_boxes(x1, x2, boxes)
-        return MixResult(mixed, y1, y2, lam)
+        return MixResult(mixed, y1, y2, lam, ~box_mask(boxes, h, w)[:, 0])

@@ -1,13 +1,15 @@
 """Classification models: torchvision's ResNet-50 (for detection transfer), the CIFAR-style
-PreActResNet-18/50/101 of the paper's classification tables and PyramidNet-110 (Table 6)."""
+PreActResNet-18/50/101 of the paper's classification tables, PyramidNet-110 and RegNetX-200MF (Table 6)."""
 from typing import Callable, Dict
 
 import torchvision
 from torch import nn
 
-from pretrain.models.checkpoint import load_resnet50, read_state_dict
+from pretrain.models.weights import load_resnet50, read_state_dict
 from pretrain.models.preact_resnet import preactresnet18, preactresnet50, preactresnet101
 from pretrain.models.pyramidnet import pyramidnet110, pyramidnet110_a48
+from pretrain.models.regnet import regnetx_200m
+from pretrain.models.resnet_cifar import resnet20
 
 
 def resnet50(num_classes: int) -> nn.Module:
@@ -22,6 +24,8 @@ ARCHS: Dict[str, Callable[[int], nn.Module]] = {
     "preactresnet101": preactresnet101,
     "pyramidnet110": pyramidnet110,
     "pyramidnet110_a48": pyramidnet110_a48,
+    "regnetx_200m": regnetx_200m,
+    "resnet20": resnet20,
 }
 
 

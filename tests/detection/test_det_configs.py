@@ -21,7 +21,8 @@ TORCHVISION_STD = [58.395, 57.120, 57.375]
 
 def test_there_are_configs() -> None:
     names = {p.name for p in CONFIGS}
-    assert {"voc0712_faster_rcnn_R_50_C4_24k.yaml", "voc0712_faster_rcnn_R_50_C4_24k_moco.yaml", DEMO_CONFIG.name} <= names
+    assert {"voc0712_faster_rcnn_R_50_C4_24k.yaml", "voc0712_faster_rcnn_R_50_C4_24k_moco.yaml",
+            "voc0712_faster_rcnn_R_50_C4_24k_syncbn.yaml", DEMO_CONFIG.name} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -55,6 +56,28 @@ def test_moco_protocol() -> None:
     assert "SyncBN" in cfg.MODEL.RESNETS.NORM and cfg.MODEL.BACKBONE.FREEZE_AT == 0
     assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.REFERENCE_WORLD_SIZE, cfg.SOLVER.WARMUP_ITERS) == (16, 8, 100)
     assert cfg.INPUT.MIN_SIZE_TRAIN == tuple(range(480, 801, 32)) and cfg.INPUT.MIN_SIZE_TEST == 800
+
+
+@pytest.mark.parametrize(
+    "gpus, batch, lr, steps, max_iter, warmup",
+    [(1, 2, 0.005, (72000, 88000), 96000, 400), (2, 4, 0.01, (36000, 44000), 48000, 200),
+     (4, 8, 0.02, (18000, 22000), 24000, 100), (8, 16, 0.04, (9000, 11000), 12000, 50)],
+)
+def test_syncbn_protocol_is_the_paper_schedule_with_moco_bn(gpus, batch, lr, steps, max_iter, warmup) -> None:
+    cfg = load_config(str(CONFIG_DIR / "voc0712_faster_rcnn_R_50_C4_24k_syncbn.yaml"))
+    moco = load_config(str(CONFIG_DIR / "voc0712_faster_rcnn_R_50_C4_24k_moco.yaml"))
+    # MoCo's Base-RCNN-C4-BN.yaml: naiveSyncBN, FREEZE_AT 0, the extra res5 norm, precise BN
+    for key in ("MODEL.RESNETS.NORM", "MODEL.BACKBONE.FREEZE_AT", "MODEL.ROI_HEADS.NAME", "TEST.PRECISE_BN.ENABLED",
+                "INPUT.MIN_SIZE_TRAIN", "INPUT.MIN_SIZE_TEST", "SOLVER.WARMUP_ITERS", "MODEL.RPN.PRE_NMS_TOPK_TEST"):
+        a, b = cfg, moco
+        for part in key.split("."):
+            a, b = a[part], b[part]
+        assert a == b, key
+    assert (cfg.MODEL.RESNETS.NORM, cfg.MODEL.BACKBONE.FREEZE_AT) == ("naiveSyncBN", 0)
+    assert cfg.SOLVER.REFERENCE_WORLD_SIZE == 4 and cfg.SOLVER.IMS_PER_BATCH == 8
+    s = DefaultTrainer.auto_scale_workers(cfg, gpus).SOLVER
+    assert (s.IMS_PER_BATCH, tuple(s.STEPS), s.MAX_ITER, s.WARMUP_ITERS) == (batch, steps, max_iter, warmup)
+    assert s.BASE_LR == pytest.approx(lr) and s.IMS_PER_BATCH // gpus == 2  # 2 images per GPU throughout
 
 
 def test_extra_norm_head_has_moco_layout() -> None:

@@ -1,7 +1,6 @@
 """torchvision -> Detectron2 conversion: same features, coverage errors, the tool, weights checks."""
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 from typing import Dict
@@ -117,9 +116,9 @@ def test_incomplete_backbones_are_refused(torchvision_r50_state, change, message
 # --- the tool ---------------------------------------------------------------------------------
 
 
-def _run_tool(load_detection_tool, src: str, dst: str) -> str:
+def _run_tool(load_detection_tool, src: str, dst: str, *flags: str) -> str:
     tool = load_detection_tool("convert_to_detectron2")
-    return tool.main(argparse.Namespace(input=src, output=dst))
+    return tool.main(tool.get_parser().parse_args([src, dst, *flags]))
 
 
 @pytest.mark.parametrize("layout", ["ours", "plain", "ddp"])
@@ -197,3 +196,69 @@ def test_weights_check(converted_r50, torchvision_r50_state, tmp_path) -> None:
         check_detection_weights(str(tmp_path / "other.pkl"))
     with pytest.raises(DetectionSetupError, match="file not found"):
         check_detection_weights(str(tmp_path / "missing.pkl"))
+
+
+# --- the weights' input layout against the config ---------------------------------------------
+
+
+def _msra_r50_names() -> list:
+    """The blob names of the Caffe2/MSRA ResNet-50 (Detectron2's ImageNetPretrained/MSRA/R-50.pkl)."""
+    names = ["conv1_w", "res_conv1_bn_s", "res_conv1_bn_b"]
+    for stage, blocks in zip(range(2, 6), (3, 4, 6, 3)):
+        for i in range(blocks):
+            for branch in (["branch1"] if i == 0 else []) + ["branch2a", "branch2b", "branch2c"]:
+                names += [f"res{stage}_{i}_{branch}_{t}" for t in ("w", "bn_s", "bn_b")]
+    return names + ["fc1000_w", "fc1000_b"]
+
+
+def _pickle(path, payload) -> str:
+    with open(path, "wb") as f:
+        pickle.dump(payload, f)
+    return str(path)
+
+
+def test_synthetic_msra_names_are_what_detectron2_maps_to_our_backbone() -> None:
+    from detectron2.checkpoint.c2_model_loading import convert_basic_c2_names
+
+    ours = {rename_key(k) for k in expected_resnet50_shapes() if not k.endswith(("running_mean", "running_var"))}
+    assert set(convert_basic_c2_names(_msra_r50_names())) == ours | {"fc1000.weight", "fc1000.bias"}
+
+
+def test_caffe2_msra_pickles_are_refused_for_rgb_configs(tmp_path) -> None:
+    tiny = np.zeros((2, 2), dtype=np.float32)  # the layout is in the names; the shapes do not matter
+    flat = {n: tiny for n in _msra_r50_names()}
+    flat.update({"conv1_w_momentum": tiny, "res2_0_branch2a_w_momentum": tiny})  # as in the MSRA file
+    files = {
+        "imagenet": _pickle(tmp_path / "R-50.pkl", flat),  # ImageNet models: a flat dict
+        "detection": _pickle(tmp_path / "det.pkl", {"blobs": flat, "cfg": "..."}),  # Detectron models
+        "few": _pickle(tmp_path / "few.pkl", {"conv1_w": tiny, "fc1000_w": tiny, "pred_b": tiny}),
+    }
+    for path in files.values():
+        assert check_detection_weights(path) == "a Caffe2/MSRA pickle"  # no config: nothing to compare
+        with pytest.raises(DetectionSetupError) as err:
+            check_detection_weights(path, "RGB", False)
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"MODEL.WEIGHTS {path}: a Caffe2/MSRA pickle")
+        assert "INPUT.FORMAT RGB" in message and "tools/convert_to_detectron2.py" in message
+        assert check_detection_weights(path, "BGR", True) == "a Caffe2/MSRA pickle"  # Detectron2's own setting
+    with pytest.raises(DetectionSetupError, match="Caffe2/MSRA layout"):
+        check_detection_weights("detectron2://ImageNetPretrained/MSRA/R-50.pkl", "RGB", False)
+    assert "not opened" in check_detection_weights("detectron2://ImageNetPretrained/torchvision/R-50.pkl", "RGB", False)
+    assert "not checked" in check_detection_weights("https://example.org/weights.pkl", "RGB", False)
+
+
+def test_torchvision_layout_pickles_need_the_torchvision_config(converted_r50, tmp_path, caplog) -> None:
+    assert check_detection_weights(converted_r50, "RGB", False) == "a converted torchvision ResNet-50"
+    for fmt, stride in (("BGR", True), ("RGB", True)):
+        with pytest.raises(DetectionSetupError, match=r"torchvision layout.*STRIDE_IN_1X1 False"):
+            check_detection_weights(converted_r50, fmt, stride)
+    d2_names = {"stem.conv1.weight": np.zeros(1), "res2.0.conv1.weight": np.zeros(1)}
+    moco = _pickle(tmp_path / "moco.pkl", {"model": d2_names, "__author__": "MOCO", "matching_heuristics": True})
+    assert "torchvision layout" in check_detection_weights(moco, "RGB", False)
+    with pytest.raises(DetectionSetupError, match="torchvision layout"):
+        check_detection_weights(moco, "BGR", True)
+    # a Detectron2 pickle that does not say how it was trained: accepted, with a warning
+    other = _pickle(tmp_path / "zoo.pkl", {"model": d2_names, "__author__": "Detectron2 Model Zoo"})
+    with caplog.at_level("WARNING", logger="detection.convert"):
+        assert check_detection_weights(other, "RGB", False) == "a Detectron2 pickle (Detectron2 Model Zoo)"
+    assert "does not say which input it was trained on" in caplog.text

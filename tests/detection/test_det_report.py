@@ -12,7 +12,8 @@ import pytest
 from detection.errors import DetectionSetupError
 
 
-def _fake_run(root, name, method=None, seed=0, ap=(40.0, 70.0, 41.0), pretrain=None, config_method=None, iteration=24000):
+def _fake_run(root, name, method=None, seed=0, ap=(40.0, 70.0, 41.0), pretrain=None, config_method=None, iteration=24000,
+              protocol=None):
     run = root / name
     run.mkdir()
     results = {
@@ -22,7 +23,8 @@ def _fake_run(root, name, method=None, seed=0, ap=(40.0, 70.0, 41.0), pretrain=N
     }
     (run / "eval_results.json").write_text(json.dumps(results))
     if method is not None:
-        (run / "run_info.json").write_text(json.dumps({"method": method, "seed": seed}))
+        info = {"method": method, "seed": seed, **({"protocol": protocol} if protocol else {})}
+        (run / "run_info.json").write_text(json.dumps(info))
     if config_method is not None:
         (run / "config.yaml").write_text(f"SALFMIX:\n  METHOD: {config_method}\nSEED: {seed}\n")
     if pretrain is not None:
@@ -99,3 +101,55 @@ def test_note_goes_in_every_output(load_detection_tool, tmp_path, capsys) -> Non
     with open(paths["md"]) as f:
         assert f.read().splitlines()[2] == f"**{note}**"
     assert note in capsys.readouterr().out
+
+
+PAPER = "R50-C4 FrozenBN freeze_at 2, batch 8, lr 0.02, 24000 iter (steps 18000, 22000)"
+SYNCBN = "R50-C4+norm naiveSyncBN freeze_at 0 precise-BN, batch 8, lr 0.02, 24000 iter (steps 18000, 22000)"
+
+
+def test_runs_of_different_protocols_are_not_averaged(load_detection_tool, tmp_path) -> None:
+    runs = [_fake_run(tmp_path, "v3_s0", "hybridmix_v3", 0, protocol=PAPER),
+            _fake_run(tmp_path, "v3_s1", "hybridmix_v3", 1, protocol=SYNCBN)]
+    tool = load_detection_tool("voc_report")
+    with pytest.raises(DetectionSetupError) as err:
+        tool.main(tool.get_parser().parse_args(runs + ["--out", str(tmp_path / "r")]))
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("hybridmix_v3: runs of different protocols cannot be averaged")
+    assert runs[0] in message and runs[1] in message and PAPER in message and SYNCBN in message
+    assert not (tmp_path / "r").exists()
+
+
+def test_protocol_is_named_once_or_per_row(load_detection_tool, tmp_path, capsys) -> None:
+    tool = load_detection_tool("voc_report")
+    same = [_fake_run(tmp_path, "a", "baseline", protocol=PAPER), _fake_run(tmp_path, "b", "cutmix", protocol=PAPER)]
+    paths = tool.main(tool.get_parser().parse_args(same + ["--out", str(tmp_path / "r1")]))
+    md = open(paths["md"]).read()
+    assert f"Protocol: {PAPER}." in md and "| protocol |" not in md
+    assert [row["protocol"] for row in csv.DictReader(open(paths["csv"]))] == [PAPER, PAPER]
+    assert "different protocols" not in capsys.readouterr().err
+
+    mixed = same + [_fake_run(tmp_path, "c", "hybridmix_v3", protocol=SYNCBN)]
+    paths = tool.main(tool.get_parser().parse_args(mixed + ["--out", str(tmp_path / "r2")]))
+    md = open(paths["md"]).read()
+    assert "Protocol:" not in md and "different protocols" in md
+    assert [line for line in md.splitlines() if line.startswith("| hybridmix_v3 |")][0].endswith(f"| {SYNCBN} |")
+    assert json.load(open(paths["json"]))["methods"][0]["protocol"] == PAPER
+    assert "warning: the rows were fine-tuned under 2 different protocols" in capsys.readouterr().err
+
+
+def test_protocol_from_the_saved_config_as_rescaled(load_detection_tool, tmp_path) -> None:
+    from pathlib import Path
+
+    from detection.config import load_config
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "detection" / "voc0712_faster_rcnn_R_50_C4_24k.yaml"
+    runs = []
+    for gpus in (1, 4):
+        run = Path(_fake_run(tmp_path, f"g{gpus}", None, 0))
+        (run / "config.yaml").write_text(load_config(str(config)).dump())  # as Detectron2 saves it
+        (run / "run_info.json").write_text(json.dumps({"method": f"none_{gpus}gpu", "seed": 0, "world_size": gpus}))
+        runs.append(str(run))
+    tool = load_detection_tool("voc_report")
+    report = json.load(open(tool.main(tool.get_parser().parse_args(runs + ["--out", str(tmp_path / "r")]))["json"]))
+    assert [m["protocol"] for m in report["methods"]] == [
+        "R50-C4 FrozenBN freeze_at 2, batch 2, lr 0.005, 96000 iter (steps 72000, 88000)", PAPER]

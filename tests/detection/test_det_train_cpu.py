@@ -55,6 +55,7 @@ def test_short_cpu_training_then_eval_only_then_report(load_detection_tool, voc_
     assert losses and all(math.isfinite(x) for x in losses)
     info = json.loads((out / "run_info.json").read_text())
     assert info["method"] == "demo_random" and info["seed"] == 3 and info["world_size"] == 1
+    assert info["protocol"] == "R50-FPN GN freeze_at 0, batch 2, lr 0.002, 12 iter (steps none)"
     assert json.loads((out / "pretrain_metrics.json").read_text())["top1_err"] == 61.5
     assert (out / "config.yaml").is_file() and (out / "model_final.pth").is_file()
 
@@ -66,11 +67,13 @@ def test_short_cpu_training_then_eval_only_then_report(load_detection_tool, voc_
     assert again["datasets"]["voc_demo_test"]["AP50"] == pytest.approx(entry["AP50"], abs=1e-6)
     info = json.loads((out / "run_info.json").read_text())
     assert info["seed"] == 3 and info["eval_weights"].endswith("model_final.pth")  # training record kept
+    assert info["protocol"].startswith("R50-FPN GN")
 
     report = load_detection_tool("voc_report")
     paths = report.main(report.get_parser().parse_args([str(out), "--out", str(tmp_path / "report")]))
     methods = json.loads(Path(paths["json"]).read_text())["methods"]
     assert methods[0]["method"] == "demo_random" and methods[0]["top5_err"] == 35.25
+    assert methods[0]["protocol"] == info["protocol"]
 
 
 def test_checks_before_training(load_detection_tool, voc_demo_dir, torchvision_r50_state, tmp_path) -> None:
@@ -85,7 +88,68 @@ def test_checks_before_training(load_detection_tool, voc_demo_dir, torchvision_r
     with pytest.raises(DetectionSetupError, match="SALFMIX.PRETRAIN_METRICS .*top1_err"):
         (tmp_path / "m.json").write_text("{}")
         _train(load_detection_tool, ["--config-file", DEMO_CONFIG] + opts[2:] + ["SALFMIX.PRETRAIN_METRICS", str(tmp_path / "m.json")])
+    with pytest.raises(DetectionSetupError, match=r"^SOLVER.AMP.ENABLED needs a GPU .* MODEL.DEVICE is 'cpu'; add SOLVER.AMP.ENABLED False$"):
+        _train(load_detection_tool, ["--config-file", DEMO_CONFIG] + opts[2:] + ["SOLVER.AMP.ENABLED", "True"])
+    import pickle
+
+    with open(tmp_path / "R-50.pkl", "wb") as f:  # Caffe2 blob names, as in the MSRA model-zoo file
+        pickle.dump({"conv1_w": torch.zeros(1).numpy(), "res_conv1_bn_s": torch.ones(1).numpy()}, f)
+    with pytest.raises(DetectionSetupError, match=r"R-50\.pkl: a Caffe2/MSRA pickle .* INPUT\.FORMAT RGB"):
+        _train(load_detection_tool, ["--config-file", DEMO_CONFIG] + opts[2:] + ["MODEL.WEIGHTS", str(tmp_path / "R-50.pkl")])
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_dist_url_default_takes_a_free_port(load_detection_tool, monkeypatch) -> None:
+    import socket
+
+    import importlib
+
+    d2_launch = importlib.import_module("detectron2.engine.launch")
+
+    tool = load_detection_tool("train_detection")
+    args = tool.get_parser().parse_args(["--config-file", DEMO_CONFIG])
+    # Detectron2's own default is one port per user id: a second job of the user would meet the first
+    assert args.dist_url == "auto"
+    with socket.socket() as held:  # a port another job is using
+        held.bind(("", 0))
+        held.listen()
+        assert d2_launch._find_free_port() != held.getsockname()[1]
+    args = tool.get_parser().parse_args(["--num-gpus", "2", "--num-machines", "2", "--config-file", DEMO_CONFIG])
+    monkeypatch.setattr(tool.torch.cuda, "is_available", lambda: True)
+    with pytest.raises(DetectionSetupError, match=r"--num-machines 2: give --dist-url tcp://"):
+        tool.main(args)
+
+
+def test_spawned_workers_do_not_parse_the_annotations_again(load_detection_tool, voc_demo_dir, monkeypatch, tmp_path) -> None:
+    import detection.data
+    import detection.train
+
+    parsed = []
+    real = detection.data.validate_voc_annotations
+    monkeypatch.setattr(detection.data, "validate_voc_annotations", lambda *a, **k: parsed.append(a[1]) or real(*a, **k))
+    tool = load_detection_tool("train_detection")
+    launched = {}
+    monkeypatch.setattr(tool.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(tool, "launch", lambda fn, n, **kw: launched.update(kw, n=n))
+    argv = ["--num-gpus", "4", "--config-file", DEMO_CONFIG] + _short_run_opts(voc_demo_dir, "", str(tmp_path / "run"), 2)
+    tool.main(tool.get_parser().parse_args(argv + ["MODEL.DEVICE", "cuda"]))
+    assert parsed == ["trainval", "test"]  # the launching process parsed both splits once
+    (args,) = launched["args"]
+    assert launched["dist_url"] == "auto" and launched["n"] == 4 and args.datasets_validated
+    monkeypatch.setattr(tool.torch.cuda, "is_available", lambda: False)
+    args.opts = args.opts[:-2]  # a worker on this CPU-only machine: MODEL.DEVICE cpu again
+    detection.train.check_setup(args)  # what each spawned worker runs
+    assert parsed == ["trainval", "test"]
+    # torchrun: the main process parses, the others only check the folders and hear its verdict
+    del args.datasets_validated
+    monkeypatch.setattr(detection.train.comm, "get_world_size", lambda: 2)
+    monkeypatch.setattr(detection.train.comm, "is_main_process", lambda: False)
+    monkeypatch.setattr(detection.train.comm, "all_gather", lambda error: ["", error])
+    detection.train.check_setup(args)
+    assert parsed == ["trainval", "test"]
+    monkeypatch.setattr(detection.train.comm, "all_gather", lambda error: ["bad.xml: missing <name>", error])
+    with pytest.raises(DetectionSetupError, match=r"^bad\.xml: missing <name>$"):
+        detection.train.check_setup(args)
 
 
 def test_cli_prints_one_line_error(tmp_path) -> None:
@@ -124,3 +188,26 @@ def test_torchrun_two_processes_gloo(voc_demo_dir, converted_r50, tmp_path) -> N
     assert info["world_size"] == 2
     results = json.loads((out / "eval_results.json").read_text())
     assert results["iteration"] == 6 and "voc_demo_test" in results["datasets"]
+
+
+@pytest.mark.slow
+def test_torchrun_bad_annotation_stops_every_process(voc_demo_dir, converted_r50, tmp_path) -> None:
+    import shutil
+
+    voc = tmp_path / "VOC2007"
+    shutil.copytree(voc_demo_dir, voc)
+    first_test = (voc / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
+    xml = voc / "Annotations" / f"{first_test}.xml"
+    text = xml.read_text()
+    start, end = text.index("<difficult>"), text.index("</difficult>") + len("</difficult>")
+    xml.write_text(text[:start] + text[end:])  # the evaluator would fail on it after training
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(REPO_ROOT / "tools" / "train_detection.py"), "--config-file", DEMO_CONFIG,
+    ] + _short_run_opts(str(voc), converted_r50, str(tmp_path / "run"), 6)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=str(tmp_path))
+    assert proc.returncode != 0
+    # rank 0 found it; rank 1, which did not parse, stops with the same line instead of waiting
+    expected = f"error: {xml}: missing <difficult>"
+    assert proc.stderr.count(expected) == 2, proc.stderr[-3000:]

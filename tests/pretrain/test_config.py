@@ -30,7 +30,7 @@ def test_every_leaf_builds_its_mixer(path):
 
 def test_every_method_has_a_leaf_per_family():
     names = {os.path.basename(c)[:-5] for c in LEAVES}
-    for prefix in ("tinyimagenet_r50", "cifar100_preact18", "demo_r50"):
+    for prefix in ("tinyimagenet_r50", "cifar100_preact18", "demo_r50", "fashion_resnet20"):
         for method in MIXERS:
             assert f"{prefix}_{method}" in names
 
@@ -39,7 +39,8 @@ def test_paper_recipe_values():
     tiny = load_config(LEAVES[0].replace(os.path.basename(LEAVES[0]), "tinyimagenet_r50_hybridmix_v3.yaml"))
     assert (tiny.SOLVER.BASE_LR, tiny.SOLVER.MOMENTUM, tiny.SOLVER.WEIGHT_DECAY) == (0.05, 0.9, 1e-4)
     assert tuple(tiny.SOLVER.STEPS) == (75, 150, 225) and tiny.SOLVER.BATCH_SIZE == 128 and tiny.MIX.N == 8
-    assert mixer_params(tiny) == {"n": 8, "r": 0.3, "partner": "uniform", "beta": 1.0, "prob": 1.0, "per_sample": False}
+    assert mixer_params(tiny) == {"n": 8, "r": 0.3, "partner": "uniform", "per_pair": True, "beta": 1.0, "prob": 1.0}
+    assert tiny.MIX.START_EPOCH == 2  # Algorithm 2's rule, resolved into the saved config
 
 
 def test_overrides_and_errors(tmp_path):
@@ -60,3 +61,43 @@ def test_overrides_and_errors(tmp_path):
         load_config(str(bad))
     with pytest.raises(FileNotFoundError, match="nope.yaml: config file not found"):
         load_config(str(tmp_path / "nope.yaml"))
+
+
+@pytest.mark.parametrize("method", list(MIXERS))
+def test_start_epoch_is_the_methods_rule(method):
+    leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
+    cfg = load_config(leaf, ["MIX.METHOD", method])
+    salf_family = method in ("salfmix", "salfmix_random", "salfmix_nopool", "cutout_saliency") or method.startswith("hybridmix")
+    assert cfg.MIX.START_EPOCH == (2 if salf_family else 1)
+    assert load_config(leaf, ["MIX.METHOD", method, "MIX.START_EPOCH", "5"]).MIX.START_EPOCH == 5
+
+
+@pytest.mark.parametrize("method", list(MIXERS))
+def test_mixer_params_are_the_declared_keys(method):
+    leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
+    cfg = load_config(leaf, ["MIX.METHOD", method, "MIX.BETA", "0.7", "MIX.R", "0.4"])
+    params = mixer_params(cfg)
+    assert set(params) == set(MIXERS[method].config_keys)
+    for arg, value in params.items():
+        if MIXERS[method].config_keys[arg] == "MIX.BETA":
+            assert value == 0.7
+        if arg == "r":
+            assert value == 0.4
+
+
+def test_cosine_schedule_anneals_to_zero_over_the_run():
+    import torch
+
+    from pretrain.engine.builders import build_scheduler
+
+    leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
+    cfg = load_config(leaf, ["SOLVER.LR_SCHEDULE", "cosine", "SOLVER.MAX_EPOCHS", "10", "SOLVER.BASE_LR", "0.1"])
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=cfg.SOLVER.BASE_LR)
+    scheduler, lrs = build_scheduler(cfg, optimizer), []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == 0.1 and lrs[5] == pytest.approx(0.05) and all(a > b for a, b in zip(lrs, lrs[1:]))
+    with pytest.raises(ValueError, match="SOLVER.LR_SCHEDULE: expected one of"):
+        load_config(leaf, ["SOLVER.LR_SCHEDULE", "linear"])

@@ -125,10 +125,10 @@ def test_run_methods_needs_methods(tmp_path: Path) -> None:
 def test_two_processes_per_stage_on_the_cpu(data: dict, tmp_path: Path) -> None:
     """--num-gpus 2 without CUDA: both training stages run two gloo processes through torchrun."""
     out = str(tmp_path / "ddp")
-    _run([PIPELINE, "--method", "salfmix", "--num-gpus", "2", "--quiet", *_options(data, out)])
-    log = Path(out, "logs", "salfmix_s0.detection.log").read_text()
-    assert json.loads(Path(out, "detection", "salfmix_s0", "run_info.json").read_text())["world_size"] == 2, log[-2000:]
-    assert Path(out, "pretrain", "salfmix_s0", "model_final.pth").is_file()
+    _run([PIPELINE, "--method", "cutmix", "--num-gpus", "2", "--quiet", *_options(data, out)])
+    log = Path(out, "logs", "cutmix_s0.detection.log").read_text()
+    assert json.loads(Path(out, "detection", "cutmix_s0", "run_info.json").read_text())["world_size"] == 2, log[-2000:]
+    assert Path(out, "pretrain", "cutmix_s0", "model_final.pth").is_file()
 
 
 def test_a_failing_stage_shows_its_log(data: dict, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import pytest
+import torch
 from engine_helpers import (REPO, assert_same_weights, check_metrics, final_weights, read_metrics, run_subprocess,
                             small_opts, subprocess_env, tool_command)
 
@@ -45,7 +46,7 @@ def test_sigkill_then_resume_is_bit_identical(tiny_root, tmp_path):
     assert not os.path.exists(os.path.join(killed, "model_final.pth")), "killed too late to test anything"
     resumed_from = last_checkpoint(killed)
     state = load_checkpoint(resumed_from)
-    assert state["saliency_cache"] is not None and bool(state["saliency_cache"]["filled"].any())
+    assert state["saliency_cache"] is not None and bool(torch.isfinite(state["saliency_cache"]["maps"]).any())
     # As if the kill had come between an epoch's metrics record and its checkpoint.
     with open(os.path.join(killed, "metrics.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps({"epoch": state["epoch"] + 1, "train_loss": 123.0, "top1_err": 0.0, "top5_err": 0.0}) + "\n")
@@ -61,7 +62,7 @@ def test_refuses_an_output_dir_with_checkpoints_without_resume(tiny_root, run_pr
     out = tmp_path / "out"
     out.mkdir()
     (out / epoch_checkpoint_name(2)).write_bytes(b"")
-    with pytest.raises(SystemExit, match=r"already holds checkpoints: pass --resume, or another OUTPUT_DIR"):
+    with pytest.raises(SystemExit, match=r"already holds a run \(model_epoch0002\.pth\): pass --resume to continue it, or choose another OUTPUT_DIR$"):
         run_pretrain(CONFIG, small_opts(tiny_root, str(out)))
     assert sorted(os.listdir(out)) == [epoch_checkpoint_name(2)]  # nothing written, nothing removed
 

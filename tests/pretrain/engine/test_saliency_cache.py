@@ -1,12 +1,128 @@
-"""The cached saliency source: what it stores, how it reads back, when it falls back to a fresh pass."""
+"""The cached saliency source: source-grid geometry, what a visit stores, what the next visit reads."""
+import math
+
 import pytest
 import torch
 from engine_helpers import BATCH, config, small_opts
 
 from pretrain.config import load_config
-from pretrain.engine.saliency_cache import SaliencyCache, pool_saliency, unpool_saliency
+from pretrain.data.augment import TrainAugment
+from pretrain.engine.saliency_cache import CropGeometry, SaliencyCache, probe_size, source_cells
 from pretrain.engine.trainer import Trainer
-from pretrain.mixing import gradient_saliency
+
+
+def reference_cells(top, left, height, width, flip, src, out, grid):
+    """Per sample and pixel: the source cell under each output pixel's centre (plain loops)."""
+    b = len(top)
+    cells = torch.empty(b, out, out, dtype=torch.long)
+    for s in range(b):
+        for i in range(out):
+            for j in range(out):
+                jj = out - 1 - j if flip[s] else j
+                y = float(top[s]) + (i + 0.5) * float(height[s]) / out
+                x = float(left[s]) + (jj + 0.5) * float(width[s]) / out
+                cy = min(int(math.floor(y * grid / src)), grid - 1)
+                cx = min(int(math.floor(x * grid / src)), grid - 1)
+                cells[s, i, j] = cy * grid + cx
+    return cells
+
+
+def random_params(b, src, seed, scale=(0.08, 1.0)):
+    aug = TrainAugment(32, scale=scale)
+    return aug.sample_params(b, src, src, torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("src,out,grid", [(64, 64, 16), (64, 32, 16), (28, 28, 14), (32, 48, 16), (20, 20, 20)])
+def test_source_cells_match_a_per_pixel_reference(src, out, grid):
+    p = random_params(6, src, seed=src + out)
+    fast = source_cells(p.top, p.left, p.height, p.width, p.flip, (src, src), (out, out), (grid, grid), "cpu")
+    ref = reference_cells(p.top, p.left, p.height, p.width, p.flip, src, out, grid)
+    assert torch.equal(fast.cells, ref)
+
+
+def test_identity_crop_maps_pixels_to_their_own_cells():
+    one = torch.ones(1, dtype=torch.long)
+    geo = source_cells(0 * one, 0 * one, 64 * one, 64 * one, torch.tensor([False]), (64, 64), (64, 64), (16, 16), "cpu")
+    rows = torch.arange(64) // 4
+    assert torch.equal(geo.cells[0], rows.view(64, 1) * 16 + rows.view(1, 64))
+    flipped = source_cells(0 * one, 0 * one, 64 * one, 64 * one, torch.tensor([True]), (64, 64), (64, 64), (16, 16), "cpu")
+    assert torch.equal(flipped.cells[0], geo.cells[0].flip(1))
+
+
+def render_source(source_maps, geometry):
+    """What a visit's input gradient looks like when the saliency is a function of the source cell."""
+    b = source_maps.shape[0]
+    s = source_maps.flatten(1).gather(1, geometry.cells.flatten(1)).view_as(geometry.cells.float())
+    return s.unsqueeze(1).expand(b, 3, *s.shape[1:]).clone() * torch.tensor([1.0, -0.5, 0.25]).view(1, 3, 1, 1)
+
+
+def test_a_stored_visit_is_served_through_the_next_crop():
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(5, 16, 16, generator=g) + 0.1  # each sample's saliency, per source cell
+    cache = SaliencyCache(10, (16, 16), "max", torch.device("cpu"), min_coverage=0.0)
+    idx = torch.tensor([3, 1, 4, 9, 0])
+    p1, p2 = random_params(5, 64, seed=1, scale=(0.5, 1.0)), random_params(5, 64, seed=2, scale=(0.5, 1.0))
+    geo1 = source_cells(p1.top, p1.left, p1.height, p1.width, p1.flip, (64, 64), (32, 32), (16, 16), "cpu")
+    geo2 = source_cells(p2.top, p2.left, p2.height, p2.width, p2.flip, (64, 64), (32, 32), (16, 16), "cpu")
+    maps = cache.observe(render_source(truth, geo1), None, geo1)
+    seen = torch.isfinite(maps)
+    # every seen cell holds the truth divided by the visit's mean over the seen cells
+    scale = (truth.flatten(1) * seen).sum(1) / seen.sum(1)
+    torch.testing.assert_close(maps[seen], (truth.flatten(1) / scale.view(-1, 1))[seen])
+    assert torch.equal(seen, torch.zeros_like(seen).scatter_(1, geo1.cells.flatten(1), True))
+    cache.store(idx, maps)
+    served, missing = cache.lookup(idx, geo2)
+    known = seen.gather(1, geo2.cells.flatten(1)).view_as(served)
+    expected = (truth.flatten(1) / scale.view(-1, 1)).gather(1, geo2.cells.flatten(1)).view_as(served)
+    torch.testing.assert_close(served[known], expected[known])
+    fill = maps.nan_to_num(0).gather(1, geo2.cells.flatten(1)).view_as(served)
+    mean_known = (fill * known).flatten(1).sum(1) / known.flatten(1).sum(1).clamp(min=1)
+    assert torch.allclose(served[~known], mean_known.view(-1, 1, 1).expand_as(served)[~known])
+    assert not missing.any()
+
+
+def test_partner_pixels_do_not_reach_the_cache_and_unseen_cells_are_kept():
+    cache = SaliencyCache(4, (16, 16), "max", torch.device("cpu"))
+    one = torch.ones(2, dtype=torch.long)
+    geo = source_cells(0 * one, 0 * one, 64 * one, 64 * one, torch.tensor([False, True]), (64, 64), (64, 64), (16, 16), "cpu")
+    grad = torch.ones(2, 3, 64, 64)
+    own = torch.ones(2, 64, 64, dtype=torch.bool)
+    own[:, :32, :] = False  # the top half came from the partner...
+    grad[:, :, :32, :] = 1e6  # ...with a huge gradient that belongs to the partner
+    maps = cache.observe(grad, own, geo)
+    assert torch.isnan(maps.view(2, 16, 16)[:, :8]).all()  # never seen: NaN
+    assert torch.equal(maps.view(2, 16, 16)[:, 8:], torch.ones(2, 8, 16))
+    cache.store(torch.tensor([0, 1]), maps)
+    second = torch.full((2, 256), float("nan"))
+    second[:, :192] = 2.0  # a later visit that saw the top three quarters
+    cache.store(torch.tensor([0, 1]), second)
+    assert torch.equal(cache.maps[:2, :128], torch.full((2, 128), 2.0))  # first seen now
+    assert torch.equal(cache.maps[:2, 128:192], torch.full((2, 64), 1.5))  # seen twice: the mean
+    assert torch.equal(cache.maps[:2, 192:], torch.ones(2, 64))  # not seen again: kept
+    assert torch.isnan(cache.maps[2:]).all()
+
+
+def test_samples_without_enough_coverage_need_a_fresh_pass():
+    cache = SaliencyCache(3, (4, 4), "max", torch.device("cpu"), min_coverage=0.5)
+    cache.maps[0] = 1.0
+    cache.maps[1, :4] = 1.0  # only the top row of cells known
+    geo = CropGeometry(torch.arange(16).view(1, 4, 4).repeat(3, 1, 1))
+    _, missing = cache.lookup(torch.tensor([0, 1, 2]), geo)
+    assert missing.tolist() == [False, True, True]
+
+
+def test_checkpoint_round_trip_and_shape_check():
+    cache = SaliencyCache(10, (4, 4), "max", torch.device("cpu"))
+    cache.maps[3] = torch.arange(16.0)
+    other = SaliencyCache(10, (4, 4), "max", torch.device("cpu"))
+    other.load_state_dict(cache.state_dict())
+    assert torch.equal(other.maps.nan_to_num(-1), cache.maps.nan_to_num(-1))
+    with pytest.raises(ValueError, match=r"saliency cache: the checkpoint's cache \(shape \(10, 16\)\) is not this run's"):
+        SaliencyCache(10, (8, 8), "max", torch.device("cpu")).load_state_dict(cache.state_dict())
+
+
+def test_probe_size_is_small():
+    assert probe_size(10) == 10 and probe_size(400) == 64 and probe_size(10000) == 156 and probe_size(10**6) == 1024
 
 
 def make_trainer(root, tmp_path, method):
@@ -15,79 +131,23 @@ def make_trainer(root, tmp_path, method):
     return Trainer(load_config(config(f"tinyimagenet_preact18_{method}"), opts))
 
 
-@pytest.mark.parametrize("method,grid,reduction", [("hybridmix_v3", 8, "max"), ("puzzlemix", 16, "rms")])
-def test_cache_stores_the_pooled_fresh_saliency_of_the_training_loss(tiny_root, tmp_path, method, grid, reduction):
-    trainer = make_trainer(tiny_root, tmp_path, method)
-    cache = trainer.cache
+@pytest.mark.parametrize("method,grid,reduction", [("hybridmix_v3", (16, 16), "max"), ("puzzlemix", (16, 16), "rms"),
+                                                   ("salfmix_nopool", (64, 64), "max")])
+def test_trainer_builds_the_method_cache(tiny_root, tmp_path, method, grid, reduction):
+    cache = make_trainer(tiny_root, tmp_path, method).cache.cache
     assert (cache.grid, cache.reduction) == (grid, reduction)
-    images, targets, indices = next(iter(trainer.data.train_loader))
-    # the batch the step will see: the same augmentation draw
-    x = trainer.data.train_augment(images, torch.Generator().set_state(trainer.aug_gen.get_state()))
-    trainer.model.eval()  # gradient_saliency's setting; it restores the mode it finds
-    fresh = pool_saliency(gradient_saliency(trainer.model, x, targets, reduction), grid)
-    trainer.train_step(images, targets, indices, epoch=1)  # unmixed: the loss is the mean CE
-
-    # exactly this step's samples are filled, nothing else
-    assert torch.equal(cache.filled.nonzero()[:, 0], indices.sort().values)
-    assert not cache.maps[~cache.filled].any()
-    # gradient_saliency sums the CE, the training loss averages it over the batch of 4 (a power
-    # of two, so the scale is exact): the stored maps are the fresh ones over 4
-    assert torch.equal(cache.maps[indices] * BATCH, fresh)
-    # what SalfMix reads from them: the most / least salient cells
-    flat = cache.maps[indices].flatten(1)
-    assert torch.equal(flat.argmax(1), fresh.flatten(1).argmax(1))
-    assert torch.equal(flat.argmin(1), fresh.flatten(1).argmin(1))
 
 
-def test_lookup_falls_back_to_a_fresh_pass_unless_every_sample_is_filled(tiny_root, tmp_path):
+def test_first_visit_is_fresh_then_served_from_the_cache(tiny_root, tmp_path, monkeypatch):
     trainer = make_trainer(tiny_root, tmp_path, "hybridmix_v3")
-    cache = trainer.cache
-    loader = iter(trainer.data.train_loader)
-    images, targets, indices = next(loader)
-    other = next(loader)[2]
-    trainer.train_step(images, targets, indices, epoch=1)
-    x = trainer.data.train_augment(images, torch.Generator().manual_seed(0))
-    hit = cache.lookup(indices, 32, 32)
-    assert hit is not None and hit.shape == (BATCH, 32, 32)
-    assert torch.equal(trainer.saliency_for(x, targets, indices), hit)
-    mixed = torch.cat([indices[:-1], other[:1]])  # one unfilled sample
-    assert cache.lookup(mixed, 32, 32) is None and cache.lookup(other, 32, 32) is None
-    trainer.model.train()
-    fresh = trainer.saliency_for(x, targets, mixed)
-    assert torch.equal(fresh, gradient_saliency(trainer.model, x, targets, "max"))
-    assert trainer.model.training
+    images, targets, indices = next(iter(trainer.data.train_loader))
+    calls = []
+    import pretrain.engine.saliency_cache as module
 
-
-@pytest.mark.parametrize("grid,h,w", [(8, 32, 32), (4, 32, 32), (16, 64, 64), (5, 32, 32), (4, 30, 34), (1, 7, 7),
-                                      (16, 32, 32), (32, 32, 32), (8, 16, 16)])
-def test_unpool_then_pool_gives_the_cells_back(grid, h, w):
-    pooled = torch.rand(16, grid, grid, generator=torch.Generator().manual_seed(grid + h)) * 1e-3
-    up = unpool_saliency(pooled, h, w)
-    assert up.shape == (16, h, w)
-    back = pool_saliency(up, grid)
-    if h // grid <= 2 and w // grid <= 2:  # sums of at most 4 equal floats are exact
-        assert torch.equal(back, pooled)
-    else:  # float32 rounding of the pooling sum only
-        torch.testing.assert_close(back, pooled, rtol=2e-6, atol=0)
-    # ...which never reverses two cells: SalfMix's most / least salient cells are the stored ones
-    order = pooled.flatten(1).argsort(1)
-    assert bool((back.flatten(1).gather(1, order).diff(dim=1) >= 0).all())
-    assert torch.equal(back.flatten(1).argmax(1), pooled.flatten(1).argmax(1))
-    assert torch.equal(back.flatten(1).argmin(1), pooled.flatten(1).argmin(1))
-
-
-def test_store_lookup_and_checkpoint_round_trip():
-    cache = SaliencyCache(10, 4, "max", torch.device("cpu"))
-    grad = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    pooled = cache.pooled_from_gradient(grad)
-    assert torch.equal(pooled, pool_saliency(grad.abs().amax(1), 4))
-    idx = torch.tensor([7, 2, 5])
-    cache.store(idx, pooled)
-    torch.testing.assert_close(pool_saliency(cache.lookup(idx, 16, 16), 4), pooled, rtol=2e-6, atol=0)
-    assert torch.equal(cache.maps[idx], pooled) and int(cache.filled.sum()) == 3
-    assert cache.lookup(torch.tensor([2, 3]), 16, 16) is None
-    other = SaliencyCache(10, 4, "max", torch.device("cpu"))
-    other.load_state_dict(cache.state_dict())
-    assert torch.equal(other.maps, cache.maps) and torch.equal(other.filled, cache.filled)
-    with pytest.raises(ValueError, match=r"saliency cache: checkpoint shape \(10, 4, 4\) != \(10, 8, 8\)"):
-        SaliencyCache(10, 8, "max", torch.device("cpu")).load_state_dict(cache.state_dict())
+    real = module.gradient_saliency
+    monkeypatch.setattr(module, "gradient_saliency", lambda m, x, *a: calls.append(len(x)) or real(m, x, *a))
+    trainer.train_step(images, targets, indices, epoch=2)  # mixing, nothing cached yet: all fresh
+    assert calls == [BATCH] and trainer.cache.fresh == BATCH
+    assert torch.isfinite(trainer.cache.cache.maps[indices]).any(1).all()  # the backward stored them
+    trainer.train_step(images, targets, indices, epoch=2)  # the same samples again: served
+    assert calls == [BATCH] or sum(calls[1:]) < BATCH  # at most the poorly covered ones are fresh

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.engine.checkpoint import (LAST, atomic_save, epoch_checkpoint_name, last_checkpoint, load_checkpoint,
+from pretrain.engine.checkpoint import (LAST, epoch_checkpoint_name, last_checkpoint, load_checkpoint,
                                         rng_states, save_epoch_checkpoint, set_rng_states)
+from runs.files import atomic_torch_save
 
 
 def state(epoch):
@@ -30,7 +31,7 @@ def test_last_checkpoint_falls_back_to_the_newest_file(tmp_path):
     out = str(tmp_path)
     assert last_checkpoint(out) is None
     for epoch in (9, 10):
-        atomic_save(state(epoch), os.path.join(out, epoch_checkpoint_name(epoch)))
+        atomic_torch_save(os.path.join(out, epoch_checkpoint_name(epoch)), state(epoch))
     assert last_checkpoint(out).endswith("model_epoch0010.pth")  # no marker: by epoch number
     (tmp_path / LAST).write_text("model_epoch0042.pth")  # a marker naming a removed file
     assert last_checkpoint(out).endswith("model_epoch0010.pth")

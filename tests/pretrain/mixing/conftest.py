@@ -50,17 +50,19 @@ def reference_salfmix(images, saliency, n, r, u, pool=True):
     o = int(w * r)
     kh, kw = (h // n, w // n) if pool else (1, 1)
     for i in range(b):
-        cells = {}
-        for cy in range(0, h - kh + 1, kh):
-            for cx in range(0, w - kw + 1, kw):
-                cells[(cy, cx)] = float(saliency[i, cy:cy + kh, cx:cx + kw].float().mean())
+        cells = {}  # (top, left) -> (mean, (height, width)); the remainder rows/columns form smaller cells
+        for cy in range(0, h, kh):
+            for cx in range(0, w, kw):
+                block = saliency[i, cy:cy + kh, cx:cx + kw].float()
+                cells[(cy, cx)] = (float(block.mean()), tuple(block.shape))
         keys = list(cells)  # row-major, so max()/min() keep the first of equal cells
-        best = max(keys, key=lambda k: cells[k])
-        worst = min(keys, key=lambda k: cells[k])
+        best = max(keys, key=lambda k: cells[k][0])
+        worst = min(keys, key=lambda k: cells[k][0])
         starts = []
         for (cy, cx), (uy, ux) in ((best, u[i, :2]), (worst, u[i, 2:])):
             pos = []
-            for c, size, length, uu in ((cy, kh, h, uy), (cx, kw, w, ux)):
+            ch, cw = cells[(cy, cx)][1]
+            for c, size, length, uu in ((cy, ch, h, uy), (cx, cw, w, ux)):
                 if o >= size:  # the patch contains the cell
                     valid = [s for s in range(length - o + 1) if s <= c and c + size <= s + o]
                 else:  # the patch lies inside the cell

@@ -2,14 +2,14 @@
 import pytest
 import torch
 
-from pretrain.mixing import MIXERS, MixResult, build_mixer, mix_loss
+from pretrain.mixing import MIXERS, MixResult, make_mixer, mix_loss
 
 CUT_AND_PASTE = ("cutmix", "saliencymix", "resizemix", "hybridmix_v3", "hybridmix_v2", "puzzlemix")
 SINGLE_IMAGE = ("none", "cutout", "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool")
 
 
 def build(name, seed=0, **kwargs):
-    return build_mixer(name, generator=torch.Generator().manual_seed(seed), **kwargs)
+    return make_mixer(name, generator=torch.Generator().manual_seed(seed), **kwargs)
 
 
 @pytest.mark.parametrize("name", list(MIXERS))
@@ -47,7 +47,7 @@ def constant_batch(b=12):
 @pytest.mark.parametrize("name", CUT_AND_PASTE)
 def test_lam_is_true_pixel_ratio(name):
     images, targets, saliency = constant_batch()
-    per_sample = name in ("cutmix", "resizemix", "hybridmix_v3")
+    per_sample = name in ("cutmix", "resizemix")  # HybridMix draws per pair by default
     result = (build(name, per_sample=True) if per_sample else build(name))(images, targets, saliency=saliency)
     for i in range(12):
         a, p = int(result.targets_a[i]), int(result.targets_b[i])
@@ -92,6 +92,16 @@ def test_bad_inputs(name, model, make_batch):
             mixer(images, targets, saliency=torch.rand(8, 16, 16))
 
 
+@pytest.mark.parametrize("name", [n for n in MIXERS if MIXERS[n].needs_saliency])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_saliency_is_refused(name, bad, make_batch):
+    images, targets = make_batch()
+    saliency = torch.rand(8, 32, 32)
+    saliency[3, 5, 7] = bad
+    with pytest.raises(ValueError, match=r"saliency: not finite \(NaN or Inf\) for 1 of 8 samples \(batch positions \[3\]\)"):
+        build(name)(images, targets, saliency=saliency)
+
+
 def test_registry_names():
     expected = {"none", "cutout", "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "mixup",
                 "cutmix", "saliencymix", "resizemix", "puzzlemix", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3"}
@@ -100,9 +110,9 @@ def test_registry_names():
 
 def test_build_mixer_errors():
     with pytest.raises(ValueError, match="unknown mixing method 'cutmx'; valid names: none, cutout"):
-        build_mixer("cutmx")
+        make_mixer("cutmx")
     with pytest.raises(ValueError, match="mixing method 'cutmix': .*unexpected keyword argument 'alpha'"):
-        build_mixer("cutmix", alpha=1.0)
+        make_mixer("cutmix", alpha=1.0)
 
 
 def test_mix_loss_weights():
@@ -113,3 +123,45 @@ def test_mix_loss_weights():
     expected = sum(float(lam[i]) * ce(logits[i:i + 1], a[i:i + 1]) + (1 - float(lam[i])) * ce(logits[i:i + 1], b[i:i + 1])
                    for i in range(4)) / 4
     assert mix_loss(logits, MixResult(logits, a, b, lam)) == pytest.approx(float(expected), rel=1e-5)
+
+
+PASTING = ("cutout", "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "cutmix", "saliencymix",
+           "resizemix", "hybridmix_v2", "hybridmix_v3")
+
+
+@pytest.mark.parametrize("name", PASTING)
+def test_own_marks_exactly_the_untouched_pixels(name, make_batch):
+    images, _ = make_batch(b=8)  # continuous random values: a moved pixel differs from the one it covers
+    targets = torch.arange(8)  # distinct labels tell a sample paired with itself
+    saliency = torch.rand(8, 32, 32, generator=torch.Generator().manual_seed(1))
+    result = build(name, seed=2)(images, targets, saliency=saliency)
+    assert result.own is not None and result.own.shape == (8, 32, 32) and result.own.dtype == torch.bool
+    same = (result.images == images).all(dim=1)  # [B, H, W]
+    assert torch.equal(same | ~result.own, torch.ones_like(same)), "an own pixel was changed"
+    paired_with_other = result.targets_b != result.targets_a
+    if name in ("cutmix", "saliencymix", "resizemix", "hybridmix_v2", "hybridmix_v3"):
+        assert paired_with_other.any()
+    else:
+        paired_with_other[:] = True
+    assert not (same & ~result.own)[paired_with_other].any(), "a pixel marked as not own is unchanged"
+
+
+@pytest.mark.parametrize("name", ["none", "mixup", "puzzlemix"])
+def test_own_is_none_for_blends_and_identity(name, make_batch):
+    images, targets = make_batch(b=8)
+    result = build(name)(images, targets, saliency=torch.rand(8, 32, 32))
+    assert result.own is None
+
+
+def test_hybridmix_v1_own_is_the_self_mix_mask(make_batch):
+    images, targets = make_batch(b=8)
+    result = build("hybridmix_v1")(images, targets, saliency=torch.rand(8, 32, 32))
+    o = int(32 * 0.3)
+    assert result.own is not None and bool(((~result.own).flatten(1).sum(1) == o * o).all())
+
+
+def test_patch_ratio_methods_are_derived_from_the_config_keys():
+    from pretrain.mixing import takes_patch_ratio
+
+    assert {n for n in MIXERS if takes_patch_ratio(n)} == {
+        "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3"}

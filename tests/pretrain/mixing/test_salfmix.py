@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from pretrain.mixing.geometry import cell_kernel, extreme_cells, pool_cells
 from pretrain.mixing.salfmix import SalfMix, SalfMixNoPool, SalfMixRandom, random_salfmix, salfmix
 
 
@@ -13,7 +14,8 @@ def draws(seed, b):
 @pytest.mark.parametrize(
     "h,w,n,r",
     [(32, 32, 4, 0.3), (64, 64, 8, 0.3), (32, 32, 4, 0.1), (32, 32, 4, 0.7), (32, 32, 4, 1.0),
-     (30, 30, 4, 0.5), (20, 28, 3, 0.25), (16, 16, 16, 0.2), (16, 16, 1, 0.4)],
+     (30, 30, 4, 0.5), (20, 28, 3, 0.25), (16, 16, 16, 0.2), (16, 16, 1, 0.4), (28, 28, 8, 0.3),
+     (28, 28, 3, 0.1), (23, 17, 5, 0.2)],
 )
 def test_matches_per_sample_reference(reference_salfmix, h, w, n, r):
     g = torch.Generator().manual_seed(1)
@@ -29,6 +31,30 @@ def test_nopool_matches_pixel_level_reference(reference_salfmix):
     images, saliency = torch.randn(5, 3, 24, 24, generator=g), torch.rand(5, 24, 24, generator=g)
     fast = salfmix(images, saliency, 1, 0.3, torch.Generator().manual_seed(3), pool=False)
     assert torch.equal(fast, reference_salfmix(images, saliency, 1, 0.3, draws(3, 5), pool=False))
+
+
+def test_nopool_is_pixel_level_on_non_square_images(reference_salfmix):
+    g = torch.Generator().manual_seed(5)
+    images, saliency = torch.randn(4, 3, 12, 24, generator=g), torch.rand(4, 12, 24, generator=g)
+    fast = salfmix(images, saliency, 1, 0.25, torch.Generator().manual_seed(6), pool=False)
+    assert torch.equal(fast, reference_salfmix(images, saliency, 1, 0.25, draws(6, 4), pool=False))
+
+
+@pytest.mark.parametrize("n,kernel", [(8, 3), (3, 9)])  # 28 px: a 1-pixel remainder row and column
+def test_peak_in_the_remainder_is_found(n, kernel):
+    images = torch.arange(28 * 28.0).view(1, 1, 28, 28).repeat(1, 3, 1, 1)
+    saliency = torch.zeros(1, 28, 28)
+    saliency[0, 27, 27] = 1.0  # the only salient pixel lies in the remainder cell
+    saliency[0, :kernel, :kernel] = -1.0
+    cells = pool_cells(saliency, cell_kernel(28, 28, n))
+    assert cells.shape[-2:] == (28 // kernel + 1, 28 // kernel + 1)
+    top_max, size_max, _, _ = extreme_cells(saliency, cell_kernel(28, 28, n))
+    assert top_max.tolist() == [[28 // kernel * kernel] * 2] and size_max.tolist() == [[1, 1]]
+    for seed in range(10):  # P_m always contains the peak pixel
+        out = salfmix(images, saliency, n, 0.3, torch.Generator().manual_seed(seed))
+        assert (out[0, 0] == 27 * 28 + 27).sum() == 2  # once in place (or overwritten) and once pasted
+        moved = out[0, 0][out[0, 0] != images[0, 0]]
+        assert (moved == 27 * 28 + 27).any()
 
 
 def test_copies_most_salient_patch_over_least_salient():

@@ -4,9 +4,9 @@ import pytest
 import torch
 from engine_helpers import BATCH, SIZES, config, small_opts
 
-import pretrain.engine.data as data_mod
+import pretrain.engine.training_data as data_mod
 from pretrain.config import load_config
-from pretrain.engine.data import build_data, load_splits
+from pretrain.engine.training_data import build_data, load_splits
 
 CONFIG = "tinyimagenet_preact18_none"
 

@@ -10,7 +10,7 @@ from fvcore.common.config import CfgNode
 from torch import Tensor
 
 from pretrain.data.augment import EvalTransform, TrainAugment
-from pretrain.data.cache import PackedDataset, load_dataset
+from pretrain.data.cache import PackedDataset, load_dataset, stratified_indices
 from pretrain.data.loader import BatchLoader
 from pretrain.engine import distributed as dist_utils
 
@@ -80,11 +80,27 @@ def load_splits(cfg: CfgNode, rank: int) -> Tuple[PackedDataset, PackedDataset]:
     return splits if splits is not None else load()
 
 
+def training_subset(cfg: CfgNode, train: PackedDataset) -> PackedDataset:
+    """``train`` itself, or its stratified ``DATA.TRAIN_PER_CLASS`` subset drawn with ``DATA.SUBSET_SEED``.
+
+    The draw depends on the config and the packed labels only, so every rank, every resumed run
+    and every ``SEED`` of a study trains on the same images.
+    """
+    if not cfg.DATA.TRAIN_PER_CLASS:
+        return train
+    try:
+        idx = stratified_indices(train.labels, cfg.DATA.TRAIN_PER_CLASS, train.num_classes, cfg.DATA.SUBSET_SEED)
+    except ValueError as err:
+        raise ValueError(f"DATA.TRAIN_PER_CLASS: {err} in {train.name}/{train.split}") from None
+    return train.subset(idx)
+
+
 def build_data(cfg: CfgNode, rank: int, world: int, device: torch.device) -> TrainingData:
     """Load (and pack on first use) the train/test splits of ``cfg.DATA`` and build the loader."""
     if cfg.SOLVER.BATCH_SIZE % world:
         raise ValueError(f"SOLVER.BATCH_SIZE: {cfg.SOLVER.BATCH_SIZE} is not divisible by the {world} processes")
     train, test = load_splits(cfg, rank)
+    train = training_subset(cfg, train)
     if test.num_classes != train.num_classes:
         raise ValueError(f"DATA.TEST_SPLIT: {test.num_classes} classes, the training split has {train.num_classes}")
     size = cfg.MODEL.INPUT_SIZE or int(train.images.shape[1])
@@ -95,5 +111,9 @@ def build_data(cfg: CfgNode, rank: int, world: int, device: torch.device) -> Tra
     )
     loader = BatchLoader(train, cfg.SOLVER.BATCH_SIZE // world, shuffle=True, drop_last=True, seed=cfg.SEED,
                          rank=rank, world_size=world)
+    if len(loader) == 0:  # drop_last: a batch larger than the shard would train nothing and "succeed"
+        per_process = f" ({loader.batch_size} per process, {loader.num_samples} images each)" if world > 1 else ""
+        raise ValueError(f"SOLVER.BATCH_SIZE: {cfg.SOLVER.BATCH_SIZE} is larger than the training set of "
+                         f"{len(train)} images{per_process}: no training step per epoch")
     test_bs = max(1, cfg.TEST.BATCH_SIZE // world)
     return TrainingData(train, test, loader, augment, EvalTransform(size, mean=mean, std=std), test_bs, rank, world)

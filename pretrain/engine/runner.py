@@ -1,0 +1,94 @@
+"""A pretraining run in its folder: the stage's library entry point, used by ``tools/pretrain.py``.
+
+:func:`run_pretraining` wraps the :class:`~pretrain.engine.trainer.Trainer` in the run layer
+(:mod:`runs`): the lock on ``OUTPUT_DIR``, the manifest ``run.json``, the refusal of a new run
+over another run's files and of a ``--resume`` whose config drifted, the stale temp files of a
+killed run, and SIGINT / SIGTERM stopping at the end of a step. Every refusal or failure is a
+one-line exception (:class:`runs.errors.RunError`, ``ValueError``, ``FileNotFoundError``,
+:class:`~pretrain.engine.trainer.NonFiniteLossError`) or :class:`runs.signals.Interrupted`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Sequence
+
+from fvcore.common.config import CfgNode
+
+from pretrain.engine.metrics import read_records
+from runs.errors import RunError
+from runs.folder import FINISHED, RESUME, RunFolder
+from runs.signals import Interrupted, StopSignals
+
+# Keys a --resume may change: where the data and caches are, how the run reports and keeps
+# checkpoints, the evaluation batch, and MAX_EPOCHS (not below the checkpoint's epoch: the trainer
+# refuses that). Everything else would make the folder's weights a mix of two configs.
+RESUME_MAY_CHANGE = ("OUTPUT_DIR", "SOLVER.MAX_EPOCHS", "TRAIN.PROGRESS", "TRAIN.EVAL_PERIOD",
+                     "TRAIN.KEEP_CHECKPOINTS", "TRAIN.CHECKPOINT_PERIOD", "DATA.ROOT", "DATA.CACHE_DIR",
+                     "TEST.BATCH_SIZE")
+# The files of a pretraining run besides run.json, config.yaml and model_final.pth.
+ARTEFACTS = ("metrics.jsonl", "model_epoch*.pth", "last_checkpoint", "tb")
+
+
+@dataclass
+class PretrainResult:
+    """How :func:`run_pretraining` ended: ``status`` "finished" (trained now) or "already finished"."""
+
+    status: str
+    output_dir: str
+    record: Dict[str, float] = field(default_factory=dict)
+    resumed_from: Optional[str] = None
+    start_epoch: int = 1
+
+
+def run_pretraining(cfg: CfgNode, resume: bool = False, command: Optional[Sequence[str]] = None,
+                    resume_cmd: str = "", log: Callable[[str], None] = print) -> PretrainResult:
+    """Train ``cfg`` in ``cfg.OUTPUT_DIR`` under the rules of :mod:`runs.folder`.
+
+    ``resume``: continue from the newest checkpoint (a ``--resume`` of a finished run returns
+    status "already finished" and touches nothing). ``command`` (default: this process's) and
+    ``resume_cmd`` are recorded in ``run.json``; ``log`` says where a resume starts. Under torchrun
+    only rank 0 locks, writes and logs.
+    """
+    rank = int(os.environ.get("RANK", "0"))
+    run = RunFolder(cfg.OUTPUT_DIR, stage="pretrain", config_text=cfg.dump(), resume=resume, method=cfg.MIX.METHOD,
+                    command=command if command is not None else [sys.executable, *sys.argv], resume_command=resume_cmd,
+                    allowed=RESUME_MAY_CHANGE, artefacts=ARTEFACTS, main=rank == 0)
+    if run.open() == FINISHED:
+        records = read_records(os.path.join(cfg.OUTPUT_DIR, "metrics.jsonl"))
+        return PretrainResult("already finished", cfg.OUTPUT_DIR, records[-1] if records else {})
+    try:
+        from pretrain.engine.trainer import Trainer
+
+        trainer = Trainer(cfg)  # checks the data, the batch size and the mixer's geometry up front
+        resumed = None
+        if run.mode == RESUME:
+            try:
+                resumed = trainer.resume()
+            except (ValueError, KeyError, RuntimeError, EOFError) as err:
+                raise RunError(f"--resume: {err}") from None
+            if rank == 0:
+                log(f"resuming from {resumed} (epoch {trainer.start_epoch})" if resumed else
+                    "no checkpoint found: starting from epoch 1")
+        run.start(epoch=trainer.start_epoch - 1)
+        with StopSignals() as stop:
+            trainer.should_stop = lambda: stop.signum
+            trainer.on_checkpoint = lambda epoch: run.update(epoch=epoch)
+            record = trainer.train()
+        finite = {k: v for k, v in record.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        run.finish(epoch=cfg.SOLVER.MAX_EPOCHS, metrics=finite)
+        return PretrainResult("finished", cfg.OUTPUT_DIR, record, resumed, trainer.start_epoch)
+    except Interrupted as err:
+        run.interrupt(err.signum, err.where)
+        raise
+    except KeyboardInterrupt:  # before the handlers were installed: while loading data or building
+        run.interrupt(signal.SIGINT, "before training started")
+        raise Interrupted(signal.SIGINT, "before training started") from None
+    except Exception as err:
+        run.fail(" ".join(str(err).split()) or type(err).__name__)
+        raise
+    finally:
+        run.close()
