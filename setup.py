@@ -9,7 +9,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["pretrain", "pretrain.*", "detection", "detection.*", "runs", "runs.*"]),
+    packages=find_packages(include=["pretrain", "pretrain.*", "detection", "detection.*", "runs", "runs.*", "pipeline",
+                                    "pipeline.*"]),
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

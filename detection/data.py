@@ -4,13 +4,14 @@ Detectron2 registers ``voc_2007_trainval``, ``voc_2012_trainval``, ``voc_2007_te
 other splits) itself, under ``$DETECTRON2_DATASETS/VOC2007|VOC2012`` (default ``./datasets``),
 when ``detectron2.data`` is first imported: set the variable before that. Its loader
 (``load_voc_instances``) is kept; this module adds what it lacks, one-line errors naming the
-folder, split file or annotation XML at fault, checked before any training starts.
+folder, split file, annotation XML or image at fault, checked before any training starts (the
+images by :mod:`detection.image_check`: decoded once, the verdict remembered).
 """
 from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import detection  # noqa: F401  (restores the names Detectron2 0.6 needs before it is imported)
 from detectron2.config import CfgNode
@@ -18,6 +19,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 from detection.errors import DetectionSetupError
+from detection.image_check import check_voc_images
 
 __all__ = [
     "check_voc_folder",
@@ -25,6 +27,7 @@ __all__ = [
     "read_split",
     "register_voc_folder",
     "validate_voc_annotations",
+    "validate_voc_split",
 ]
 
 # Fields Detectron2's VOC evaluator (parse_rec) reads from every object of a test set.
@@ -91,9 +94,29 @@ def validate_voc_annotations(
     ``truncated``, ``difficult``, integer boxes). The first problem is a one-line error naming
     the XML file.
     """
+    return _parse_annotations(dirname, split, class_names, for_evaluation)[0]
+
+
+def validate_voc_split(
+    dirname: str, split: str, class_names: Sequence[str], for_evaluation: bool = False, images: bool = True
+) -> int:
+    """:func:`validate_voc_annotations`, then (``images``) every image of the split decoded and
+    its size compared with the annotation (:func:`detection.image_check.check_voc_images`,
+    remembered across runs). Returns the number of objects."""
+    n_objects, sizes = _parse_annotations(dirname, split, class_names, for_evaluation)
+    if images:
+        check_voc_images(dirname, split, sizes)
+    return n_objects
+
+
+def _parse_annotations(
+    dirname: str, split: str, class_names: Sequence[str], for_evaluation: bool
+) -> Tuple[int, Dict[str, Tuple[int, int]]]:
+    """The object count and ``{image_id: (width, height)}`` of a split, checked as documented above."""
     check_voc_folder(dirname, split)
     known = set(class_names)
     n_objects = 0
+    sizes: Dict[str, Tuple[int, int]] = {}
     for image_id in read_split(dirname, split):
         xml_file = os.path.join(dirname, "Annotations", f"{image_id}.xml")
         if not os.path.isfile(xml_file):
@@ -102,8 +125,9 @@ def validate_voc_annotations(
             root = ET.parse(xml_file).getroot()
         except ET.ParseError as err:
             raise DetectionSetupError(f"{xml_file}: not valid XML ({err})") from None
-        for field in ("size/width", "size/height"):
-            _number(root, field, xml_file, integer=True)
+        width = int(_number(root, "size/width", xml_file, integer=True))
+        height = int(_number(root, "size/height", xml_file, integer=True))
+        sizes[image_id] = (width, height)
         for obj in root.findall("object"):
             name = _text(obj, "name", xml_file)
             if name not in known:
@@ -116,7 +140,7 @@ def validate_voc_annotations(
                 for field in _EVAL_FIELDS:
                     _text(obj, field, xml_file)
             n_objects += 1
-    return n_objects
+    return n_objects, sizes
 
 
 def register_voc_folder(
@@ -162,7 +186,9 @@ def prepare_datasets(cfg: CfgNode, validate: bool = True) -> Dict[str, int]:
 
     For VOC datasets (built-in or registered here): the folder and split file must exist, the
     class count must match ``ROI_HEADS.NUM_CLASSES``, and (``validate``) every annotation must
-    parse. Returns the number of objects per VOC dataset. Datasets of other kinds are only
+    parse and every image decode at its annotated size (:func:`validate_voc_split`; call it in
+    one process only: spawned workers pass ``validate=False``). Returns the number of objects
+    per VOC dataset. Datasets of other kinds are only
     required to be registered.
     """
     _register_from_cfg(cfg)
@@ -185,7 +211,7 @@ def prepare_datasets(cfg: CfgNode, validate: bool = True) -> Dict[str, int]:
                 f"but {name} has {len(classes)} classes"
             )
         if validate:
-            counts[name] = validate_voc_annotations(meta.dirname, meta.split, classes, name in test_names)
+            counts[name] = validate_voc_split(meta.dirname, meta.split, classes, name in test_names)
     return counts
 
 

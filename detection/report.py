@@ -15,24 +15,17 @@ size; runs of one method under different protocols are refused rather than avera
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import os
-import statistics
 import textwrap
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence
-
-import yaml
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from detection.errors import DetectionSetupError
 from detection.files import EVAL_RESULTS_FILE, PRETRAIN_METRICS_FILE, RUN_INFO_FILE
 from detection.protocol import protocol_from_config
-from runs.files import atomic_write, atomic_write_json, atomic_write_text
+from runs import report as shared
 
-__all__ = ["PAPER_TABLE8", "aggregate", "build_report", "read_run", "write_report"]
+__all__ = ["PAPER_TABLE8", "aggregate", "build_report", "has_final_results", "is_final", "read_run", "write_report"]
 
 METRICS = ("AP", "AP50", "AP75")
 PRETRAIN_METRICS = ("top1_err", "top5_err")
@@ -53,22 +46,31 @@ _ALIASES = {"none": "baseline"}
 
 
 def _read_json(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except ValueError as err:
-        raise DetectionSetupError(f"{path}: not valid JSON ({err})") from None
+    return shared.read_json(path, DetectionSetupError)
 
 
 def _saved_config(run_dir: str) -> Dict[str, Any]:
-    path = os.path.join(run_dir, "config.yaml")
+    return shared.read_yaml(os.path.join(run_dir, "config.yaml"), DetectionSetupError, strict=False)
+
+
+def is_final(results: Dict[str, Any]) -> bool:
+    """Whether an ``eval_results.json`` content is the evaluation of a finished model: after the
+    last iteration, or an ``--eval-only`` (``iteration`` null). An earlier one (a periodic
+    evaluation, ``TEST.EVAL_PERIOD``) is not."""
+    iteration = results.get("iteration")
+    return iteration is None or iteration >= (results.get("max_iter") or 0)
+
+
+def has_final_results(run_dir: str) -> bool:
+    """Whether ``run_dir`` holds a readable ``eval_results.json`` that :func:`is_final` accepts."""
+    path = os.path.join(run_dir, EVAL_RESULTS_FILE)
     if not os.path.isfile(path):
-        return {}
+        return False
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f) or {}
-    except yaml.YAMLError:
-        return {}
+        results = _read_json(path)
+    except DetectionSetupError:
+        return False
+    return isinstance(results, dict) and bool(results.get("datasets")) and is_final(results)
 
 
 def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
@@ -111,7 +113,7 @@ def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
         "dataset": dataset,
         "per_class_AP50": res.get("per_class_AP50") or {},
         # eval_results.json holds the latest evaluation; an earlier one means an unfinished run
-        "final": results.get("iteration") is None or results["iteration"] >= (results.get("max_iter") or 0),
+        "final": is_final(results),
     }
     run.update({k: float(res[k]) for k in METRICS})
     pre_path = os.path.join(run_dir, PRETRAIN_METRICS_FILE)
@@ -121,13 +123,6 @@ def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
             if isinstance(pre.get(k), (int, float)):
                 run[k] = float(pre[k])
     return run
-
-
-def _mean_std(values: Sequence[float]) -> Dict[str, Optional[float]]:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return {"mean": None, "std": None}
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
 
 
 def aggregate(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -152,12 +147,13 @@ def aggregate(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
             )
         entry: Dict[str, Any] = {"method": method, "runs": len(items), "protocol": first.get("protocol")}
         for k in METRICS + PRETRAIN_METRICS:
-            stats = _mean_std([r.get(k) for r in items])
+            stats = shared.mean_std([r.get(k) for r in items])
             if k in PRETRAIN_METRICS and stats["mean"] is None:
                 continue
             entry[k], entry[f"{k}_std"] = stats["mean"], stats["std"]
         classes = list(OrderedDict.fromkeys(c for r in items for c in r["per_class_AP50"]))
-        entry["per_class_AP50"] = {c: _mean_std([r["per_class_AP50"].get(c) for r in items])["mean"] for c in classes}
+        entry["per_class_AP50"] = {c: shared.mean_std([r["per_class_AP50"].get(c) for r in items])["mean"]
+                                   for c in classes}
         entry["seeds"] = [r["seed"] for r in items]
         entry["run_dirs"] = [r["run_dir"] for r in items]
         entry["incomplete_runs"] = [r["run_dir"] for r in items if not r["final"]]
@@ -165,12 +161,6 @@ def aggregate(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         entry["paper"] = dict(zip(METRICS, paper)) if paper else None
         out.append(entry)
     return out
-
-
-def _fmt(mean: Optional[float], std: Optional[float]) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
 
 
 def _protocols(methods: List[Dict[str, Any]]) -> List[str]:
@@ -196,25 +186,25 @@ def _markdown(methods: List[Dict[str, Any]], dataset: str, note: Optional[str] =
         "",
         mixed if per_row else f"Protocol: {protocols[0]}.",
         "",
-        "| " + " | ".join(head + ["protocol"] * per_row) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1) + ["---"] * per_row) + "|",
     ]
+    rows = []
     for m in methods:
-        row = [m["method"], str(m["runs"])] + [_fmt(m[k], m[f"{k}_std"]) for k in METRICS]
+        row = [m["method"], str(m["runs"])] + [shared.format_mean_std(m[k], m[f"{k}_std"]) for k in METRICS]
         if has_pre:
-            row += [_fmt(m.get(k), m.get(f"{k}_std")) for k in PRETRAIN_METRICS]
+            row += [shared.format_mean_std(m.get(k), m.get(f"{k}_std")) for k in PRETRAIN_METRICS]
         if has_paper:
             row.append(" / ".join(f"{v:.2f}" for v in m["paper"].values()) if m["paper"] else "-")
         if per_row:
             row.append(str(m.get("protocol")))
-        lines.append("| " + " | ".join(row) + " |")
+        rows.append(row)
+    align = ["left"] + ["right"] * (len(head) - 1) + ["left"] * per_row
+    lines += shared.markdown_table(head + ["protocol"] * per_row, rows, align)
     classes = list(OrderedDict.fromkeys(c for m in methods for c in m["per_class_AP50"]))
     if classes:
         lines += ["", "## AP50 per class (mean over runs)", ""]
-        lines += ["| class | " + " | ".join(m["method"] for m in methods) + " |"]
-        lines += ["|---|" + "---:|" * len(methods)]
-        for c in classes:
-            lines.append(f"| {c} | " + " | ".join(_fmt(m["per_class_AP50"].get(c), None) for m in methods) + " |")
+        per_class = [[c] + [shared.format_mean_std(m["per_class_AP50"].get(c), None) for m in methods] for c in classes]
+        lines += shared.markdown_table(["class"] + [m["method"] for m in methods], per_class,
+                                       ["left"] + ["right"] * len(methods))
     incomplete = [d for m in methods for d in m["incomplete_runs"]]
     if incomplete:
         lines += ["", "Note: these runs were evaluated before their last iteration: " + ", ".join(incomplete)]
@@ -224,9 +214,7 @@ def _markdown(methods: List[Dict[str, Any]], dataset: str, note: Optional[str] =
 def _csv(methods: List[Dict[str, Any]]) -> str:
     cols = ["method", "runs"] + [f"{k}{s}" for k in METRICS + PRETRAIN_METRICS for s in ("", "_std")]
     cols += ["seeds", "protocol"]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(cols)
+    rows = []
     for m in methods:
         row = []
         for c in cols:
@@ -234,9 +222,9 @@ def _csv(methods: List[Dict[str, Any]]) -> str:
             if c == "seeds":
                 row.append(" ".join(str(s) for s in v))
             else:
-                row.append("" if v is None else f"{v:.4f}" if isinstance(v, float) else v)
-        writer.writerow(row)
-    return buf.getvalue()
+                row.append(f"{v:.4f}" if isinstance(v, float) else v)
+        rows.append(row)
+    return shared.csv_text(cols, rows)
 
 
 def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str, note: Optional[str] = None) -> None:
@@ -266,17 +254,19 @@ def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str, note: Opt
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+        shared.save_figure(fig, path)
     finally:
         plt.close(fig)
 
 
-def build_report(run_dirs: Sequence[str], dataset: Optional[str] = None, note: Optional[str] = None) -> Dict[str, Any]:
-    """Read every run folder (errors name the folder) and aggregate per method; ``note`` (e.g.
-    where the data comes from) is printed under the title and kept in the JSON."""
+def build_report(run_dirs: Sequence[str], dataset: Optional[str] = None, note: Optional[str] = None,
+                 warn: Optional[Callable[[str], None]] = shared.print_warning) -> Dict[str, Any]:
+    """Read every run folder (errors name the folder; a folder given twice, e.g. ``d`` and ``d/``,
+    is named through ``warn`` and counted once) and aggregate per method; ``note`` (e.g. where
+    the data comes from) is printed under the title and kept in the JSON."""
     if not run_dirs:
         raise DetectionSetupError("no run folders given")
-    runs = [read_run(d, dataset) for d in run_dirs]
+    runs = [read_run(d, dataset) for d in shared.unique_run_dirs(run_dirs, warn)]
     names = sorted({r["dataset"] for r in runs})
     if len(names) > 1:
         raise DetectionSetupError(
@@ -290,10 +280,6 @@ def build_report(run_dirs: Sequence[str], dataset: Optional[str] = None, note: O
 
 def write_report(report: Dict[str, Any], out_dir: str) -> Dict[str, str]:
     """Write report.md, report.csv, report.json and report.png into ``out_dir``; return the paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {ext: os.path.join(out_dir, f"report.{ext}") for ext in ("md", "csv", "json", "png")}
-    atomic_write_text(paths["md"], _markdown(report["methods"], report["dataset"], report.get("note")))
-    atomic_write_text(paths["csv"], _csv(report["methods"]))
-    atomic_write_json(paths["json"], report)
-    _bar_chart(report["methods"], report["dataset"], paths["png"], report.get("note"))
-    return paths
+    return shared.write_report_files(
+        out_dir, _markdown(report["methods"], report["dataset"], report.get("note")), _csv(report["methods"]), report,
+        lambda path: _bar_chart(report["methods"], report["dataset"], path, report.get("note")))

@@ -4,30 +4,32 @@ A run folder is an OUTPUT_DIR of tools/pretrain.py. Its result is the LAST recor
 ``metrics.jsonl`` (the final epoch's ``top1_err`` / ``top5_err``, in percent). Its name and seed
 come from ``run_info.json`` (written by tools/run_study.py: ``tag``, ``method``, ``seed``, ``r``)
 or else from the saved ``config.yaml`` (``MIX.METHOD``, ``MIX.R``, ``SEED``): methods that take
-a patch ratio get ``_r<R>`` appended when R is not the paper's 0.3. Runs sharing a name are
-averaged; the spread is the sample standard deviation (ddof = 1) over seeds.
+a patch ratio get ``_r<R>`` appended when R is not the paper's 0.3, and a run whose config says
+``MIX.SALIENCY cached`` gets ``+cached``. Runs sharing a name are averaged; the spread is the
+sample standard deviation (ddof = 1) over seeds. Chosen pairs of rows are compared with Welch's
+two-sided t-test on their per-seed top-1 errors (``compare``).
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-import yaml
 
 from pretrain.mixing import MIXERS, takes_patch_ratio
+from runs import report as shared
 from runs.files import atomic_write_bytes
 
 PAPER_R = 0.3
 BASELINE = "none"
+CACHED_SUFFIX = "+cached"  # appended to the row name of a run with MIX.SALIENCY cached
 
 
-class ReportError(ValueError):
+class ReportError(shared.ReportError):
     """A run folder that cannot be reported (missing or malformed files)."""
 
 
@@ -49,14 +51,6 @@ class RunResult:
     def complete(self) -> bool:
         """Whether the last record is the configured last epoch (unknown counts as complete)."""
         return self.max_epochs is None or self.epoch >= self.max_epochs
-
-
-def _read_json(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as err:
-        raise ReportError(f"{path}: not readable JSON ({err})") from None
 
 
 def _last_record(run_dir: str) -> Dict[str, Any]:
@@ -91,18 +85,9 @@ def read_run(run_dir: str) -> RunResult:
     if not os.path.isdir(run_dir):
         raise ReportError(f"{run_dir}: not a folder")
     last = _last_record(run_dir)
-    cfg: Dict[str, Any] = {}
-    cfg_path = os.path.join(run_dir, "config.yaml")
-    if os.path.isfile(cfg_path):
-        try:
-            with open(cfg_path, encoding="utf-8") as f:
-                cfg = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ReportError(f"{cfg_path}: not readable YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(cfg, dict):
-        raise ReportError(f"{cfg_path}: expected a mapping of config keys")
+    cfg = shared.read_yaml(os.path.join(run_dir, "config.yaml"), ReportError)
     info_path = os.path.join(run_dir, "run_info.json")
-    info = _read_json(info_path) if os.path.isfile(info_path) else {}
+    info = shared.read_json(info_path, ReportError) if os.path.isfile(info_path) else {}
     if not isinstance(info, dict):
         raise ReportError(f"{info_path}: expected a JSON object")
     mix = cfg.get("MIX") or {}
@@ -115,6 +100,9 @@ def read_run(run_dir: str) -> RunResult:
     if seed is None:
         raise ReportError(f"{run_dir}: neither run_info.json nor config.yaml gives the SEED")
     label = info.get("tag") or label_for(str(method), r)
+    if mix.get("SALIENCY") == "cached" and not label.endswith(CACHED_SUFFIX):
+        # a cached-saliency run is not the same experiment as a fresh one: never one row
+        label += CACHED_SUFFIX
     max_epochs = info.get("epochs", cfg.get("SOLVER", {}).get("MAX_EPOCHS"))
     return RunResult(run_dir, str(label), str(method), r, int(seed), int(last["epoch"]),
                      None if max_epochs is None else int(max_epochs), float(last["top1_err"]), float(last["top5_err"]))
@@ -126,11 +114,6 @@ def _order(row: Dict[str, Any]) -> tuple:
     r = row["r"] if row["r"] is not None else PAPER_R
     # The methods first (MIXERS order, like the paper's tables), then the ablation tags (e.g. r).
     return (0 if row["label"] == row["method"] else 1, index, r, row["label"])
-
-
-def _stats(values: Sequence[float]) -> Dict[str, Optional[float]]:
-    arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else None}
 
 
 def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> List[Dict[str, Any]]:
@@ -150,7 +133,7 @@ def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> List
     rows = []
     for label, members in groups.items():
         members = sorted(members, key=lambda m: m.seed)
-        top1, top5 = _stats([m.top1_err for m in members]), _stats([m.top5_err for m in members])
+        top1, top5 = shared.mean_std([m.top1_err for m in members]), shared.mean_std([m.top5_err for m in members])
         methods = {m.method for m in members}
         if len(methods) > 1:
             raise ReportError(f"runs named {label} use different methods {sorted(methods)}: {[m.run_dir for m in members]}")
@@ -172,50 +155,84 @@ def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> List
     return rows
 
 
-def build_report(run_dirs: Sequence[str], allow_incomplete: bool = False, title: str = "Top-1 / top-5 error") -> Dict[str, Any]:
-    """Read every run folder and aggregate: ``{"title", "rows", "runs"}``."""
+def compare_rows(rows: Sequence[Dict[str, Any]], pairs: Sequence[Sequence[str]]) -> List[Dict[str, Any]]:
+    """Welch's two-sided t-test of top-1 error for each ``(a, b)`` pair of row labels:
+    ``{"a", "b", "n_a", "n_b", "diff", "se", "t", "df", "p"}`` (diff = mean a - mean b).
+    Raises ReportError naming a label that is not a row."""
+    by_label = {row["label"]: row for row in rows}
+    out = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ReportError(f"a comparison needs two row names, got {list(pair)}")
+        for label in pair:
+            if label not in by_label:
+                raise ReportError(f"compare {pair[0]} {pair[1]}: no row named {label!r} (rows: {', '.join(by_label)})")
+        a, b = by_label[pair[0]], by_label[pair[1]]
+        test = shared.welch_test(a["top1_per_seed"], b["top1_per_seed"])
+        out.append({"a": pair[0], "b": pair[1], "n_a": a["n"], "n_b": b["n"], **test})
+    return out
+
+
+def build_report(run_dirs: Sequence[str], allow_incomplete: bool = False, title: str = "Top-1 / top-5 error",
+                 warn: Optional[Callable[[str], None]] = shared.print_warning,
+                 compare: Sequence[Sequence[str]] = ()) -> Dict[str, Any]:
+    """Read every run folder (each once: a folder given twice is named through ``warn`` and
+    counted once) and aggregate: ``{"title", "rows", "runs", "comparisons"}``."""
     if not run_dirs:
         raise ReportError("no run folders given")
-    runs = [read_run(d) for d in run_dirs]
-    return {"title": title, "rows": aggregate(runs, allow_incomplete), "runs": [asdict(r) for r in runs]}
+    runs = [read_run(d) for d in shared.unique_run_dirs(run_dirs, warn)]
+    rows = aggregate(runs, allow_incomplete)
+    return {"title": title, "rows": rows, "runs": [asdict(r) for r in runs], "comparisons": compare_rows(rows, compare)}
 
 
-def _pm(mean: float, std: Optional[float]) -> str:
-    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+def _comparison_lines(comparisons: Sequence[Dict[str, Any]]) -> List[str]:
+    if not comparisons:
+        return []
+    head = ["comparison (top-1 err)", "seeds", "Δ (a − b)", "\\|Δ\\|/SE", "Welch df", "Welch p (two-sided)"]
+    rows = []
+    for c in comparisons:
+        rows.append([f"{c['a']} − {c['b']}", f"{c['n_a']} + {c['n_b']}",
+                     "-" if c["diff"] is None else f"{c['diff']:+.2f}",
+                     "-" if not c["se"] else f"{abs(c['diff']) / c['se']:.1f}",
+                     "-" if c["df"] is None else f"{c['df']:.1f}", "-" if c["p"] is None else f"{c['p']:.3f}"])
+    return ["", "Welch's two-sided t-test on the per-seed top-1 errors of two rows:", "",
+            *shared.markdown_table(head, rows)]
 
 
 def to_markdown(report: Dict[str, Any]) -> str:
     """The report as a markdown table (one row per method)."""
-    lines = [
-        f"## {report['title']}", "",
-        f"Final-epoch test error (%), mean ± sample std over seeds; {len(report['runs'])} runs. "
-        "Δ = mean top-1 minus the `none` row; |Δ|/SE compares it with the seed-to-seed spread.", "",
-        "| method | seeds | top-1 err | top-5 err | Δ top-1 vs none | \\|Δ\\|/SE | top-1 per seed |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    head = ["method", "seeds", "top-1 err", "top-5 err", "Δ top-1 vs none", "\\|Δ\\|/SE", "top-1 per seed"]
+    rows = []
     for row in report["rows"]:
         delta = "" if row["delta_top1"] is None else f"{row['delta_top1']:+.2f}"
         ratio = "" if not row["delta_se"] else f"{abs(row['delta_top1']) / row['delta_se']:.1f}"
         seeds = ", ".join(f"{v:.2f}" for v in row["top1_per_seed"])
         flag = "" if row["complete"] else " (incomplete)"
-        lines.append(f"| {row['label']}{flag} | {row['n']} | {_pm(row['top1_mean'], row['top1_std'])} | "
-                     f"{_pm(row['top5_mean'], row['top5_std'])} | {delta} | {ratio} | {seeds} |")
+        rows.append([f"{row['label']}{flag}", row["n"], shared.format_mean_std(row["top1_mean"], row["top1_std"]),
+                     shared.format_mean_std(row["top5_mean"], row["top5_std"]), delta, ratio, seeds])
+    lines = [
+        f"## {report['title']}", "",
+        f"Final-epoch test error (%), mean ± sample std over seeds; {len(report['runs'])} runs. "
+        "Δ = mean top-1 minus the `none` row; |Δ|/SE compares it with the seed-to-seed spread.", "",
+        *shared.markdown_table(head, rows),
+        *_comparison_lines(report.get("comparisons", ())),
+    ]
     return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS = ("label", "method", "r", "n", "seeds", "top1_mean", "top1_std", "top5_mean", "top5_std",
+              "delta_top1", "delta_se", "top1_per_seed", "top5_per_seed")
 
 
 def to_csv(report: Dict[str, Any]) -> str:
     """The rows as CSV (per-seed values joined with ';')."""
-    buf = io.StringIO()
-    fields = ["label", "method", "r", "n", "seeds", "top1_mean", "top1_std", "top5_mean", "top5_std",
-              "delta_top1", "delta_se", "top1_per_seed", "top5_per_seed"]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
+    rows = []
     for row in report["rows"]:
-        out = {k: row[k] for k in fields}
+        out = {k: row[k] for k in CSV_FIELDS}
         for k in ("seeds", "top1_per_seed", "top5_per_seed"):
             out[k] = ";".join(str(v) for v in row[k])
-        writer.writerow({k: "" if v is None else v for k, v in out.items()})
-    return buf.getvalue()
+        rows.append([out[k] for k in CSV_FIELDS])
+    return shared.csv_text(CSV_FIELDS, rows)
 
 
 def to_png(report: Dict[str, Any]) -> bytes:
@@ -255,11 +272,5 @@ def to_png(report: Dict[str, Any]) -> bytes:
 
 def write_report(report: Dict[str, Any], out: str, png_name: str = "report.png") -> Dict[str, str]:
     """Write report.md / .csv / .json and the chart under ``out`` (each atomically); returns the paths."""
-    os.makedirs(out, exist_ok=True)
-    paths = {"md": os.path.join(out, "report.md"), "csv": os.path.join(out, "report.csv"),
-             "json": os.path.join(out, "report.json"), "png": os.path.join(out, png_name)}
-    atomic_write_bytes(paths["md"], to_markdown(report).encode("utf-8"))
-    atomic_write_bytes(paths["csv"], to_csv(report).encode("utf-8"))
-    atomic_write_bytes(paths["json"], (json.dumps(report, indent=1) + "\n").encode("utf-8"))
-    atomic_write_bytes(paths["png"], to_png(report))
-    return paths
+    return shared.write_report_files(out, to_markdown(report), to_csv(report), report,
+                                     lambda path: atomic_write_bytes(path, to_png(report)), png_name, json_indent=1)

@@ -9,7 +9,9 @@ through exactly the code path of ``tools/pretrain.py`` on CIFAR-10. Ablations ad
 - ``cutout``: Cutout with and without saliency (``cutout_saliency`` vs ``cutout``, Table 9);
 - ``r``: the patch ratio r of one method (``salfmix_r0.1``...; the base r is the plain tag; cf. Figure 5).
 
-Run folders are ``OUTPUT_ROOT/<tag>/seed<k>``.
+Run folders are ``OUTPUT_ROOT/<tag>/seed<k>``. This module only plans; :mod:`pipeline.study`
+runs a plan (skip, resume, refuse, in this process or as child processes) with the stage code
+the pipeline uses.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from pretrain.mixing import MIXERS
+from runs.folder import is_finished
 
 ABLATIONS: Dict[str, Tuple[str, ...]] = {
     "saliency": ("salfmix", "salfmix_random"),
@@ -62,8 +65,9 @@ class StudyRun:
 
     @property
     def done(self) -> bool:
-        """Whether the run finished (its model_final.pth exists)."""
-        return os.path.isfile(os.path.join(self.run_dir, "model_final.pth"))
+        """Whether the run finished: its ``run.json`` says so (a folder from before the manifests:
+        its model_final.pth exists). :mod:`pipeline.study` runs the others."""
+        return is_finished(self.run_dir)
 
 
 def r_tag(method: str, r: float) -> str:

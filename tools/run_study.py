@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Run a classification study: every method (and ablation) x several seeds, then the report.
 
-Each run is tools/pretrain.py with a shipped leaf config (default: the CIFAR-10 PreActResNet-18
-one of the method) and the study's overrides (the paper's recipe scaled down: see --epochs etc.;
-lr steps x0.1 after 50% and 75% of the epochs). Runs go to OUTPUT_ROOT/<tag>/seed<k>; a run whose
-model_final.pth exists is skipped, an interrupted one resumes from its last checkpoint, so the
-command can simply be repeated. Runs are ordered seed by seed. At the end the report
-(tools/cls_report.py) of every finished run goes to OUTPUT_ROOT/report.
+Each run is a pretraining run (as tools/pretrain.py) of a shipped leaf config (default: the
+CIFAR-10 PreActResNet-18 one of the method) with the study's overrides (the paper's recipe scaled
+down: see --epochs etc.; lr steps x0.1 after 50% and 75% of the epochs). Every config is loaded
+and checked before the first run starts. Runs go to OUTPUT_ROOT/<tag>/seed<k>; a run whose
+run.json says finished is skipped, any other resumes from its last checkpoint, so the command
+can simply be repeated (Ctrl-C stops the running runs at a safe point). Runs are ordered seed by
+seed. At the end the report (tools/cls_report.py) of every finished run goes to OUTPUT_ROOT/report.
 
 Example (the digits study of docs/RESULTS.md)::
 
@@ -17,24 +18,19 @@ Example (the digits study of docs/RESULTS.md)::
 from __future__ import annotations
 
 import argparse
-import glob
-import importlib.util
-import json
 import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pretrain.engine.checkpoint import LAST, last_checkpoint  # noqa: E402
+from pipeline.plan import PipelineError  # noqa: E402
+from pipeline.study import check_study, execute_study  # noqa: E402
 from pretrain.mixing import MIXERS  # noqa: E402
 from pretrain.report import ReportError, build_report, write_report  # noqa: E402
-from pretrain.study import (ABLATIONS, DEFAULT_R_VALUES, Recipe, StudyRun, config_file, format_duration,  # noqa: E402
-                            plan_runs, plan_tags, run_opts)
-from runs.files import atomic_write_bytes  # noqa: E402
+from pretrain.study import (ABLATIONS, DEFAULT_R_VALUES, Recipe, config_file, format_duration, plan_runs,  # noqa: E402
+                            plan_tags, run_opts)
+from runs.signals import Interrupted  # noqa: E402
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TOOLS)
@@ -72,66 +68,6 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_json(path: str, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode("utf-8"))
-
-
-def _load_pretrain_tool() -> Any:
-    spec = importlib.util.spec_from_file_location("tool_pretrain", os.path.join(TOOLS, "pretrain.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _prepare(run: StudyRun, cfg_file: str, opts: List[str], recipe: Recipe) -> None:
-    """Create the folder, drop records of an attempt that left no checkpoint, write run_info.json."""
-    os.makedirs(run.run_dir, exist_ok=True)
-    if last_checkpoint(run.run_dir) is None:
-        metrics = os.path.join(run.run_dir, "metrics.jsonl")
-        if os.path.exists(metrics):
-            os.remove(metrics)
-    info = {"tag": run.tag, "method": run.method, "seed": run.seed, "r": run.r, "epochs": recipe.epochs,
-            "config_file": os.path.relpath(cfg_file, ROOT), "opts": opts}
-    _write_json(os.path.join(run.run_dir, "run_info.json"), info)
-
-
-def _finish(run: StudyRun, wall_s: float, keep: bool) -> None:
-    path = os.path.join(run.run_dir, "run_info.json")
-    with open(path, encoding="utf-8") as f:
-        info = json.load(f)
-    info["wall_s"] = round(wall_s, 1)
-    _write_json(path, info)
-    if not keep:
-        for ckpt in glob.glob(os.path.join(run.run_dir, "model_epoch*.pth")) + [os.path.join(run.run_dir, LAST)]:
-            if os.path.exists(ckpt):
-                os.remove(ckpt)
-
-
-def _run_inprocess(tool: Any, cfg_file: str, opts: List[str], threads: int) -> Optional[str]:
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        tool.main(tool.get_parser().parse_args(["--config-file", cfg_file, "--resume", *opts]))
-    except SystemExit as err:
-        if isinstance(err.code, int) and err.code >= 128:  # stopped by SIGINT / SIGTERM: the study stops too
-            raise
-        return str(err)
-    except Exception as err:  # one failed run must not stop the study
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
-def _run_subprocess(run: StudyRun, cfg_file: str, opts: List[str], threads: int) -> Optional[str]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, os.path.join(TOOLS, "pretrain.py"), "--config-file", cfg_file, "--resume", *opts]
-    with open(os.path.join(run.run_dir, "train.log"), "a", encoding="utf-8") as log:
-        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if rc != 0:
-        return f"exit status {rc} (see {os.path.join(run.run_dir, 'train.log')})"
-    return None
-
-
 def main(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the study; returns ``{"ran", "skipped", "failed", "report", "wall_s"}``."""
     recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size, n=args.n,
@@ -145,6 +81,10 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
         raise SystemExit(f"error: {err}")
     if not os.path.isdir(args.data_root):
         raise SystemExit(f"error: --data-root {args.data_root}: not a folder")
+    try:
+        check_study(runs, files, recipe, args.data_root)
+    except PipelineError as err:
+        raise SystemExit(f"error: {err}")
     todo = [run for run in runs if not run.done]
     print(f"study: {len(tags)} tags x {len(args.seeds)} seeds = {len(runs)} runs, {len(runs) - len(todo)} already done; "
           f"{recipe.epochs} epochs, lr {recipe.lr} steps {recipe.steps()}, batch {recipe.batch_size}, "
@@ -153,46 +93,15 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
         for run in runs:
             print(f"  {'done' if run.done else 'todo'} {run.run_dir}: {files[run.method]} {' '.join(run_opts(run, recipe, args.data_root))}")
         return {"ran": [], "skipped": [r.run_dir for r in runs if r.done], "failed": {}, "report": None, "wall_s": 0.0}
-
-    tool = _load_pretrain_tool() if args.jobs <= 1 else None
-    start = time.time()
-    ran: List[str] = []
-    failed: Dict[str, str] = {}
-
-    def one(index: int, run: StudyRun) -> Tuple[StudyRun, Optional[str], float]:
-        opts = run_opts(run, recipe, args.data_root)
-        _prepare(run, files[run.method], opts, recipe)
-        t0 = time.time()
-        if tool is not None:
-            error = _run_inprocess(tool, files[run.method], opts, args.threads)
-        else:
-            error = _run_subprocess(run, files[run.method], opts, args.threads)
-        return run, error, time.time() - t0
-
-    def done(result: Tuple[StudyRun, Optional[str], float]) -> None:
-        run, error, wall = result
-        if error is None and run.done:
-            _finish(run, wall, args.keep_checkpoints)
-            ran.append(run.run_dir)
-        else:
-            failed[run.run_dir] = error or "no model_final.pth written"
-        finished = len(ran) + len(failed)
-        elapsed = time.time() - start
-        eta = elapsed / finished * (len(todo) - finished)
-        status = "done" if error is None else f"FAILED: {failed[run.run_dir]}"
-        print(f"[{finished}/{len(todo)}] {run.tag} seed{run.seed} {status} in {format_duration(wall)}; "
-              f"elapsed {format_duration(elapsed)}, eta {format_duration(eta)}", flush=True)
-
-    if args.jobs <= 1:
-        for i, run in enumerate(todo):
-            done(one(i, run))
-    else:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            for future in [pool.submit(one, i, run) for i, run in enumerate(todo)]:
-                done(future.result())
-    wall = time.time() - start
-    summary: Dict[str, Any] = {"ran": ran, "skipped": [r.run_dir for r in runs if r.done and r.run_dir not in ran],
-                               "failed": failed, "report": None, "wall_s": wall}
+    try:
+        summary = execute_study(runs, files, recipe, args.data_root, args.jobs, args.threads, args.keep_checkpoints,
+                                say=lambda line: print(line, flush=True))
+    except (Interrupted, KeyboardInterrupt) as err:
+        stop = err if isinstance(err, Interrupted) else Interrupted(2)
+        print(f"study: {stop}; run the same command again to continue", file=sys.stderr)
+        raise SystemExit(stop.exit_code)
+    summary["report"] = None
+    ran, failed, wall = summary["ran"], summary["failed"], summary["wall_s"]
     print(f"study: ran {len(ran)}, skipped {len(summary['skipped'])}, failed {len(failed)}, wall {format_duration(wall)}")
     for run_dir, error in failed.items():
         print(f"  failed {run_dir}: {error}", file=sys.stderr)

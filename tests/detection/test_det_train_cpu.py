@@ -125,8 +125,8 @@ def test_spawned_workers_do_not_parse_the_annotations_again(load_detection_tool,
     import detection.train
 
     parsed = []
-    real = detection.data.validate_voc_annotations
-    monkeypatch.setattr(detection.data, "validate_voc_annotations", lambda *a, **k: parsed.append(a[1]) or real(*a, **k))
+    real = detection.data.validate_voc_split  # annotations and images
+    monkeypatch.setattr(detection.data, "validate_voc_split", lambda *a, **k: parsed.append(a[1]) or real(*a, **k))
     tool = load_detection_tool("train_detection")
     launched = {}
     monkeypatch.setattr(tool.torch.cuda, "is_available", lambda: True)

@@ -153,3 +153,38 @@ def test_run_study_tiny_runs_then_skips(load_tool, tmp_path, capsys):
     second = tool.main(tool.get_parser().parse_args(argv))
     assert not second["ran"] and len(second["skipped"]) == 2
     assert "already done" in capsys.readouterr().out
+
+
+def test_run_study_refuses_a_config_that_trains_another_method(load_tool, tmp_path):
+    """--config-pattern without {method} would train one method under every tag's name."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    data = write_cifar(str(tmp_path / "data"), "cifar10", images[:4], np.arange(4) % 2, images[4:], np.arange(4) % 2,
+                       ["a", "b"])
+    tool = load_tool("run_study")
+    argv = ["--data-root", data, "--output-root", str(tmp_path / "study"), "--methods", "none", "cutmix",
+            "--ablations", "--seeds", "0", "--config-pattern", "cifar10_preact18_none.yaml"]
+    with pytest.raises(SystemExit, match="cutmix: .*cifar10_preact18_none.yaml trains MIX.METHOD none, not cutmix"):
+        tool.main(tool.get_parser().parse_args(argv))
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.slow
+def test_run_study_jobs_run_as_child_processes(load_tool, tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(16) % 2
+    data = write_cifar(str(tmp_path / "data"), "cifar10", images[:8], labels[:8], images[8:], labels[8:], ["a", "b"])
+    tool = load_tool("run_study")
+    argv = ["--data-root", data, "--output-root", str(tmp_path / "study"), "--methods", "none", "cutout",
+            "--ablations", "--seeds", "0", "--epochs", "1", "--batch-size", "4", "--input-size", "16", "--jobs", "2",
+            "--no-report"]
+    first = tool.main(tool.get_parser().parse_args(argv))
+    assert not first["failed"] and len(first["ran"]) == 2
+    for tag in ("none", "cutout"):
+        run = tmp_path / "study" / tag / "seed0"
+        assert "done:" in (run / "train.log").read_text()
+        assert json.loads((run / "run.json").read_text())["status"] == "finished"
+        assert json.loads((run / "run_info.json").read_text())["tag"] == tag
+    again = tool.main(tool.get_parser().parse_args(argv))
+    assert not again["ran"] and len(again["skipped"]) == 2

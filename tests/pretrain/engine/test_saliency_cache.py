@@ -122,7 +122,7 @@ def test_checkpoint_round_trip_and_shape_check():
 
 
 def test_probe_size_is_small():
-    assert probe_size(10) == 10 and probe_size(400) == 64 and probe_size(10000) == 156 and probe_size(10**6) == 1024
+    assert probe_size(10) == 10 and probe_size(400) == 256 and probe_size(20000) == 312 and probe_size(10**6) == 1024
 
 
 def make_trainer(root, tmp_path, method):
@@ -151,3 +151,37 @@ def test_first_visit_is_fresh_then_served_from_the_cache(tiny_root, tmp_path, mo
     assert torch.isfinite(trainer.cache.cache.maps[indices]).any(1).all()  # the backward stored them
     trainer.train_step(images, targets, indices, epoch=2)  # the same samples again: served
     assert calls == [BATCH] or sum(calls[1:]) < BATCH  # at most the poorly covered ones are fresh
+
+
+def test_agreement_counts_match_a_per_pair_reference(monkeypatch):
+    """cache_agreement: hits against a fresh pass, and the chance level summed over every other
+    sample of the probe batch (a plain loop over pairs as the reference)."""
+    from pretrain.engine import saliency_cache as sc
+    from pretrain.mixing.geometry import cell_kernel, extreme_cells
+
+    b, src, out, grid, n = 7, 32, 16, 16, 4
+    g = torch.Generator().manual_seed(3)
+    cache = SaliencyCache(20, (grid, grid), "max", torch.device("cpu"), min_coverage=0.0)
+    idx = torch.tensor([5, 2, 11, 0, 19, 7, 3])
+    cache.store(idx, torch.rand(b, grid * grid, generator=g))
+    p = random_params(b, src, seed=4, scale=(0.3, 1.0))
+    geo = source_cells(p.top, p.left, p.height, p.width, p.flip, (src, src), (out, out), (grid, grid), "cpu")
+    served, _ = cache.lookup(idx, geo)
+    fresh = served.clone()
+    fresh[:3] = torch.rand(3, out, out, generator=g)  # three samples whose fresh pass differs
+    monkeypatch.setattr(sc, "gradient_saliency", lambda model, images, targets, reduction: fresh)
+    counts = sc.cache_agreement(cache, None, torch.zeros(b, 3, out, out), torch.zeros(b, dtype=torch.long), idx,
+                                geo, n)
+    kernel = cell_kernel(out, out, n)
+    target = extreme_cells(fresh, kernel)[0]
+    hits = sum(bool((extreme_cells(served[i:i + 1], kernel)[0][0] == target[i]).all()) for i in range(b))
+    chance = pairs = 0
+    for i in range(b):
+        one = CropGeometry(geo.cells[i:i + 1])
+        for j in range(b):
+            if j != i:
+                other, _ = cache.lookup(idx[j:j + 1], one)
+                chance += bool((extreme_cells(other, kernel)[0][0] == target[i]).all())
+                pairs += 1
+    assert counts.tolist() == [hits, b, chance, pairs]
+    assert hits >= b - 3
