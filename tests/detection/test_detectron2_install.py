@@ -88,6 +88,18 @@ def test_compat_handles_module_getattr_that_warns() -> None:
 # --- (d) install script helpers (no network) --------------------------------------------
 
 
+def test_importing_detectron2_prints_no_jit_deprecation() -> None:
+    """Detectron2 0.6's import-time torch.jit.script calls printed a FutureWarning in the middle
+    of every tool's output; after ``import detection`` that message is silenced."""
+    import subprocess
+
+    code = "import detection, detectron2.modeling, detectron2.data"
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=str(Path(__file__).resolve().parents[2]))
+    assert proc.returncode == 0, proc.stderr
+    assert "torch.jit.script" not in proc.stderr
+
+
 def test_install_script_refuses_wrong_sha256(tmp_path: Path) -> None:
     script = _load_install_script()
     fake = tmp_path / script.SDIST_NAME
