@@ -185,6 +185,13 @@ def build_report(run_dirs: Sequence[str], allow_incomplete: bool = False, title:
     return {"title": title, "rows": rows, "runs": [asdict(r) for r in runs], "comparisons": compare_rows(rows, compare)}
 
 
+def _format_p(p: Optional[float]) -> str:
+    """A p-value with three decimals, or in scientific notation below 0.001 (never "0.000")."""
+    if p is None:
+        return "-"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
 def _comparison_lines(comparisons: Sequence[Dict[str, Any]]) -> List[str]:
     if not comparisons:
         return []
@@ -194,7 +201,7 @@ def _comparison_lines(comparisons: Sequence[Dict[str, Any]]) -> List[str]:
         rows.append([f"{c['a']} − {c['b']}", f"{c['n_a']} + {c['n_b']}",
                      "-" if c["diff"] is None else f"{c['diff']:+.2f}",
                      "-" if not c["se"] else f"{abs(c['diff']) / c['se']:.1f}",
-                     "-" if c["df"] is None else f"{c['df']:.1f}", "-" if c["p"] is None else f"{c['p']:.3f}"])
+                     "-" if c["df"] is None else f"{c['df']:.1f}", _format_p(c["p"])])
     return ["", "Welch's two-sided t-test on the per-seed top-1 errors of two rows:", "",
             *shared.markdown_table(head, rows)]
 
