@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
 from typing import Dict, Iterator, List, Optional, Sequence
+
+from runs.signals import StopSignals
 
 __all__ = ["ChildSignals", "stage_output", "tail"]
 
@@ -91,18 +92,19 @@ def tail(path: str, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-class ChildSignals:
+class ChildSignals(StopSignals):
     """While active (``with ChildSignals() as signals:``, main thread only), SIGINT / SIGTERM are
     recorded (:attr:`signum`, the first one) and forwarded to the process group of every child
     that :meth:`run` started, once per signal received: the children stop at their own safe
     point (``runs.signals``: a third signal ends them at once). Children get a process group of
-    their own, so a terminal's Ctrl-C reaches them only through here, exactly once."""
+    their own, so a terminal's Ctrl-C reaches them only through here, exactly once. Installing and
+    restoring the handlers is :class:`runs.signals.StopSignals`'; only the handler differs (this
+    process never ends itself: it waits for its children)."""
 
     def __init__(self) -> None:
-        self.signum: Optional[int] = None
+        super().__init__()
         self._children: Dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
-        self._previous: Dict[int, object] = {}
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.signum is None:
@@ -114,17 +116,6 @@ class ChildSignals:
                 os.killpg(pid, signum)
             except (ProcessLookupError, PermissionError):
                 pass
-
-    def __enter__(self) -> "ChildSignals":
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
 
     def run(self, cmd: Sequence[str], env: Optional[Dict[str, str]] = None, log_path: Optional[str] = None) -> int:
         """Run ``cmd`` (output appended to ``log_path``, else inherited) and return its exit
