@@ -80,24 +80,12 @@ _C.MIX.SALIENCY = "fresh"
 # SalfMix / HybridMix / Cutout-with-saliency: pooled grid n and patch ratio r.
 _C.MIX.N = 8
 _C.MIX.R = 0.3
-# Beta(a, a) parameter of Mixup (alpha), CutMix / SaliencyMix (beta) and PuzzleMix (alpha).
-_C.MIX.BETA = 1.0
-# Per-batch probability of applying the two-image step (CutMix official: 0.5 CIFAR, 1.0 ImageNet).
-_C.MIX.PROB = 1.0
-# Mixup / CutMix / ResizeMix: one lambda (box, scale) per sample instead of per batch (their
-# official code: per batch).
-_C.MIX.PER_SAMPLE = False
-# HybridMix: one lambda and box per pair (Algorithm 2, line 12: the two-image method is called
-# once per pair; v2 then centres each box on its own partner's saliency) or per batch (False).
-_C.MIX.PER_PAIR = True
-# HybridMix partner: "uniform" (Algorithm 2) or "permutation".
-_C.MIX.PARTNER = "uniform"
-# SaliencyMix: "official" (one box per batch from one image, as its code) or "per_sample".
-_C.MIX.SALIENCYMIX_MODE = "official"
-# Cutout hole side as a fraction of the image.
-_C.MIX.CUTOUT_SIZE = 0.5
-# ResizeMix side-scale range.
-_C.MIX.RESIZEMIX_SCALE = (0.1, 0.8)
+# Each method's own hyperparameters: one node per method, MIX.<NAME> (the name in capitals), one
+# key per argument its class lists in ``config_args``, defaulting to its constructor's default;
+# built from the registry by add_mixing_config below, documented in the method's module. E.g.
+# MIX.CUTMIX.BETA / PROB / PER_SAMPLE (CutMix official: PROB 0.5 on CIFAR, 1.0 on ImageNet),
+# MIX.MIXUP.ALPHA, MIX.SALIENCYMIX.MODE, MIX.CUTOUT.SIZE, MIX.RESIZEMIX.SCALE,
+# MIX.HYBRIDMIX_V3.PER_PAIR / PARTNER / BETA / PROB, MIX.PUZZLEMIX.ALPHA ...
 
 # ---------------------------------------------------------------------------------------------
 _C.SOLVER = CfgNode()
@@ -131,6 +119,30 @@ _C.TRAIN.PROGRESS = True
 _C.TEST = CfgNode()
 # Total evaluation batch size.
 _C.TEST.BATCH_SIZE = 256
+# Also evaluate the training images (unaugmented, unmixed, eval mode) whenever the test split is:
+# train_top1_err / train_eval_loss in metrics.jsonl show how far the model has fit its own data
+# (the memorising regime of docs/RESULTS.md), beside train_loss, the mean objective of the epoch.
+_C.TEST.TRAIN_SET = False
+
+
+
+def add_mixing_config(cfg: CfgNode) -> None:
+    """Add the node ``MIX.<NAME>`` of every registered mixing method (see the MIX comments)."""
+    from pretrain.mixing import MIXERS
+
+    for name, cls in MIXERS.items():
+        defaults = cls.config_defaults()
+        if defaults:
+            cfg.MIX[name.upper()] = CfgNode({arg.upper(): tuple(v) if isinstance(v, list) else v
+                                             for arg, v in defaults.items()})
+
+
+add_mixing_config(_C)
+
+# Keys of the former flat MIX tree, now in each method's node: named in the error of a config that sets one.
+MOVED_KEYS = {"MIX.BETA": "BETA (ALPHA for Mixup, HybridMix v1, PuzzleMix)", "MIX.PROB": "PROB",
+              "MIX.PER_SAMPLE": "PER_SAMPLE", "MIX.PER_PAIR": "PER_PAIR", "MIX.PARTNER": "PARTNER",
+              "MIX.SALIENCYMIX_MODE": "MODE", "MIX.CUTOUT_SIZE": "SIZE", "MIX.RESIZEMIX_SCALE": "SCALE"}
 
 DATASETS = ("tinyimagenet", "cifar10", "cifar100", "fashion_mnist")
 AMP_MODES = ("none", "bf16")
@@ -178,7 +190,11 @@ def _explain(err: Exception) -> str:
     """One line for a merge error; yacs reports unknown keys as 'Non-existent (config) key: K'."""
     text = " ".join(str(err.args[0] if isinstance(err, KeyError) and err.args else err).split())
     if "Non-existent" in text:
-        return f"unknown config key {text.rsplit(':', 1)[-1].strip()}"
+        key = text.rsplit(':', 1)[-1].strip()
+        if key in MOVED_KEYS:
+            return (f"unknown config key {key}: each method's hyperparameters are in its own node now, "
+                    f"MIX.<METHOD>.{MOVED_KEYS[key]} (e.g. MIX.CUTMIX.PROB)")
+        return f"unknown config key {key}"
     return text
 
 

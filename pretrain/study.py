@@ -46,6 +46,8 @@ class Recipe:
     checkpoint_period: int = 5
     saliency: str = "fresh"
     extra: List[str] = field(default_factory=list)
+    # One base config for every method (``--config-file``): each run sets its MIX.METHOD.
+    set_method: bool = False
 
     def steps(self) -> Tuple[int, ...]:
         """Learning-rate steps (x0.1) after 50% and 75% of the epochs (those inside the run)."""
@@ -111,8 +113,10 @@ def plan_runs(output_root: str, tags: Sequence[Tuple[str, str, float]], seeds: S
 
 
 def run_opts(run: StudyRun, recipe: Recipe, data_root: str) -> List[str]:
-    """The ``KEY VALUE`` overrides of one run on top of its leaf config."""
+    """The ``KEY VALUE`` overrides of one run on top of its leaf config (or of the study's base
+    config, with ``MIX.METHOD`` first)."""
     opts = {
+        **({"MIX.METHOD": run.method} if recipe.set_method else {}),
         "DATA.ROOT": data_root,
         "OUTPUT_DIR": run.run_dir,
         "SEED": run.seed,

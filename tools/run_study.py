@@ -41,9 +41,10 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", required=True, help="the dataset folder (e.g. .../cifar-10-batches-py)")
     p.add_argument("--output-root", required=True, help="runs go to OUTPUT_ROOT/<tag>/seed<k>")
-    p.add_argument("--methods", nargs="+", default=list(MIXERS), metavar="M", help="methods (default: all of MIXERS)")
-    p.add_argument("--ablations", nargs="*", default=list(ABLATIONS), choices=list(ABLATIONS),
-                   help="ablations to add (default: all; give none to add nothing)")
+    p.add_argument("--methods", nargs="+", default=None, metavar="M",
+                   help="methods (default: all of MIXERS, plus every ablation unless --ablations says otherwise)")
+    p.add_argument("--ablations", nargs="*", default=None, choices=list(ABLATIONS),
+                   help="ablations to add (default: all without --methods, none with it; give none to add nothing)")
     p.add_argument("--r-values", nargs="+", type=float, default=list(DEFAULT_R_VALUES), help="r of the 'r' ablation")
     p.add_argument("--r-method", default="salfmix", help="method of the 'r' ablation")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -57,6 +58,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="MIX.START_EPOCH (default 0: each method's own rule)")
     p.add_argument("--saliency", choices=("fresh", "cached"), default=Recipe.saliency, help="MIX.SALIENCY")
     p.add_argument("--checkpoint-period", type=int, default=Recipe.checkpoint_period, help="epochs between checkpoints")
+    p.add_argument("--config-file", default=None, metavar="FILE",
+                   help="one config for every method (each run sets MIX.METHOD), e.g. a Base-*.yaml; "
+                        "otherwise each method's --config-dir/--config-pattern leaf")
     p.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "pretrain"))
     p.add_argument("--config-pattern", default="cifar10_preact18_{method}.yaml")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (1: in this process; more: subprocesses)")
@@ -72,11 +76,16 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the study; returns ``{"ran", "skipped", "failed", "report", "wall_s"}``."""
     recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size, n=args.n,
                     r=args.r, start_epoch=args.start_epoch, checkpoint_period=min(args.checkpoint_period, args.epochs),
-                    saliency=args.saliency, extra=list(args.opts or []))
+                    saliency=args.saliency, extra=list(args.opts or []), set_method=args.config_file is not None)
+    # Named methods are exactly those runs; the ablations' extra rows only when asked for.
+    methods = list(MIXERS) if args.methods is None else args.methods
+    ablations = args.ablations if args.ablations is not None else list(ABLATIONS) if args.methods is None else []
     try:
-        tags = plan_tags(args.methods, args.ablations, args.r_values, args.r_method, args.r)
+        tags = plan_tags(methods, ablations, args.r_values, args.r_method, args.r)
         runs = plan_runs(args.output_root, tags, args.seeds)
-        files = {m: config_file(args.config_dir, args.config_pattern, m) for _, m, _ in tags}
+        if args.config_file is not None and not os.path.isfile(args.config_file):
+            raise FileNotFoundError(f"--config-file {args.config_file}: config file not found")
+        files = {m: args.config_file or config_file(args.config_dir, args.config_pattern, m) for _, m, _ in tags}
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}")
     if not os.path.isdir(args.data_root):

@@ -13,17 +13,24 @@ from pretrain.models import build_arch
 
 
 def config_value(cfg: CfgNode, key: str) -> Any:
-    """The value of dotted ``key`` (e.g. ``"MIX.BETA"``) in ``cfg``; lists become tuples."""
+    """The value of dotted ``key`` (e.g. ``"MIX.CUTMIX.BETA"``) in ``cfg``; lists become tuples."""
     value: Any = cfg
     for part in key.split("."):
         value = value[part]
     return tuple(value) if isinstance(value, list) else value
 
 
+def mixer_keys(method: str) -> Dict[str, str]:
+    """Constructor argument -> the dotted config key it is read from, for ``method``: its own
+    ``MIX.<METHOD>.<ARG>`` node and the shared keys its class declares."""
+    cls = MIXERS[method]
+    own = {arg: f"MIX.{method.upper()}.{arg.upper()}" for arg in cls.config_args}
+    return {**own, **cls.config_keys}
+
+
 def mixer_params(cfg: CfgNode) -> Dict[str, Any]:
-    """The keyword arguments of ``cfg.MIX.METHOD``: the config keys its class declares."""
-    keys = MIXERS[cfg.MIX.METHOD].config_keys
-    return {arg: config_value(cfg, key) for arg, key in keys.items()}
+    """The keyword arguments of ``cfg.MIX.METHOD``, read from the keys :func:`mixer_keys` names."""
+    return {arg: config_value(cfg, key) for arg, key in mixer_keys(cfg.MIX.METHOD).items()}
 
 
 def build_mixer(cfg: CfgNode, generator: torch.Generator) -> Mixer:
@@ -87,17 +94,11 @@ def check_mix_config(cfg: CfgNode, image_size: int) -> None:
     """Construct the configured mixer once and check its geometry for ``image_size`` x ``image_size``
     inputs (MIX.N within the side, MIX.R giving a patch of at least one pixel), before any training.
 
-    Raises ValueError naming the config key (``MIX.R: ...``), not the mixer's argument.
+    Raises ValueError naming the config key (``MIX.R: ...``), not the mixer's argument; the
+    checks are the mixer's own (:meth:`pretrain.mixing.base.Mixer.check_input`).
     """
-    from pretrain.mixing.salfmix import check_n, patch_side
-
-    keys = MIXERS[cfg.MIX.METHOD].config_keys
+    keys = mixer_keys(cfg.MIX.METHOD)
     try:
-        make_mixer(cfg.MIX.METHOD, generator=torch.Generator(), **mixer_params(cfg))
-        if "MIX.N" in keys.values():
-            check_n(cfg.MIX.N, image_size)
-        if "MIX.R" in keys.values():
-            patch_side(cfg.MIX.R, image_size, image_size)
+        make_mixer(cfg.MIX.METHOD, generator=torch.Generator(), **mixer_params(cfg)).check_input(image_size, image_size)
     except ValueError as err:
-        named = _by_config_key(str(err), {**keys, "n": "MIX.N", "r": "MIX.R"})
-        raise ValueError(f"{named} (input side {image_size})") from None
+        raise ValueError(f"{_by_config_key(str(err), keys)} (input side {image_size})") from None

@@ -67,6 +67,21 @@ def all_gather_object(obj: Any) -> List[Any]:
     return out
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BatchNorm running statistics) into every process's ``module``.
+
+    DDP broadcasts the buffers at the start of each training forward, but that forward then
+    updates them with each rank's own batch: between steps every rank holds different running
+    statistics. Whatever reads them outside DDP's forward (the eval-mode saliency pass, the
+    evaluation, the checkpoint, which stores rank 0's) must see one set, or a resumed run,
+    restored from rank 0's, diverges from the uninterrupted one on every other rank.
+    """
+    if not dist.is_initialized():
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf, src=src)
+
+
 def barrier() -> None:
     """Wait for every process (no-op when single-process)."""
     if dist.is_initialized():

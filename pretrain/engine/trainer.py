@@ -85,9 +85,9 @@ class Trainer:
         self.on_checkpoint: Optional[Callable[[int], None]] = None
 
     # ------------------------------------------------------------------------------------------
-    def generator_states(self) -> Tuple[Tensor, Tensor]:
-        """This rank's augmentation and mixing generator states."""
-        return self.aug_gen.get_state(), self.mix_gen.get_state()
+    def generator_states(self) -> Tuple[Tensor, Tensor, Dict[str, Any]]:
+        """This rank's augmentation and mixing generator states and its global RNG states."""
+        return self.aug_gen.get_state(), self.mix_gen.get_state(), rng_states()
 
     def state_dict(self, epoch: int, rank_generators: Optional[List[Tuple[Tensor, Tensor]]] = None) -> Dict[str, Any]:
         """Everything a bit-identical resume needs.
@@ -134,6 +134,8 @@ class Trainer:
         if self.rank < len(gens):
             self.aug_gen.set_state(gens[self.rank][0])
             self.mix_gen.set_state(gens[self.rank][1])
+            if len(gens[self.rank]) > 2:  # this rank's own global RNG states (checkpoints since they are kept)
+                set_rng_states(gens[self.rank][2])
         self.data.train_loader.load_state_dict(state["loader"])
         if self.cache is not None and state.get("saliency_cache") is not None:
             self.cache.cache.load_state_dict(state["saliency_cache"])
@@ -251,19 +253,25 @@ class Trainer:
                                       self.data.test_batch_size)
 
     @torch.no_grad()
-    def evaluate(self) -> Dict[str, float]:
-        """Top-1 / top-5 error (%) on the test split, over all ranks."""
+    def evaluate(self, split: str = "test") -> Dict[str, float]:
+        """Top-1 / top-5 error (%) on the test split, over all ranks; with ``split="train"``, the
+        top-1 error and mean cross-entropy of the unaugmented training images."""
         self.model.eval()
-        counts = torch.zeros(3, dtype=torch.float64, device=self.device)
-        for images_u8, targets in self.data.test_batches():
+        counts = torch.zeros(4, dtype=torch.float64, device=self.device)
+        for images_u8, targets in self.data.test_batches(split):
             x = self.data.test_transform(images_u8.to(self.device, non_blocking=True))
             if self.cfg.MODEL.CHANNELS_LAST:
                 x = x.contiguous(memory_format=torch.channels_last)
+            targets = targets.to(self.device, non_blocking=True)
             with self.autocast():
-                logits = self.model(x)
-            c1, c5 = topk_correct(logits.float(), targets.to(self.device), (1, 5))
-            counts += torch.tensor([c1, c5, targets.shape[0]], dtype=torch.float64, device=self.device)
-        c1, c5, n = dist_utils.all_reduce_sum(counts).tolist()
+                logits = self.model(x).float()
+            c1, c5 = topk_correct(logits, targets, (1, 5))
+            loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum").double()
+            counts += torch.stack([torch.tensor(c1, dtype=torch.float64), torch.tensor(c5, dtype=torch.float64),
+                                   torch.tensor(targets.shape[0], dtype=torch.float64), loss.cpu()]).to(self.device)
+        c1, c5, n, loss = dist_utils.all_reduce_sum(counts).tolist()
+        if split == "train":
+            return {"train_top1_err": 100.0 * (1 - c1 / n), "train_eval_loss": loss / n}
         return {"top1_err": 100.0 * (1 - c1 / n), "top5_err": 100.0 * (1 - c5 / n)}
 
     # ------------------------------------------------------------------------------------------
@@ -282,9 +290,14 @@ class Trainer:
                 last = last_checkpoint(out)
                 raise NonFiniteLossError(f"{err}; stopped. Last good checkpoint: {last or 'none'}") from None
             self.scheduler.step()
+            # Every rank continues from, evaluates and checkpoints rank 0's running statistics (a
+            # resume restores exactly these); once per epoch, not per step.
+            dist_utils.broadcast_buffers(self.model)
             last_epoch = epoch == cfg.SOLVER.MAX_EPOCHS
             if epoch % cfg.TRAIN.EVAL_PERIOD == 0 or last_epoch:
                 record.update(self.evaluate())
+                if cfg.TEST.TRAIN_SET:
+                    record.update(self.evaluate("train"))
             if self.cache is not None and dist_utils.is_main():
                 record.update(self.cache_stats(epoch))
             checkpoint = epoch % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last_epoch

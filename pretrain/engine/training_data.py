@@ -43,12 +43,15 @@ class TrainingData:
         """Side of the images the model sees."""
         return self.train_augment.output_size
 
-    def test_batches(self) -> Iterator[Tuple[Tensor, Tensor]]:
-        """This rank's share of the test set (every sample exactly once over all ranks)."""
-        indices = np.arange(self.rank, len(self.test), self.world)
+    def test_batches(self, split: str = "test") -> Iterator[Tuple[Tensor, Tensor]]:
+        """This rank's share of the test set, or of the training images with ``split="train"``
+        (unaugmented; every sample exactly once over all ranks)."""
+        dataset = self.train if split == "train" else self.test
+        indices = np.arange(self.rank, len(dataset), self.world)
         for start in range(0, len(indices), self.test_batch_size):
             chunk = indices[start:start + self.test_batch_size]
-            yield torch.from_numpy(np.asarray(self.test.images[chunk])), torch.from_numpy(self.test.labels[chunk])
+            labels = np.asarray(dataset.labels[chunk]).astype(np.int64, copy=False)
+            yield torch.from_numpy(np.asarray(dataset.images[chunk])), torch.from_numpy(labels)
 
 
 def load_splits(cfg: CfgNode, rank: int) -> Tuple[PackedDataset, PackedDataset]:

@@ -53,7 +53,7 @@ def make_mixer(name: str, **params) -> Mixer:
 
 def takes_patch_ratio(name: str) -> bool:
     """Whether method ``name`` reads the patch ratio ``r`` (``MIX.R``)."""
-    return "MIX.R" in MIXERS[name].config_keys.values()
+    return MIXERS[name].config_keys.get("r") == "MIX.R"
 
 
 __all__ = [

@@ -12,7 +12,8 @@ seeded mixer is deterministic and its state can be checkpointed with ``get_state
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Type
+import inspect
+from typing import Any, Callable, Dict, Optional, Tuple, Type
 
 import numpy as np
 import torch
@@ -151,8 +152,12 @@ class Mixer:
       for PuzzleMix);
     - ``pixel_saliency``: whether it reads the map pixel by pixel (not by pooled cells);
     - ``start_epoch``: the first epoch (1-based) its method mixes by default;
-    - ``config_keys``: constructor argument -> the dotted config key it is read from
-      (e.g. ``{"beta": "MIX.BETA"}``); arguments not listed keep their defaults.
+    - ``config_args``: the constructor arguments that are the method's own hyperparameters; the
+      config tree gets a node ``MIX.<NAME>`` (the registered name in capitals) with one key per
+      argument, its default the constructor's (:meth:`config_defaults`), e.g. ``MIX.CUTMIX.BETA``;
+    - ``config_keys``: constructor argument -> a dotted key outside that node it is read from
+      (the SalfMix geometry ``MIX.N`` / ``MIX.R`` every SalfMix-based method shares, the data's
+      ``AUG.MEAN``); arguments in neither keep their defaults.
     """
 
     name: str = ""
@@ -160,13 +165,30 @@ class Mixer:
     saliency_reduction: str = "max"
     pixel_saliency: bool = False
     start_epoch: int = 1  # the baselines' official code mixes from the first epoch
+    config_args: Tuple[str, ...] = ()
     config_keys: Dict[str, str] = {}
+
+    @classmethod
+    def config_defaults(cls) -> Dict[str, Any]:
+        """``{arg: default}`` of :attr:`config_args`, read from the constructor's signature (one
+        source of truth for the library and the config tree)."""
+        params = inspect.signature(cls.__init__).parameters
+        defaults = {}
+        for arg in cls.config_args:
+            if arg not in params or params[arg].default is inspect.Parameter.empty:
+                raise TypeError(f"{cls.__name__}.config_args: {arg!r} is not a constructor argument with a default")
+            defaults[arg] = params[arg].default
+        return defaults
 
     def __init__(self, generator: Optional[torch.Generator] = None, seed: Optional[int] = None) -> None:
         if generator is None:
             generator = torch.Generator()
             generator.manual_seed(int(torch.randint(2**62, (1,))) if seed is None else seed)
         self.generator = generator
+
+    def check_input(self, h: int, w: int) -> None:
+        """Raise ValueError (naming the argument) unless this mixer can mix ``h x w`` images; the
+        trainer calls it once, before training, so a bad geometry fails before the first step."""
 
     def __call__(
         self,
@@ -214,7 +236,7 @@ class PairMixer(Mixer):
     partners it chose itself (``s2`` is the partners' saliency for methods that use it).
     """
 
-    config_keys = {"prob": "MIX.PROB"}
+    config_args: Tuple[str, ...] = ("prob",)
 
     def __init__(self, prob: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)

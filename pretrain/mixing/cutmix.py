@@ -30,7 +30,7 @@ def cutmix_boxes(lam: Tensor, h: int, w: int, u: Tensor) -> Tensor:
 class CutMix(PairMixer):
     """CutMix with ``lam ~ Beta(beta, beta)``, area-corrected lam."""
 
-    config_keys = {"beta": "MIX.BETA", "prob": "MIX.PROB", "per_sample": "MIX.PER_SAMPLE"}
+    config_args = ("beta", "prob", "per_sample")
 
     def __init__(self, beta: float = 1.0, per_sample: bool = False, prob: float = 1.0, **kwargs) -> None:
         super().__init__(prob=prob, **kwargs)

@@ -43,7 +43,7 @@ def cutout(images: Tensor, length: int, u: Tensor) -> Tensor:
 class Cutout(Mixer):
     """Cutout with a hole of side ``size * H`` (``size`` in (0, 1]), one per image."""
 
-    config_keys = {"size": "MIX.CUTOUT_SIZE"}
+    config_args = ("size",)
 
     def __init__(self, size: float = 0.5, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -69,6 +69,10 @@ class CutoutSaliency(Mixer):
     def __init__(self, n: int = 4, r: float = 0.3, **kwargs) -> None:
         super().__init__(**kwargs)
         self.n, self.r = check_n(n), check_r(r)
+
+    def check_input(self, h: int, w: int) -> None:
+        check_n(self.n, min(h, w))
+        patch_side(self.r, h, w)
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
         _, _, h, w = images.shape

@@ -21,6 +21,7 @@ cost of one. The two SalfMix calls still draw their patch positions independentl
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Dict, Optional, Type
 
 from torch import Tensor
@@ -45,9 +46,16 @@ class HybridMix(Mixer):
 
     needs_saliency = True
     start_epoch = 2  # Algorithm 2 mixes from the second epoch on
-    config_keys = {"n": "MIX.N", "r": "MIX.R", "partner": "MIX.PARTNER", "per_pair": "MIX.PER_PAIR",
-                   "beta": "MIX.BETA", "prob": "MIX.PROB"}
+    config_keys = {"n": "MIX.N", "r": "MIX.R"}
+    config_args = ("partner", "per_pair", "beta", "prob")
     pair_class: Type[PairMixer] = CutMix
+
+    @classmethod
+    def config_defaults(cls) -> Dict[str, Any]:
+        """Its own arguments' defaults, and the two-image method's for those passed on to it."""
+        own = inspect.signature(HybridMix.__init__).parameters
+        pair = cls.pair_class.config_defaults()
+        return {arg: own[arg].default if arg in own else pair[arg] for arg in cls.config_args}
 
     def __init__(
         self, n: int = 4, r: float = 0.3, partner: str = "uniform", per_pair: bool = True,
@@ -59,6 +67,11 @@ class HybridMix(Mixer):
             raise ValueError(f"partner: expected one of {PARTNERS}, got {partner!r}")
         self.partner, self.per_pair = partner, bool(per_pair)
         self.pair = self.pair_class(generator=self.generator, **self.pair_options(self.per_pair, pair_kwargs))
+
+    def check_input(self, h: int, w: int) -> None:
+        check_n(self.n, min(h, w))
+        patch_side(self.r, h, w)
+        self.pair.check_input(h, w)
 
     @staticmethod
     def pair_options(per_pair: bool, kwargs: Dict[str, Any]) -> Dict[str, Any]:
@@ -87,7 +100,7 @@ class HybridMix(Mixer):
 class HybridMixV1(HybridMix):
     """HybridMix v1: SalfMix + Mixup."""
 
-    config_keys = {**{k: v for k, v in HybridMix.config_keys.items() if k != "beta"}, "alpha": "MIX.BETA"}
+    config_args = ("partner", "per_pair", "alpha", "prob")
     pair_class = Mixup
 
 

@@ -25,7 +25,7 @@ def mixup(x1: Tensor, x2: Tensor, lam: Tensor) -> Tensor:
 class Mixup(PairMixer):
     """Mixup with ``lam ~ Beta(alpha, alpha)``, applied with probability ``prob`` per batch."""
 
-    config_keys = {"alpha": "MIX.BETA", "prob": "MIX.PROB", "per_sample": "MIX.PER_SAMPLE"}
+    config_args = ("alpha", "prob", "per_sample")
 
     def __init__(self, alpha: float = 1.0, per_sample: bool = False, prob: float = 1.0, **kwargs) -> None:
         super().__init__(prob=prob, **kwargs)

@@ -72,7 +72,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple, Union
 
-import gco
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -214,6 +213,10 @@ def graphcut_costs(
 
 def solve_graphcut(unary: np.ndarray, edge_v: np.ndarray, edge_h: np.ndarray, smooth: np.ndarray) -> np.ndarray:
     """Labels [B, n, n] from one alpha-beta swap per sample (CPU; gco has no batched solver)."""
+    try:  # imported here: the rest of the mixing library must not need the C extension
+        import gco
+    except ImportError as err:
+        raise ImportError(f"PuzzleMix needs the graph-cut package gco (pip install gco-wrapper): {err}") from None
     b, n = unary.shape[:2]
     labels = np.empty((b, n, n), dtype=np.int64)
     for i in range(b):
@@ -328,7 +331,9 @@ class PuzzleMix(PairMixer):
     needs_saliency = True
     saliency_reduction = "rms"
     # Its smoothness term works on un-normalised pixels: the data's normalisation comes along.
-    config_keys = {"alpha": "MIX.BETA", "prob": "MIX.PROB", "mean": "AUG.MEAN", "std": "AUG.STD"}
+    config_args = ("alpha", "beta", "gamma", "eta", "neigh_size", "n_labels", "transport", "t_eps", "t_size",
+                   "block_nums", "prob")
+    config_keys = {"mean": "AUG.MEAN", "std": "AUG.STD"}
 
     def __init__(
         self, alpha: float = 1.0, beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2,
@@ -356,6 +361,9 @@ class PuzzleMix(PairMixer):
         self.neigh_size, self.n_labels, self.t_size = int(neigh_size), int(n_labels), int(t_size)
         self.transport, self.t_eps, self.block_nums = bool(transport), float(t_eps), tuple(int(n) for n in nums)
         self.mean, self.std = _channel_stat("mean", mean, False), _channel_stat("std", std, True)
+
+    def check_input(self, h: int, w: int) -> None:
+        check_geometry(h, w, self.block_nums, self.neigh_size, self.t_size)
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
         # One saliency tensor serves both images: s1 = saliency, s2 = saliency[index].

@@ -81,7 +81,7 @@ def resize_paste(x1: Tensor, x2: Tensor, tau: Tensor, top: Tensor, left: Tensor)
 class ResizeMix(PairMixer):
     """ResizeMix with side scale ``tau ~ U(scale[0], scale[1])``."""
 
-    config_keys = {"scale": "MIX.RESIZEMIX_SCALE", "prob": "MIX.PROB", "per_sample": "MIX.PER_SAMPLE"}
+    config_args = ("scale", "prob", "per_sample")
 
     def __init__(
         self, scale: Tuple[float, float] = (0.1, 0.8), per_sample: bool = False, prob: float = 1.0, **kwargs

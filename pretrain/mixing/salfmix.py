@@ -124,6 +124,10 @@ class SalfMix(Mixer):
         super().__init__(**kwargs)
         self.n, self.r = check_n(n), check_r(r)
 
+    def check_input(self, h: int, w: int) -> None:
+        check_n(self.n, min(h, w))
+        patch_side(self.r, h, w)
+
     def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
         _, _, h, w = images.shape
         mixed, own = self_mix(images, saliency, check_n(self.n, min(h, w)), patch_side(self.r, h, w), self.generator)
@@ -156,6 +160,9 @@ class SalfMixRandom(Mixer):
     def __init__(self, r: float = 0.3, **kwargs) -> None:
         super().__init__(**kwargs)
         self.r = check_r(r)
+
+    def check_input(self, h: int, w: int) -> None:
+        patch_side(self.r, h, w)
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
         mixed, own = random_self_mix(images, self.r, self.generator)

@@ -155,7 +155,7 @@ class SaliencyMix(PairMixer):
     k = B in "per_sample" mode) and nothing else, so a test can replay its draws.
     """
 
-    config_keys = {"beta": "MIX.BETA", "prob": "MIX.PROB", "mode": "MIX.SALIENCYMIX_MODE"}
+    config_args = ("beta", "prob", "mode")
 
     def __init__(self, beta: float = 1.0, prob: float = 1.0, mode: str = "official", **kwargs) -> None:
         super().__init__(prob=prob, **kwargs)

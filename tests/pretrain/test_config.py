@@ -6,7 +6,7 @@ import pytest
 
 from pretrain.config import load_config
 from pretrain.engine.builders import build_mixer, mixer_params
-from pretrain.mixing import MIXERS
+from pretrain.mixing import MIXERS, make_mixer
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "pretrain", "*.yaml")))
 LEAVES = [c for c in CONFIGS if not os.path.basename(c).startswith("Base-")]
@@ -73,16 +73,28 @@ def test_start_epoch_is_the_methods_rule(method):
 
 
 @pytest.mark.parametrize("method", list(MIXERS))
-def test_mixer_params_are_the_declared_keys(method):
+def test_mixer_params_come_from_the_methods_own_node(method):
     leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
-    cfg = load_config(leaf, ["MIX.METHOD", method, "MIX.BETA", "0.7", "MIX.R", "0.4"])
+    cls = MIXERS[method]
+    opts = ["MIX.METHOD", method, "MIX.R", "0.4"]
+    if "prob" in cls.config_args:
+        opts += [f"MIX.{method.upper()}.PROB", "0.25"]
+    cfg = load_config(leaf, opts)
     params = mixer_params(cfg)
-    assert set(params) == set(MIXERS[method].config_keys)
-    for arg, value in params.items():
-        if MIXERS[method].config_keys[arg] == "MIX.BETA":
-            assert value == 0.7
-        if arg == "r":
-            assert value == 0.4
+    assert set(params) == set(cls.config_args) | set(cls.config_keys)
+    defaults = cls.config_defaults()
+    for arg in cls.config_args:  # the node holds every own argument, defaulting to the constructor's
+        expected = 0.25 if arg == "prob" else defaults[arg]
+        assert params[arg] == (tuple(expected) if isinstance(expected, list) else expected)
+    if cls.config_keys.get("r") == "MIX.R":
+        assert params["r"] == 0.4
+    make_mixer(method, **params)  # every value the tree holds is one the constructor accepts
+
+
+def test_a_key_of_the_former_flat_tree_names_where_it_went():
+    leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
+    with pytest.raises(ValueError, match=r"MIX.BETA: each method's hyperparameters are in its own node now"):
+        load_config(leaf, ["MIX.BETA", "0.7"])
 
 
 def test_cosine_schedule_anneals_to_zero_over_the_run():

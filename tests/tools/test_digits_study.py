@@ -132,6 +132,39 @@ def test_study_plan_adds_ablations(load_tool):
         tool.main(tool.get_parser().parse_args(["--data-root", ".", "--output-root", ".", "--methods", "nope"]))
 
 
+def _dry_run_tags(tool, capsys, *extra):
+    argv = ["--data-root", ".", "--output-root", "/nonexistent/study", "--seeds", "0", "--dry-run", *extra]
+    tool.main(tool.get_parser().parse_args(argv))
+    lines = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("  todo ")]
+    return [os.path.basename(os.path.dirname(path)) for path in lines]
+
+
+def test_run_study_named_methods_are_exactly_the_runs(load_tool, capsys):
+    """--methods names the runs; the ablations' rows (and the r sweep) only when asked for."""
+    tool = load_tool("run_study")
+    assert _dry_run_tags(tool, capsys, "--methods", "none", "hybridmix_v3") == ["none", "hybridmix_v3"]
+    assert _dry_run_tags(tool, capsys, "--methods", "none", "--ablations", "cutout") == ["none", "cutout",
+                                                                                          "cutout_saliency"]
+    everything = _dry_run_tags(tool, capsys)  # no --methods: every method and every ablation, as before
+    assert "salfmix_r0.1" in everything and "hybridmix_v3" in everything
+
+
+def test_run_study_one_base_config_for_every_method(load_tool, capsys, tmp_path):
+    """--config-file: one (base) config, each run sets its MIX.METHOD and is checked to train it."""
+    from pretrain.config import load_config
+    from pretrain.study import Recipe, StudyRun, run_opts
+
+    base = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "pretrain", "Base-FashionMNIST-ResNet20.yaml")
+    tool = load_tool("run_study")
+    assert _dry_run_tags(tool, capsys, "--methods", "cutmix", "salfmix", "--config-file", base) == ["salfmix", "cutmix"]
+    run = StudyRun("cutmix", "cutmix", 0, 0.3, str(tmp_path / "cutmix" / "seed0"))
+    cfg = load_config(base, run_opts(run, Recipe(set_method=True), "."))
+    assert cfg.MIX.METHOD == "cutmix" and cfg.MIX.CUTMIX.PROB == 0.5  # the family's CutMix setting
+    with pytest.raises(SystemExit, match="--config-file .*nope.yaml: config file not found"):
+        tool.main(tool.get_parser().parse_args(["--data-root", ".", "--output-root", ".", "--config-file",
+                                                str(tmp_path / "nope.yaml")]))
+
+
 @pytest.mark.slow
 def test_run_study_tiny_runs_then_skips(load_tool, tmp_path, capsys):
     rng = np.random.default_rng(0)

@@ -81,3 +81,29 @@ def test_two_process_run_and_resume(tiny_root, tmp_path):
     assert "resuming from" in proc.stdout and "(epoch 2)" in proc.stdout
     check_metrics(resumed, 2)
     assert_same_weights(final_weights(ref), final_weights(resumed))
+
+
+RANK_BUFFERS = """
+import sys, torch, torch.distributed as dist
+from pretrain.config import load_config
+from pretrain.engine.trainer import Trainer
+trainer = Trainer(load_config(sys.argv[1], sys.argv[2:]))
+trainer.train()
+buffers = torch.cat([b.double().flatten() for b in trainer.model.buffers()])
+gathered = [torch.empty_like(buffers) for _ in range(2)]
+dist.all_gather(gathered, buffers)
+if dist.get_rank() == 0:
+    print("BUFFERS", "same" if torch.equal(*gathered) else "differ")
+"""
+
+
+def test_ranks_share_running_statistics_after_each_epoch(tiny_root, tmp_path):
+    """Each rank's training forward updates BatchNorm's running statistics with its own batch; at
+    the end of an epoch every rank must hold rank 0's (the ones evaluated and checkpointed), or
+    the eval-mode saliency pass of a resumed run differs from the uninterrupted run's."""
+    script = tmp_path / "rank_buffers.py"
+    script.write_text(RANK_BUFFERS)
+    opts = small_opts(tiny_root, str(tmp_path / "out"), SOLVER__MAX_EPOCHS=1, DATA__CACHE_DIR=str(tmp_path / "cache"))
+    proc = run_subprocess([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), config(CONFIG)] + opts, threads=1)
+    assert "BUFFERS same" in proc.stdout, proc.stdout[-2000:]
