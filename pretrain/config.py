@@ -115,6 +115,14 @@ _C.TRAIN.KEEP_CHECKPOINTS = 2
 _C.TRAIN.EVAL_PERIOD = 1
 # Show a progress bar (rank 0 only).
 _C.TRAIN.PROGRESS = True
+# Read the step's loss and non-finite flags (kept on the device) every this many steps and at the
+# end of each epoch: the only host synchronisation of the steady-state step, and (under DDP) the
+# only collective besides DDP's gradient all-reduce. A NaN / Inf loss and a stop signal are acted
+# on at the next read, so within this many steps. 20: about one read per 0.1-1 s of a GPU step.
+_C.TRAIN.LOG_PERIOD = 20
+# torch.compile the model and the mixer's device work (Mixer.apply, fullgraph). Off until a GPU has
+# measured what it gains (docs/BENCHMARKS.md); on the CPU compiling costs more than it saves.
+_C.TRAIN.COMPILE = False
 
 _C.TEST = CfgNode()
 # Total evaluation batch size.
@@ -183,6 +191,7 @@ def assert_cfg(cfg: CfgNode) -> None:
     need(cfg.TRAIN.AMP in AMP_MODES, "TRAIN.AMP", f"one of {AMP_MODES}")
     need(cfg.TRAIN.CHECKPOINT_PERIOD >= 1, "TRAIN.CHECKPOINT_PERIOD", "at least 1")
     need(cfg.TRAIN.EVAL_PERIOD >= 1, "TRAIN.EVAL_PERIOD", "at least 1")
+    need(cfg.TRAIN.LOG_PERIOD >= 1, "TRAIN.LOG_PERIOD", "at least 1")
     need(len(cfg.AUG.MEAN) == 3 and len(cfg.AUG.STD) == 3, "AUG.MEAN", "3 values (and 3 for AUG.STD)")
 
 

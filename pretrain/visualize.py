@@ -17,7 +17,7 @@ from pretrain.mixing import MIXERS, make_mixer
 from pretrain.mixing.hybridmix import HybridMix
 from pretrain.mixing.geometry import cell_kernel, extreme_cells, paste_patches, pool_cells
 from pretrain.mixing.saliency import gradient_saliency
-from pretrain.mixing.salfmix import check_n, patch_side, salfmix_positions
+from pretrain.mixing.salfmix import check_n, patch_side, position_draws, salfmix_positions
 from runs.files import atomic_write
 
 # The torchvision ImageNet statistics, used by every shipped pretraining config.
@@ -48,7 +48,7 @@ def mixing_panels(
     kernel = cell_kernel(h, w, n)
     top_max, size_max, top_min, size_min = extreme_cells(saliency, kernel)
     generator = torch.Generator().manual_seed(seed)
-    p_m, p_l = salfmix_positions(saliency, n, o, generator)
+    p_m, p_l = salfmix_positions(saliency, n, o, position_draws(images.shape[0], generator))
     panels: Dict[str, object] = {
         "saliency": saliency,
         "pooled": pool_cells(saliency, kernel),

@@ -27,9 +27,9 @@ Optional measures:
   all-reducing a finite-loss flag and reading it (a one-process group: NCCL on a GPU, gloo on the
   CPU; more processes add network latency), ``<method>_finite_flag_allreduce_cost_pct``;
   ``eval_train_switch_cost_pct``: ``model.eval(); model.train()`` (what ``gradient_saliency``
-  does per step) over the ``hybridmix_v3`` step; on CUDA, ``<method>_syncs_per_step``: host
-  synchronisations in one ``Trainer.train_step`` (``torch.cuda.set_sync_debug_mode``), their
-  source lines printed.
+  does per step) over the ``hybridmix_v3`` step; ``syncs_per_step_<method>_<source>``: host
+  synchronisations per step of a steady-state epoch (see :func:`epoch_syncs`; real ones on CUDA,
+  counted on an emulated device on the CPU), their source lines printed.
 """
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="training images per epoch of the projection (TinyImageNet-200: 100000)")
     p.add_argument("--suspects", action="store_true", help="measure the per-step costs besides training (see above)")
     p.add_argument("--suspect-steps", type=int, default=10, help="steps queued per timed round of --suspects")
+    p.add_argument("--sync-steps", type=int, default=30, help="steps of the emulated epoch of --suspects on the CPU")
     return p
 
 
@@ -127,6 +128,12 @@ def check_batch(tiny: str, batch: int) -> None:
         raise SystemExit(f"error: {tiny} has {num} training images, fewer than --batch {batch}")
 
 
+def on_device(trainer, images: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> tuple:
+    """A loader batch as ``Trainer.train_step`` takes it: on the trainer's device, plus the host indices."""
+    dev = trainer.device
+    return images.to(dev), targets.to(dev), indices.to(dev), indices
+
+
 def step_times(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
     """Median seconds of one training step of each variant, all on the same batch, timed in turns."""
     trainers = {}
@@ -140,6 +147,7 @@ def step_times(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float
             raise
     first = trainers["baseline"]
     images, targets, indices = next(iter(first.data.train_loader))
+    batch = on_device(first, images, targets, indices)
     sync = torch.cuda.synchronize if first.device.type == "cuda" else (lambda: None)
     # Epoch 1 is a warm-up round; it also fills the cache for these samples, as after a first epoch.
     times: Dict[str, List[float]] = {name: [] for name in trainers}
@@ -148,7 +156,7 @@ def step_times(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float
             sync()
             t0 = time.perf_counter()
             try:
-                trainer.train_step(images, targets, indices, epoch=1 if round_ == 0 else 2)
+                trainer.train_step(*batch, mixing=round_ > 0 or trainer.cfg.MIX.START_EPOCH <= 1)
             except Exception as err:  # noqa: BLE001  (an optional method that cannot run here)
                 if not name.startswith("m_"):
                     raise
@@ -236,6 +244,31 @@ def one_process_group(device: torch.device) -> None:
                             rank=0, world_size=1)
 
 
+SYNC_CASES = (("none", "fresh"), ("cutmix", "fresh"), ("mixup", "fresh"), ("salfmix", "fresh"), ("salfmix", "cached"),
+              ("hybridmix_v3", "fresh"), ("hybridmix_v3", "cached"))
+
+
+def epoch_syncs(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
+    """``syncs_per_step_<method>_<source>``: host synchronisations per step of a steady-state epoch
+    (after a warm-up epoch), with their source lines printed. On CUDA, real ones
+    (``torch.cuda.set_sync_debug_mode``, over ``Trainer.train_epoch``); on the CPU, counted on the
+    emulated device (:mod:`salfmix.bench.syncs`, ``--sync-steps`` steps)."""
+    results: Dict[str, float] = {}
+    for method, source in SYNC_CASES:
+        if torch.cuda.is_available():
+            trainer = make_trainer(method, source, args, tiny, out)
+            trainer.train_epoch(1)
+            where = count_syncs(lambda t=trainer: t.train_epoch(2))
+            value, shown = sum(where.values()) / len(trainer.data.train_loader), dict(where.most_common(5))
+        else:
+            from salfmix.bench.syncs import syncs_per_step
+
+            value, shown = syncs_per_step(method, source, steps=args.sync_steps)
+        results[f"syncs_per_step_{method}_{source}"] = value
+        print(f"syncs in {method} ({source}): {shown}")
+    return results
+
+
 def suspects(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
     """The per-step costs besides training (see the module docstring)."""
     import torch.distributed as dist
@@ -244,7 +277,8 @@ def suspects(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
     trainers = {m: make_trainer(m, "fresh", args, tiny, out) for m in ("none", "hybridmix_v3")}
     for method, trainer in trainers.items():
         images, targets, indices = next(iter(trainer.data.train_loader))
-        fns = {"trainer": lambda t=trainer: t.train_step(images, targets, indices, epoch=2),
+        batch = on_device(trainer, images, targets, indices)
+        fns = {"trainer": lambda t=trainer: t.train_step(*batch, mixing=True),
                "nosync": loss_step(trainer, images, targets, indices, sync=False, flag=False),
                "sync": loss_step(trainer, images, targets, indices, sync=True, flag=False)}
         times = timed_rounds(fns, args.suspect_steps, max(args.steps, 1), trainer.device)
@@ -257,11 +291,7 @@ def suspects(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
         finally:
             dist.destroy_process_group()
         results[f"{method}_finite_flag_allreduce_cost_pct"] = 100 * (times["flag"] / times["sync"] - 1)
-        if trainer.device.type == "cuda":
-            where = count_syncs(lambda t=trainer: t.train_step(images, targets, indices, epoch=2))
-            results[f"{method}_syncs_per_step"] = float(sum(where.values()))
-            for line, n in where.most_common():
-                print(f"sync in {method} train_step: {line} x{n}")
+    results.update(epoch_syncs(args, tiny, out))
     model = trainers["hybridmix_v3"].model
     switch = timed_rounds({"switch": lambda: (model.eval(), model.train())}, 100, 3, torch.device("cpu"))["switch"]
     results["eval_train_switch_cost_pct"] = 100 * switch / (results["hybridmix_v3_trainer_step_ms"] / 1e3)

@@ -7,14 +7,16 @@
 #   bash tools/gpu_check.sh                                  # on the CUDA machine (make gpu-check)
 #   GPU_CHECK_DEVICE=cpu bash tools/gpu_check.sh --smoke     # the same steps, tiny, on the CPU
 #
-# Steps: install (from .wheels/ into a Python that lacks the project's packages: --no-index
-# --no-deps, torch untouched; --smoke only verifies the wheels), tests (the GPU-marked tests),
+# Steps: preflight (every module the steps import is importable or carried in .wheels/: else one
+# line naming it and the wheel to carry), install (from .wheels/ into a Python that lacks the
+# project's packages: --no-index --no-deps, torch untouched; --smoke only verifies the wheels),
+# tests (the GPU-marked tests),
 # bench_throughput, detection, bench_pretrain, bench_mixing, bench_suspects, bench_compile, then
 # the summary. Exit status 0 only if every step passed.
 #
 # Environment: OUT (results; default output/gpu_check), GPU_CHECK_DEVICE (cuda | cpu; cpu hides
 # the GPUs), GPU_CHECK_PYTHON (default .venv/bin/python if it exists, else python3),
-# GPU_CHECK_BUDGET (seconds for everything; default 470, 290 with --smoke), GPU_CHECK_WORK
+# GPU_CHECK_BUDGET (seconds for everything; default 470, 420 with --smoke), GPU_CHECK_WORK
 # (scratch folder; default a new temporary one, removed at the end).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,7 +42,7 @@ if [ "$device" = cuda ] && ! "$py" -c "import sys, torch; sys.exit(not torch.cud
     echo "error: $py sees no CUDA device (or has no torch); on a CPU: GPU_CHECK_DEVICE=cpu bash tools/gpu_check.sh --smoke" >&2
     exit 2
 fi
-budget="${GPU_CHECK_BUDGET:-$([ "$smoke" = 1 ] && echo 290 || echo 470)}"
+budget="${GPU_CHECK_BUDGET:-$([ "$smoke" = 1 ] && echo 420 || echo 470)}"
 out="${OUT:-output/gpu_check}"
 mkdir -p "$out" && out="$(cd "$out" && pwd)"
 if [ -n "${GPU_CHECK_WORK:-}" ]; then
@@ -106,6 +108,10 @@ print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda', 
 cat "$out/env.txt"
 
 importable="import torch, pretrain.mixing, detection, detectron2"
+# The step limits add up to the budget less the summary's reserve (460 s full: every step gets
+# its time within a lent GPU's 15 minutes, start-up and transfers included; 410 s smoke, which
+# runs on a CPU shared with other work).
+step preflight 30 install.log "$py" tools/gpu_check_wheels.py preflight
 if [ "$smoke" = 1 ]; then
     if [ -f .wheels/SHA256SUMS ]; then
         step install 60 install.log "$py" tools/gpu_check_wheels.py verify --pip-check
@@ -115,35 +121,35 @@ if [ "$smoke" = 1 ]; then
 elif "$py" -c "$importable" > /dev/null 2>&1; then
     skip install install.log "this Python already has the project's packages"
 else
-    step install 150 install.log "$py" tools/gpu_check_wheels.py install
+    step install 90 install.log "$py" tools/gpu_check_wheels.py install
 fi
 
 if [ "$smoke" = 1 ]; then
     data_opts=(--batch 8 --size 32 --arch resnet20)
-    step tests 90 tests.log "$py" -m pytest -q -rs -m gpu -p no:cacheprovider --continue-on-collection-errors tests/pretrain
-    step bench_throughput 45 bench.log "$py" tools/gpu_check_bench.py --device "$device" --batch 2 --size 32 --steps 1 --warmup 1
-    step detection 150 detection.log "$py" tools/gpu_check_detection.py --work "$work/detection" --device "$device" \
-        --smoke --iters 4 --batch 1 --pretrain-epochs 0 --run-timeout 120
-    step bench_pretrain 90 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" "${data_opts[@]}" --steps 1 \
+    step tests 70 tests.log "$py" -m pytest -q -rs -m gpu -p no:cacheprovider --continue-on-collection-errors tests/pretrain
+    step bench_throughput 30 bench.log "$py" tools/gpu_check_bench.py --device "$device" --batch 2 --size 32 --steps 1 --warmup 1
+    step detection 110 detection.log "$py" tools/gpu_check_detection.py --work "$work/detection" --device "$device" \
+        --smoke --iters 4 --batch 1 --pretrain-epochs 0 --run-timeout 90
+    step bench_pretrain 40 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" "${data_opts[@]}" --steps 1 \
         --loader-batch 8 --loader-batches 1 --loader-workers 0 --loader-repeats 1 \
         --methods none cutout salfmix mixup saliencymix cutmix hybridmix_v1 hybridmix_v2 hybridmix_v3 --project-epochs 300
-    step bench_mixing 45 bench.log "$py" tools/bench_mixing.py --device "$device" --batch 4 --size 32 --repeats 1
-    step bench_suspects 60 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" "${data_opts[@]}" --steps 1 \
-        --skip-steps --skip-loader --suspects --suspect-steps 1
-    step bench_compile 60 bench.log "$py" tools/gpu_check_bench.py --device "$device" --arch resnet20 --classes 10 \
+    step bench_mixing 20 bench.log "$py" tools/bench_mixing.py --device "$device" --batch 4 --size 32 --repeats 1
+    step bench_suspects 20 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" "${data_opts[@]}" --steps 1 \
+        --skip-steps --skip-loader --suspects --suspect-steps 1 --sync-steps 2
+    step bench_compile 30 bench.log "$py" tools/gpu_check_bench.py --device "$device" --arch resnet20 --classes 10 \
         --batch 4 --size 32 --steps 2 --warmup 1 --compile --compile-backend aot_eager
 else
     paper=(none cutout salfmix mixup saliencymix cutmix hybridmix_v1 hybridmix_v2 hybridmix_v3)
-    step tests 100 tests.log "$py" -m pytest -q -rs -m gpu -p no:cacheprovider --continue-on-collection-errors tests/pretrain
-    step bench_throughput 45 bench.log "$py" tools/gpu_check_bench.py --device "$device"
-    step detection 200 detection.log "$py" tools/gpu_check_detection.py --work "$work/detection" --device "$device" \
-        --iters 100 --batch 8 --pretrain-epochs 2 --run-timeout 90
-    step bench_pretrain 80 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" --batch 128 --steps 5 \
-        --opts MODEL.CHANNELS_LAST True --methods "${paper[@]}" --project-epochs 300 --loader-batches 20
-    step bench_mixing 45 bench.log "$py" tools/bench_mixing.py --device "$device"
-    step bench_suspects 45 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" --batch 128 --steps 3 \
-        --opts MODEL.CHANNELS_LAST True --skip-steps --skip-loader --suspects --suspect-steps 10
-    step bench_compile 120 bench.log "$py" tools/gpu_check_bench.py --device "$device" --compile
+    step tests 60 tests.log "$py" -m pytest -q -rs -m gpu -p no:cacheprovider --continue-on-collection-errors tests/pretrain
+    step bench_throughput 30 bench.log "$py" tools/gpu_check_bench.py --device "$device"
+    step detection 100 detection.log "$py" tools/gpu_check_detection.py --work "$work/detection" --device "$device" \
+        --iters 60 --batch 8 --pretrain-epochs 1 --run-timeout 60
+    step bench_pretrain 45 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" --batch 128 --steps 3 \
+        --opts MODEL.CHANNELS_LAST True --methods "${paper[@]}" --project-epochs 300 --loader-batches 10
+    step bench_mixing 25 bench.log "$py" tools/bench_mixing.py --device "$device" --repeats 3
+    step bench_suspects 35 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" --batch 128 --steps 3 \
+        --opts MODEL.CHANNELS_LAST True --skip-steps --skip-loader --suspects --suspect-steps 5
+    step bench_compile 45 bench.log "$py" tools/gpu_check_bench.py --device "$device" --compile
 fi
 
 if [ "$smoke" = 1 ]; then

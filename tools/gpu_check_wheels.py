@@ -6,6 +6,7 @@ Usage::
     python tools/gpu_check_wheels.py download [--dest .wheels]   # here: `make gpu-wheels`
     python tools/gpu_check_wheels.py verify   [--dest .wheels] [--pip-check]
     python3 tools/gpu_check_wheels.py install [--dest .wheels]   # there, with its python
+    python3 tools/gpu_check_wheels.py preflight [--dest .wheels] # there, first: anything missing?
 
 ``download`` fetches every file of ``tools/gpu_check_requirements.txt`` for CPython 3.12 on
 x86-64 Linux with ``pip download --require-hashes`` (so pip checks each sha256), builds wheels
@@ -52,7 +53,7 @@ class WheelsError(RuntimeError):
 def get_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("download", "verify", "install"))
+    p.add_argument("action", choices=("download", "verify", "install", "preflight"))
     p.add_argument("--dest", default=os.path.join(REPO, ".wheels"), help="the folder of the files (default .wheels)")
     p.add_argument("--python312", default="", help="download: a CPython 3.12 to build gco-wrapper's wheel with "
                    "(default: python3.12 on PATH, else pyenv's; none found: its source travels)")
@@ -282,6 +283,43 @@ def importable(module: str) -> bool:
     return subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode == 0
 
 
+# Every module the kit's steps import, with the distribution that provides it. "machine": must be
+# on the GPU machine's Python already (the kit never installs torch and its stack); otherwise the
+# distribution travels in .wheels/ (tools/gpu_check_requirements.txt).
+MODULES = (
+    ("torch", "machine"), ("torchvision", "machine"), ("numpy", "machine"), ("PIL", "machine"),
+    ("matplotlib", "machine"), ("tqdm", "machine"), ("tensorboard", "machine"), ("scipy", "machine"),
+    ("pytest", "machine"), ("yaml", "machine"), ("tabulate", "machine"), ("cloudpickle", "machine"),
+    ("portalocker", "machine"), ("cv2", "machine"),
+    ("fvcore", "fvcore"), ("iopath", "iopath"), ("yacs", "yacs"), ("termcolor", "termcolor"),
+    ("omegaconf", "omegaconf"), ("hydra", "hydra-core"), ("antlr4", "antlr4-python3-runtime"),
+    ("pycocotools", "pycocotools"), ("gco", "gco-wrapper"), ("pkg_resources", "setuptools"),
+    ("detectron2", DETECTRON2),
+)
+
+
+def preflight(dest: str) -> List[str]:
+    """One line per module the kit will import that is neither importable here nor provided by a
+    file in ``dest``: which module, and which wheel to carry (empty: nothing is missing)."""
+    have = {artifact_name(f) for f in artifacts(dest)} if os.path.isdir(dest) else set()
+    # One fresh interpreter tries every import (one process per module would cost ~20 s).
+    probe = ("import importlib, sys\nfor m in sys.argv[1:]:\n    try:\n        importlib.import_module(m)\n"
+             "    except Exception:\n        print(m)")
+    proc = subprocess.run([sys.executable, "-c", probe, *(m for m, _ in MODULES)], capture_output=True, text=True)
+    absent = set(proc.stdout.split())
+    missing = []
+    for module, dist in MODULES:
+        if module not in absent:
+            continue
+        if dist == "machine":
+            missing.append(f"module {module} cannot be imported and the kit does not carry it: install it into "
+                           f"{sys.executable} on this machine (the kit leaves torch and its stack as they are)")
+        elif normalize(dist) not in have:
+            missing.append(f"module {module} cannot be imported and {dest} has no {dist}: run `make gpu-wheels` on a "
+                           "machine with network and carry .wheels/ here")
+    return missing
+
+
 def install(dest: str) -> None:
     """Install the verified files into this interpreter, then Detectron2 and the project."""
     files = verify(dest)
@@ -324,6 +362,13 @@ def main(args: argparse.Namespace) -> int:
         elif args.action == "verify":
             files = verify(dest, args.pip_check)
             print(f"{dest}: {len(files)} files verified" + (" (pip accepts every wheel)" if args.pip_check else ""))
+        elif args.action == "preflight":
+            missing = preflight(dest)
+            for line in missing:
+                print(f"error: {line}", file=sys.stderr)
+            if missing:
+                return 1
+            print(f"preflight: every module the kit imports is importable or carried in {dest}")
         else:
             install(dest)
     except WheelsError as err:

@@ -20,14 +20,17 @@ images. No hue jitter.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from pretrain.mixing.base import host_to_device
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,11 +51,21 @@ def _check_images(images: Tensor, who: str) -> None:
         raise ValueError(f"{who}: expected a uint8 tensor [B, H, W, 3], got {got}")
 
 
-def _normaliser(mean: Sequence[float], std: Sequence[float], device: torch.device) -> Tuple[Tensor, Tensor]:
-    """Scale and shift taking [0, 1] values to ``(x - mean) / std``, shaped [1, 3, 1, 1]."""
-    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    return 1.0 / s, -m / s
+class _Normaliser:
+    """Scale and shift taking [0, 1] values to ``(x - mean) / std``, shaped [1, 3, 1, 1], made once
+    per device and kept there (a step never copies constants from the host)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.host = (1.0 / s, -m / s)
+        self.on: Dict[torch.device, Tuple[Tensor, Tensor]] = {}
+
+    def __call__(self, device: torch.device) -> Tuple[Tensor, Tensor]:
+        device = torch.device(device)
+        if device not in self.on:
+            self.on[device] = tuple(t.to(device) for t in self.host)
+        return self.on[device]
 
 
 def _check_stats(mean: Sequence[float], std: Sequence[float], who: str) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
@@ -157,28 +170,26 @@ def resize_taps(
 
 
 def resize_matrix(idx: Tensor, w: Tensor, in_size: int, device: torch.device) -> Tensor:
-    """Dense interpolation matrices ``[B, out, in_size]`` (float32, on ``device``) from taps."""
+    """Dense interpolation matrices ``[B, out, in_size]`` (float32, on ``device``) from taps on ``device``."""
     b, out, _ = idx.shape
     w = w.float()
     device = torch.device(device)
     if device.type == "cpu":
         return torch.zeros(b, out, in_size).scatter_add_(2, idx, w)
     # Off the CPU, a one-hot sum instead of scatter_add_ (no atomics: deterministic-mode safe).
-    idx, w = idx.to(device, non_blocking=True), w.to(device, non_blocking=True)
     onehot = idx.unsqueeze(3) == torch.arange(in_size, device=device)
     return (w.unsqueeze(3) * onehot).sum(2)
 
 
-def _apply_taps(x: Tensor, idx: Tensor, w: Tensor) -> Tensor:
-    """``out[b, s] = sum_k w[b, s, k] * x[b, idx[b, s, k]]`` for ``x`` [B, R, L]: [B, S, L].
+def _apply_taps(x: Tensor, flat: Tensor, w: Tensor) -> Tensor:
+    """``out[b, s] = sum_k w[b, s, k] * x[b, idx[b, s, k]]`` for ``x`` [B, R, L]: [B, S, L], with
+    ``flat = idx + b * R`` (rows of the flattened batch) and ``w`` float32 [B, S, K] on x's device.
 
     Each tap is one ``index_select`` of whole contiguous rows plus a multiply-add.
     """
     b, r, length = x.shape
-    s, k = idx.shape[1], idx.shape[2]
+    s, k = flat.shape[1], flat.shape[2]
     dev = x.device
-    flat = (idx + torch.arange(b).view(b, 1, 1) * r).to(dev, non_blocking=True)
-    w = w.float().to(dev, non_blocking=True)
     rows = x.reshape(b * r, length)
     # Two buffers for any number of taps: select a tap's rows, accumulate it weighted.
     out = torch.empty((b * s, length), device=dev)
@@ -189,21 +200,12 @@ def _apply_taps(x: Tensor, idx: Tensor, w: Tensor) -> Tensor:
     return out.view(b, s, length)
 
 
-def crop_resize(
-    images: Tensor, params: AugmentParams, output_size: Tuple[int, int], gain: Optional[Tensor] = None, method: str = "auto"
-) -> Tensor:
-    """Crop each sample's box, resize it to ``output_size`` and mirror it where ``params.flip``.
-
-    uint8 ``[B, H, W, 3]`` -> float32 ``[B, 3, S_h, S_w]`` holding ``gain * pixel / 255``
-    (``gain`` [B], default 1), as a view of a ``[B, S_h, 3, S_w]`` buffer (``.contiguous()`` if
-    needed). Separable, columns then rows, either by ``"taps"`` (a gather of whole rows per filter
-    tap: least work when each output pixel reads few inputs) or ``"matmul"`` (two batched matmuls
-    with dense per-sample matrices: faster for large upsampling); ``"auto"`` uses taps up to 2x
-    upsampling. Both compute the same weights (:func:`resize_taps`).
-    """
-    b, h, w, _ = images.shape
-    sh, sw = output_size
-    dev = images.device
+def crop_resize_taps(params: AugmentParams, in_hw: Tuple[int, int], output_size: Tuple[int, int],
+                     gain: Optional[Tensor] = None, method: str = "auto") -> Dict[str, Any]:
+    """The host half of :func:`crop_resize`: the method and the column / row taps of a batch's
+    crops (CPU tensors: indices int64, weights float64 with ``gain / 255`` folded into the rows)."""
+    (h, w), (sh, sw) = in_hw, output_size
+    b = params.top.shape[0]
     if method == "auto":
         method = "taps" if sh <= 2 * h and sw <= 2 * w else "matmul"
     if method not in ("taps", "matmul"):
@@ -220,25 +222,60 @@ def crop_resize(
     else:
         col_idx, col_w = resize_taps(params.left, params.width, w, sw, flip=params.flip)
         row_idx, row_w = resize_taps(params.top, params.height, h, sh, gain=scale)
-    if method == "taps":
+    if method == "taps":  # rows of the flattened batch: [B, W, 3H] for the columns, [B, H, 3 S_w] for the rows
+        batch = torch.arange(b).view(b, 1, 1)
+        col_idx, row_idx = col_idx + batch * w, row_idx + batch * h
+    return {"method": method, "col_idx": col_idx, "col_w": col_w.float(), "row_idx": row_idx, "row_w": row_w.float()}
+
+
+def crop_resize_apply(images: Tensor, taps: Dict[str, Any], output_size: Tuple[int, int]) -> Tensor:
+    """The device half of :func:`crop_resize`, with the taps of :func:`crop_resize_taps` on the
+    images' device."""
+    b, h, w, _ = images.shape
+    sh, sw = output_size
+    dev = images.device
+    if taps["method"] == "taps":
         # Layout [B, W, 3, H]: the column pass gathers whole rows; the uint8 -> float copy transposes.
         x = torch.empty((b, w, 3, h), device=dev).copy_(images.permute(0, 2, 3, 1))
-        y = _apply_taps(x.view(b, w, 3 * h), col_idx, col_w)  # [B, S_w, 3H]
+        y = _apply_taps(x.view(b, w, 3 * h), taps["col_idx"], taps["col_w"])  # [B, S_w, 3H]
         y = y.view(b, sw, 3, h).permute(0, 3, 2, 1).contiguous()  # [B, H, 3, S_w]
-        z = _apply_taps(y.view(b, h, 3 * sw), row_idx, row_w)  # [B, S_h, 3 S_w]
+        z = _apply_taps(y.view(b, h, 3 * sw), taps["row_idx"], taps["row_w"])  # [B, S_h, 3 S_w]
     else:
         # Layout [B, H, 3, W]: each contraction is one bmm over the batch, the result lands as [B, S_h, 3, S_w].
         x = torch.empty((b, h, 3, w), device=dev).copy_(images.permute(0, 1, 3, 2))
-        rows = resize_matrix(row_idx, row_w, h, dev)  # [B, S_h, H]
-        cols = resize_matrix(col_idx, col_w, w, dev)  # [B, S_w, W]
+        rows = resize_matrix(taps["row_idx"], taps["row_w"], h, dev)  # [B, S_h, H]
+        cols = resize_matrix(taps["col_idx"], taps["col_w"], w, dev)  # [B, S_w, W]
         y = torch.bmm(rows, x.view(b, h, 3 * w)).view(b, sh * 3, w)  # [B, S_h 3, W]
         z = torch.bmm(y, cols.transpose(1, 2))  # [B, S_h 3, S_w]
     return z.view(b, sh, 3, sw).permute(0, 2, 1, 3)
 
 
+def crop_resize(
+    images: Tensor, params: AugmentParams, output_size: Tuple[int, int], gain: Optional[Tensor] = None, method: str = "auto"
+) -> Tensor:
+    """Crop each sample's box, resize it to ``output_size`` and mirror it where ``params.flip``.
+
+    uint8 ``[B, H, W, 3]`` -> float32 ``[B, 3, S_h, S_w]`` holding ``gain * pixel / 255``
+    (``gain`` [B], default 1), as a view of a ``[B, S_h, 3, S_w]`` buffer (``.contiguous()`` if
+    needed). Separable, columns then rows, either by ``"taps"`` (a gather of whole rows per filter
+    tap: least work when each output pixel reads few inputs) or ``"matmul"`` (two batched matmuls
+    with dense per-sample matrices: faster for large upsampling); ``"auto"`` uses taps up to 2x
+    upsampling. Both compute the same weights (:func:`resize_taps`) on the host; they reach the
+    device in one non-blocking copy.
+    """
+    taps = crop_resize_taps(params, tuple(images.shape[1:3]), output_size, gain, method)
+    return crop_resize_apply(images, host_to_device(taps, images.device), output_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _grey_weights(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """torchvision's luma weights as a [3] tensor, made once per device and dtype."""
+    return torch.tensor(_GREY, dtype=dtype).to(device)
+
+
 def adjust_contrast_(x: Tensor, factor: Tensor) -> Tensor:
     """torchvision's adjust_contrast per sample, in place: blend with the mean grey level, clamp."""
-    grey = torch.tensor(_GREY, dtype=x.dtype, device=x.device)
+    grey = _grey_weights(x.device, x.dtype)
     mean = (x.mean(dim=(2, 3)) * grey).sum(1).view(-1, 1, 1, 1)  # mean of the luma = luma of the means
     c = factor.view(-1, 1, 1, 1)
     return x.mul_(c).add_((1.0 - c) * mean).clamp_(0.0, 1.0)
@@ -288,6 +325,7 @@ class TrainAugment:
         self.flip = flip
         self.brightness, self.contrast, self.saturation = float(brightness), float(contrast), float(saturation)
         self.mean, self.std = _check_stats(mean, std, "TrainAugment")
+        self.normaliser = _Normaliser(self.mean, self.std)
 
     def sample_params(self, batch: int, height: int, width: int, generator: Optional[torch.Generator] = None) -> AugmentParams:
         """Draw one batch's parameters on the CPU, in a fixed order: crops, flips, jitter factors."""
@@ -301,18 +339,29 @@ class TrainAugment:
         return AugmentParams(top, left, h, w, flip, *factors)
 
     def apply(self, images: Tensor, params: AugmentParams) -> Tensor:
-        """Augment uint8 ``[B, H, W, 3]`` with given parameters: float32 ``[B, 3, S, S]``, normalised."""
+        """Augment uint8 ``[B, H, W, 3]`` with given parameters: float32 ``[B, 3, S, S]``, normalised.
+
+        Everything the host computes from ``params`` (the resize taps, the jitter factors) reaches
+        the images' device in one non-blocking copy; the rest runs there.
+        """
         _check_images(images, "TrainAugment")
         dev = images.device
         # Brightness is a per-sample gain: folded into the resize matrix, then clamped as torchvision does.
-        x = crop_resize(images, params, self.size_hw, gain=params.brightness if self.brightness else None)
+        host = {"taps": crop_resize_taps(params, tuple(images.shape[1:3]), self.size_hw,
+                                         gain=params.brightness if self.brightness else None)}
+        if self.contrast:
+            host["contrast"] = params.contrast
+        if self.saturation:
+            host["saturation"] = params.saturation
+        moved = host_to_device(host, dev)
+        x = crop_resize_apply(images, moved["taps"], self.size_hw)
         if self.brightness:
             x.clamp_(0.0, 1.0)
         if self.contrast:
-            adjust_contrast_(x, params.contrast.to(dev))
+            adjust_contrast_(x, moved["contrast"])
         if self.saturation:
-            adjust_saturation_(x, params.saturation.to(dev))
-        scale, shift = _normaliser(self.mean, self.std, dev)
+            adjust_saturation_(x, moved["saturation"])
+        scale, shift = self.normaliser(dev)
         out = torch.empty((x.shape[0], 3, *self.size_hw), device=dev)
         # mul with out= also makes the result contiguous (out-of-place addcmul is ~5x slower on CPU).
         return torch.mul(x, scale, out=out).add_(shift)
@@ -333,6 +382,7 @@ class EvalTransform:
         self.size_hw = _size(output_size)
         self.output_size = self.size_hw[0] if self.size_hw[0] == self.size_hw[1] else self.size_hw
         self.mean, self.std = _check_stats(mean, std, "EvalTransform")
+        self.normaliser = _Normaliser(self.mean, self.std)
 
     def __call__(self, images: Tensor) -> Tensor:
         """uint8 ``[B, H, W, 3]`` on any device -> float32 ``[B, 3, S, S]``, normalised."""
@@ -340,7 +390,7 @@ class EvalTransform:
         x = images.permute(0, 3, 1, 2).float().mul_(1.0 / 255.0)
         if tuple(x.shape[-2:]) != self.size_hw:
             x = F.interpolate(x, size=self.size_hw, mode="bilinear", align_corners=False, antialias=True)
-        scale, shift = _normaliser(self.mean, self.std, images.device)
+        scale, shift = self.normaliser(images.device)
         return x.mul(scale).add_(shift).contiguous()
 
 

@@ -145,3 +145,46 @@ class BatchLoader:
         if state.get("seed", self.seed) != self.seed:
             raise ValueError(f"BatchLoader.load_state_dict: saved seed {state['seed']} != this loader's seed {self.seed}")
         self.epoch = int(state["epoch"])
+
+
+class DevicePrefetcher:
+    """Iterate ``loader``'s batches moved to ``device``, each batch's copy issued while the previous
+    batch is in use (a ``BatchLoader`` built with ``pin_memory`` gives page-locked batches, so the
+    copies are asynchronous).
+
+    Yields ``(*tensors on device, indices on the host)``: the host copy of the last tensor (the
+    dataset indices) is kept for bookkeeping that must not read the device. On CUDA the copies run
+    on a side stream and the consuming stream waits for them (and the tensors are recorded on it,
+    so the caching allocator does not reuse their memory early); elsewhere they are plain
+    non-blocking copies (nothing at all on the CPU).
+    """
+
+    def __init__(self, loader: Any, device: torch.device) -> None:
+        self.loader, self.device = loader, torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Tuple[Tensor, ...]]:
+        cuda = self.device.type == "cuda" and torch.cuda.is_available()
+        stream = torch.cuda.Stream(self.device) if cuda else None
+
+        def issue(batch: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+            if stream is None:
+                return tuple(t.to(self.device, non_blocking=True) for t in batch) + (batch[-1],)
+            with torch.cuda.stream(stream):
+                return tuple(t.to(self.device, non_blocking=True) for t in batch) + (batch[-1],)
+
+        batches = iter(self.loader)
+        first = next(batches, None)
+        pending = issue(first) if first is not None else None
+        while pending is not None:
+            current = pending
+            if stream is not None:
+                consumer = torch.cuda.current_stream(self.device)
+                consumer.wait_stream(stream)
+                for t in current[:-1]:
+                    t.record_stream(consumer)
+            upcoming = next(batches, None)
+            pending = issue(upcoming) if upcoming is not None else None
+            yield current

@@ -24,11 +24,12 @@ from runs.folder import FINISHED, RESUME, RunFolder
 from runs.signals import Interrupted, StopSignals
 
 # Keys a --resume may change: where the data and caches are, how the run reports and keeps
-# checkpoints, the evaluation batch, and MAX_EPOCHS (not below the checkpoint's epoch: the trainer
+# checkpoints, how often it reads its loss, whether it compiles (the same numbers), the evaluation
+# batch, and MAX_EPOCHS (not below the checkpoint's epoch: the trainer
 # refuses that). Everything else would make the folder's weights a mix of two configs.
 RESUME_MAY_CHANGE = ("OUTPUT_DIR", "SOLVER.MAX_EPOCHS", "TRAIN.PROGRESS", "TRAIN.EVAL_PERIOD",
-                     "TRAIN.KEEP_CHECKPOINTS", "TRAIN.CHECKPOINT_PERIOD", "DATA.ROOT", "DATA.CACHE_DIR",
-                     "TEST.BATCH_SIZE")
+                     "TRAIN.KEEP_CHECKPOINTS", "TRAIN.CHECKPOINT_PERIOD", "TRAIN.LOG_PERIOD", "TRAIN.COMPILE",
+                     "DATA.ROOT", "DATA.CACHE_DIR", "TEST.BATCH_SIZE")
 # The files of a pretraining run besides run.json, config.yaml and model_final.pth.
 ARTEFACTS = ("metrics.jsonl", "model_epoch*.pth", "last_checkpoint", "tb")
 

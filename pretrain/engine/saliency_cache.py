@@ -21,9 +21,14 @@ coordinates of the *source* image, on a fixed ``grid`` (16 x 16 by default: 4-pi
   agreement below from 0.23 to 0.26 in a measurement on the demo data), cells the crop did not
   see keep what earlier visits stored;
 - serving: the same map from output pixels to source cells reads the stored cells at the new
-  visit's crop. Output pixels over cells never seen take the mean of the seen ones (neutral); a
-  sample whose crop sees less than ``min_coverage`` of known cells gets a fresh pass instead
-  (only those samples of the batch), as does every sample at its first visit.
+  visit's crop. Output pixels over cells never seen take the mean of the seen ones (neutral).
+  A sample at its first visit gets a fresh pass. Which samples have been stored is known on the
+  host (the loader's indices), so the step never reads the device to decide: a batch holding a
+  first visit runs one fresh pass over the whole batch, and then every sample of it whose crop
+  sees less than ``min_coverage`` of known cells takes the fresh map too; a batch of revisits
+  only runs no pass at all (a revisit's unseen cells take the neutral fill). Under DDP each
+  rank keeps its steps' maps and every rank stores all of them at the end of the epoch (one
+  all-gather per epoch, not per step: a sample is visited once per epoch).
 
 How it still differs from ``fresh``: the map is one visit old, comes from the model in train
 mode (BatchNorm with batch statistics) and from the loss of the mixed image. How close it comes
@@ -33,11 +38,13 @@ Memory: N x grid x grid float32 (26 MB per 100,000 samples at 16 x 16).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from pretrain.mixing.base import host_to_device
 from pretrain.mixing.geometry import cell_kernel, extreme_cells
 from pretrain.mixing.saliency import gradient_saliency, reduce_gradient
 
@@ -62,12 +69,15 @@ def source_cells(
     """
     (sh, sw), (gh, gw) = out_hw, grid
     f64 = dict(dtype=torch.float64, device=device)
+    # The crop parameters reach the device in one non-blocking copy.
+    box = host_to_device({"box": torch.stack([top, left, height, width]).to(torch.float64), "flip": flip}, device)
+    top, left, height, width = box["box"]
     k_h = torch.arange(sh, **f64).view(1, sh) + 0.5
     k_w = torch.arange(sw, **f64).view(1, sw) + 0.5
-    flip = flip.to(device).view(-1, 1)
+    flip = box["flip"].view(-1, 1)
     k_w = torch.where(flip, sw - k_w, k_w)  # mirrored column centre
-    y = top.to(**f64).view(-1, 1) + k_h * height.to(**f64).view(-1, 1) / sh  # [B, S_h] source rows
-    x = left.to(**f64).view(-1, 1) + k_w * width.to(**f64).view(-1, 1) / sw  # [B, S_w]
+    y = top.view(-1, 1) + k_h * height.view(-1, 1) / sh  # [B, S_h] source rows
+    x = left.view(-1, 1) + k_w * width.view(-1, 1) / sw  # [B, S_w]
     cy = (y * gh / src_hw[0]).floor().long().clamp(0, gh - 1)
     cx = (x * gw / src_hw[1]).floor().long().clamp(0, gw - 1)
     return CropGeometry(cy.unsqueeze(2) * gw + cx.unsqueeze(1))
@@ -81,6 +91,8 @@ class SaliencyCache:
     ) -> None:
         self.grid, self.reduction, self.min_coverage = tuple(grid), reduction, float(min_coverage)
         self.maps = torch.full((num_samples, self.grid[0] * self.grid[1]), float("nan"), device=device)
+        # Host copy of which samples have been stored (by the loader's indices): read without the device.
+        self.stored = np.zeros(num_samples, dtype=bool)
 
     def render(self, indices: Tensor, geometry: CropGeometry) -> Tuple[Tensor, Tensor]:
         """Stored maps of ``indices`` read through a crop: saliency [B, S_h, S_w] (cells never seen
@@ -111,16 +123,19 @@ class SaliencyCache:
         scale = means.nan_to_num(0.0).sum(1) / (counts > 0).sum(1).clamp(min=1)
         return means / torch.where(scale > 0, scale, 1.0).view(b, 1)
 
-    def store(self, indices: Tensor, maps: Tensor) -> None:
-        """Keep ``maps`` [B, cells] of ``indices``: a cell seen before becomes the mean of its old
-        and new values, a new cell takes the new value, an unseen one (NaN) keeps the old."""
+    def store(self, indices: Tensor, maps: Tensor, host_indices: np.ndarray) -> None:
+        """Keep ``maps`` [B, cells] of ``indices`` (``host_indices`` the same, on the host): a cell
+        seen before becomes the mean of its old and new values, a new cell takes the new value, an
+        unseen one (NaN) keeps the old."""
         old, new = self.maps[indices], maps.to(self.maps.dtype)
         merged = torch.where(torch.isnan(old), new, 0.5 * (old + new))
         self.maps[indices] = torch.where(torch.isnan(new), old, merged)
+        self.stored[np.asarray(host_indices)] = True
 
     def state_dict(self) -> Dict[str, Any]:
         """The cache's content, for checkpoints."""
-        return {"maps": self.maps.cpu(), "grid": self.grid, "reduction": self.reduction, "version": 2}
+        return {"maps": self.maps.cpu(), "stored": torch.from_numpy(self.stored.copy()), "grid": self.grid,
+                "reduction": self.reduction, "version": 2}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
@@ -130,6 +145,8 @@ class SaliencyCache:
                 f"{tuple(self.maps.shape)} source-grid cache"
             )
         self.maps.copy_(state["maps"])
+        stored = state.get("stored")  # checkpoints before the host copy: the samples with a finite cell
+        self.stored[:] = stored.numpy() if stored is not None else torch.isfinite(state["maps"]).any(1).numpy()
 
 
 CHANCE_SHIFTS = 31  # partners per probe sample for the chance level (all others in a probe batch of <= 32)
@@ -180,31 +197,56 @@ class CachedSaliency:
                  autocast: Any, probe: Tensor) -> None:
         self.cache, self.model, self.src_hw, self.out_hw, self.autocast = cache, model, src_hw, out_hw, autocast
         self.probe = probe  # fixed training-set indices
-        self.fresh = self.served = 0
+        self.counts = torch.zeros(2, dtype=torch.float64, device=cache.maps.device)  # fresh maps, served maps
+        self.pending: List[Tuple[Tensor, Tensor]] = []  # under DDP: this epoch's (indices, maps), stored at its end
 
     def geometry(self, params: Any) -> CropGeometry:
         """Source cells of a batch's augmentation parameters (``AugmentParams``)."""
         return source_cells(params.top, params.left, params.height, params.width, params.flip,
                             self.src_hw, self.out_hw, self.cache.grid, self.cache.maps.device)
 
-    def saliency(self, x: Tensor, targets: Tensor, indices: Tensor, geometry: CropGeometry) -> Tensor:
-        """Saliency [B, S, S] for the mixer: cached maps, a fresh pass for the samples the cache
-        cannot serve (one read-back of that mask per step)."""
+    def saliency(self, x: Tensor, targets: Tensor, indices: Tensor, host_indices: Tensor,
+                 geometry: CropGeometry) -> Tensor:
+        """Saliency [B, S, S] for the mixer: the cached maps, with a fresh pass when the batch holds
+        a sample never stored (decided on the host; see the module docstring). No read-back."""
         maps, missing = self.cache.lookup(indices, geometry)
-        rows = missing.nonzero().flatten()
-        self.fresh, self.served = self.fresh + len(rows), self.served + len(indices)
-        if len(rows):
+        first = ~self.cache.stored[host_indices.numpy()]
+        self.counts[1] += float(len(first))
+        if first.any():  # a host array: no device read
             with self.autocast():
-                fresh = gradient_saliency(self.model, x[rows], targets[rows], self.cache.reduction)
-            maps[rows] = fresh.to(maps.dtype)
+                fresh = gradient_saliency(self.model, x, targets, self.cache.reduction)
+            missing = missing | host_to_device({"first": torch.from_numpy(first)}, missing.device)["first"]
+            maps = torch.where(missing.view(-1, 1, 1), fresh.to(maps.dtype), maps)
+            self.counts[0] += missing.sum()
         return maps
 
-    def store(self, indices: Tensor, grad: Tensor, own: Optional[Tensor], geometry: CropGeometry) -> None:
-        """Keep this step's maps, gathered from every rank (every rank holds the whole cache)."""
+    def store(self, indices: Tensor, host_indices: Tensor, grad: Tensor, own: Optional[Tensor],
+              geometry: CropGeometry) -> None:
+        """Keep this step's maps; under DDP at the end of the epoch, from every rank (every rank
+        holds the whole cache)."""
         from pretrain.engine import distributed as dist_utils
 
         maps = self.cache.observe(grad, own, geometry)
-        self.cache.store(dist_utils.all_gather_cat(indices), dist_utils.all_gather_cat(maps))
+        if dist_utils.world_size() > 1:
+            self.pending.append((indices, maps))
+        else:
+            self.cache.store(indices, maps, host_indices.numpy())
+
+    def end_epoch(self) -> None:
+        """Under DDP: gather every rank's maps of the epoch and store them, step by step in rank
+        order (the order a per-step gather would have stored them in). One all-gather per epoch."""
+        from pretrain.engine import distributed as dist_utils
+
+        if not self.pending:
+            return
+        steps = len(self.pending)
+        indices = dist_utils.all_gather_cat(torch.stack([i for i, _ in self.pending]).unsqueeze(0))  # [world, steps, B]
+        maps = dist_utils.all_gather_cat(torch.stack([m for _, m in self.pending]).unsqueeze(0))  # [world, steps, B, cells]
+        self.pending = []
+        host = indices.cpu().numpy()  # once per epoch
+        for step in range(steps):
+            self.cache.store(indices[:, step].reshape(-1), maps[:, step].reshape(-1, maps.shape[-1]),
+                             host[:, step].reshape(-1))
 
     def epoch_stats(self, images_u8: Tensor, targets: Tensor, augment: Any, n: int, generator: torch.Generator,
                     batch_size: int) -> Dict[str, float]:
@@ -220,13 +262,14 @@ class CachedSaliency:
                 totals += cache_agreement(self.cache, self.model, x, targets[part], self.probe[part].to(x.device),
                                           CropGeometry(geometry.cells[part]), n)
         hits, served, chance, served_chance = totals.tolist()
+        fresh_maps, served_maps = self.counts.tolist()
         stats = {
             "saliency_cache_agreement": hits / served if served else float("nan"),
             "saliency_cache_agreement_chance": chance / served_chance if served_chance else float("nan"),
             "saliency_cache_probe": int(served),
-            "saliency_cache_fresh_fraction": self.fresh / max(self.served, 1),
+            "saliency_cache_fresh_fraction": fresh_maps / max(served_maps, 1),
         }
-        self.fresh = self.served = 0
+        self.counts.zero_()
         return stats
 
 

@@ -19,7 +19,7 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor
 
-from pretrain.data.loader import keep_freed_memory
+from pretrain.data.loader import DevicePrefetcher, keep_freed_memory
 from pretrain.engine import distributed as dist_utils
 from pretrain.engine.builders import (build_mixer, build_model, build_optimizer, build_saliency_cache,
                                       build_scheduler, check_mix_config)
@@ -27,9 +27,10 @@ from pretrain.engine.checkpoint import (last_checkpoint, load_checkpoint,
                                         rng_states, save_epoch_checkpoint, set_rng_states)
 from pretrain.engine.training_data import build_data
 from pretrain.engine.metrics import MetricsWriter, topk_correct
+from pretrain.engine.monitor import StepMonitor
 from pretrain.engine.saliency_cache import CachedSaliency, CropGeometry, probe_size
 from pretrain.mixing import mix_loss
-from pretrain.mixing.base import NonFiniteSaliencyError, unmixed
+from pretrain.mixing.base import unmixed
 from pretrain.mixing.saliency import gradient_saliency
 from runs.files import atomic_torch_save, atomic_write_text
 from runs.signals import Interrupted
@@ -55,6 +56,8 @@ class Trainer:
         if self.device.type == "cpu":  # the batch buffers are reused every step (see keep_freed_memory)
             keep_freed_memory()
         seed_everything(cfg.SEED)
+        if self.device.type == "cuda":  # fixed input shapes: let cuDNN pick its fastest kernels once
+            torch.backends.cudnn.benchmark = True
         self.data = build_data(cfg, self.rank, self.world, self.device)
         self.model = build_model(cfg, self.data.num_classes, self.device)
         self.ddp = None
@@ -68,6 +71,14 @@ class Trainer:
         self.mix_gen = torch.Generator().manual_seed(cfg.SEED * 1000 + 2 * self.rank + 2)
         check_mix_config(cfg, self.data.input_size)  # MIX.N / MIX.R against the input size, by key
         self.mixer = build_mixer(cfg, self.mix_gen)
+        # What runs the forward passes (compiled with TRAIN.COMPILE); self.model stays the plain
+        # module whose state_dict is checkpointed.
+        self.net: torch.nn.Module = self.model
+        self.train_net: torch.nn.Module = self.ddp or self.model
+        self.mix = self.mixer.apply
+        if cfg.TRAIN.COMPILE:
+            self.compile()
+        self.monitor = StepMonitor(self.device, self.world, cfg.TRAIN.LOG_PERIOD)
         amp = cfg.TRAIN.AMP == "bf16" and self.device.type == "cuda"
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
         self.cache: Optional[CachedSaliency] = None
@@ -77,12 +88,21 @@ class Trainer:
             # A fixed probe of training samples for the per-epoch agreement with fresh saliency.
             order = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.SEED))
             probe = order[:probe_size(len(self.data.train))].sort().values
-            self.cache = CachedSaliency(cache, self.model, src_hw, self.data.train_augment.size_hw, self.autocast, probe)
+            self.cache = CachedSaliency(cache, self.net, src_hw, self.data.train_augment.size_hw, self.autocast, probe)
         self.start_epoch = 1
         self.metrics = MetricsWriter(cfg.OUTPUT_DIR) if dist_utils.is_main() else None
         # Set by the run layer (pretrain.engine.runner): polled after every step; told of every checkpoint.
         self.should_stop: Optional[Callable[[], Optional[int]]] = None
         self.on_checkpoint: Optional[Callable[[int], None]] = None
+
+    def compile(self) -> None:
+        """TRAIN.COMPILE: ``torch.compile`` the model and the mixer's device work (``Mixer.apply``,
+        whole: ``fullgraph``); a mixer that ``runs_on_host`` (PuzzleMix's graph cut) stays eager.
+        The eval-mode saliency pass and the evaluation use the same compiled model."""
+        self.net = torch.compile(self.model)
+        self.train_net = torch.compile(self.ddp) if self.ddp is not None else self.net
+        if not self.mixer.runs_on_host:
+            self.mix = torch.compile(self.mixer.apply, fullgraph=True)
 
     # ------------------------------------------------------------------------------------------
     def generator_states(self) -> Tuple[Tensor, Tensor, Dict[str, Any]]:
@@ -145,101 +165,117 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------------------------------
-    def saliency_for(self, x: Tensor, targets: Tensor, indices: Tensor, geometry: Optional[CropGeometry]) -> Optional[Tensor]:
-        """The saliency the mixer gets: cached maps (a fresh pass for the samples the cache cannot
-        serve) or a fresh pass."""
+    def saliency_for(self, x: Tensor, targets: Tensor, indices: Tensor, host_indices: Tensor,
+                     geometry: Optional[CropGeometry]) -> Optional[Tensor]:
+        """The saliency the mixer gets: cached maps (a fresh pass for samples never stored) or a
+        fresh pass."""
         if not self.mixer.needs_saliency:
             return None
         if self.cache is not None:
-            return self.cache.saliency(x, targets, indices, geometry)
+            return self.cache.saliency(x, targets, indices, host_indices, geometry)
         with self.autocast():
-            return gradient_saliency(self.model, x, targets, self.mixer.saliency_reduction)
+            return gradient_saliency(self.net, x, targets, self.mixer.saliency_reduction)
 
-    def train_step(self, images_u8: Tensor, targets: Tensor, indices: Tensor, epoch: int) -> float:
-        """One optimisation step; returns the loss."""
-        images_u8 = images_u8.to(self.device, non_blocking=True)
+    def train_step(self, images_u8: Tensor, targets: Tensor, indices: Tensor, host_indices: Tensor,
+                   mixing: bool) -> None:
+        """One optimisation step on a batch already on the device. Nothing is read back to the host:
+        the loss and the non-finite flags go to :attr:`monitor`, read every TRAIN.LOG_PERIOD steps."""
         augment = self.data.train_augment
         params = augment.sample_params(images_u8.shape[0], images_u8.shape[1], images_u8.shape[2], self.aug_gen)
         x = augment.apply(images_u8, params)
         geometry = self.cache.geometry(params) if self.cache is not None else None
         if self.cfg.MODEL.CHANNELS_LAST:
             x = x.contiguous(memory_format=torch.channels_last)
-        targets = targets.to(self.device, non_blocking=True)
-        indices = indices.to(self.device, non_blocking=True)
-        mixing = epoch >= self.cfg.MIX.START_EPOCH and self.cfg.MIX.METHOD != "none"
+        saliency = None
         if mixing:
-            try:
-                result = self.mixer(x, targets, saliency=self.saliency_for(x, targets, indices, geometry))
-            except NonFiniteSaliencyError as err:
-                # The saliency pass runs in eval mode, on BatchNorm's running statistics: early in
-                # training (tiny batches, the first steps) they can be far off while the training
-                # forward, on batch statistics, is still fine.
-                raise NonFiniteLossError(
-                    f"{err} at epoch {epoch} (the saliency pass runs the model in eval mode: if the weights are "
-                    "finite, BatchNorm's running statistics have not settled yet; start mixing later, MIX.START_EPOCH)"
-                ) from None
+            saliency = self.saliency_for(x, targets, indices, host_indices, geometry)
+            result = self.mix(x, targets, saliency, self.mixer.draw(x.shape, x.device))
         else:
             result = unmixed(x, targets)
         inputs = result.images
         if self.cache is not None:
             inputs = inputs.detach().requires_grad_(True)
         with self.autocast():
-            logits = (self.ddp or self.model)(inputs)
+            logits = self.train_net(inputs)
             loss = mix_loss(logits, result)
-        value = float(loss.detach())
-        finite = math.isfinite(value)
-        if self.world > 1:  # every rank must stop together, or the others hang in the next all-reduce
-            flags = dist_utils.all_reduce_sum(torch.tensor([float(not finite)], device=self.device))
-            if finite and bool(flags.item()):
-                raise NonFiniteLossError(f"training loss is not finite on another process at epoch {epoch}")
-        if not finite:
-            raise NonFiniteLossError(f"training loss is {value} at epoch {epoch}")
+        self.monitor.add(loss, saliency, images_u8.shape[0])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         if self.cache is not None:
-            self.cache.store(indices, inputs.grad, result.own, geometry)
-        return value
+            self.cache.store(indices, host_indices, inputs.grad, result.own, geometry)
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
-        """One pass over this rank's shard of the training set."""
-        model = self.ddp or self.model
-        model.train()
+        """One pass over this rank's shard of the training set; the monitor is read every
+        TRAIN.LOG_PERIOD steps (a non-finite loss or saliency stops the run there, a stop signal
+        stops every rank there) and after the last step."""
+        self.train_net.train()
         loader = self.data.train_loader
         loader.set_epoch(epoch)
-        total, steps, seen, start = 0.0, 0, 0, time.perf_counter()
+        mixing = epoch >= self.cfg.MIX.START_EPOCH and self.cfg.MIX.METHOD != "none"
+        monitor, total = self.monitor, len(loader)
+        monitor.start_epoch()
+        start = time.perf_counter()
         bar = None
         if self.cfg.TRAIN.PROGRESS and dist_utils.is_main():
             from tqdm import tqdm
 
-            bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{self.cfg.SOLVER.MAX_EPOCHS}", leave=False)
-        for images_u8, targets, indices in loader:
-            loss = self.train_step(images_u8, targets, indices, epoch)
-            total, steps, seen = total + loss, steps + 1, seen + images_u8.shape[0]
+            bar = tqdm(total=total, desc=f"epoch {epoch}/{self.cfg.SOLVER.MAX_EPOCHS}", leave=False)
+        reading = None
+        for images_u8, targets, indices, host_indices in DevicePrefetcher(loader, self.device):
+            self.train_step(images_u8, targets, indices, host_indices, mixing)
+            step = monitor.steps
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}")
-            self.check_stop(f"at epoch {epoch}, step {steps} of {len(loader)}", bar)
+            signum = (self.should_stop() or 0) if self.should_stop is not None else 0
+            if signum and self.world == 1:  # one process: stop now, nothing to agree on
+                self._stop(signum, f"at epoch {epoch}, step {step} of {total}", bar)
+            if monitor.due(step == total):
+                first = monitor.last_read + 1
+                reading = monitor.read(signum)
+                self._check_finite(reading, epoch, first, step, total)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{reading.mean_loss:.3f}")
+                if reading.signum:
+                    self._stop(reading.signum, f"at epoch {epoch}, step {step} of {total}", bar)
         if bar is not None:
             bar.close()
+        if self.cache is not None:
+            self.cache.end_epoch()
         elapsed = time.perf_counter() - start
-        stats = torch.tensor([total, steps, seen], dtype=torch.float64, device=self.device)
-        total, steps, seen = dist_utils.all_reduce_sum(stats).tolist()
-        return {"train_loss": total / max(steps, 1), "images_per_s": seen / max(elapsed, 1e-9)}
+        return {"train_loss": reading.mean_loss, "images_per_s": reading.seen / max(elapsed, 1e-9)}
 
-    def check_stop(self, where: str, bar: Any = None) -> None:
-        """Raise :class:`runs.signals.Interrupted` if a stop signal arrived (on any rank: they agree)."""
+    def _check_finite(self, reading: Any, epoch: int, first: int, last: int, total: int) -> None:
+        """Stop with one line if a step since the last read had a non-finite loss or saliency."""
+        where = f"at epoch {epoch}, step{'s' if last > first else ''} {first}{f'-{last}' if last > first else ''} of {total}"
+        if reading.bad_loss:
+            raise NonFiniteLossError(f"training loss is not finite (NaN or Inf) {where}")
+        if reading.bad_saliency:
+            # The saliency pass runs in eval mode, on BatchNorm's running statistics: early in
+            # training (tiny batches, the first steps) they can be far off while the training
+            # forward, on batch statistics, is still fine.
+            raise NonFiniteLossError(
+                f"saliency: not finite (NaN or Inf) {where} (the saliency pass runs the model in eval mode: if the "
+                "weights are finite, BatchNorm's running statistics have not settled yet; start mixing later, "
+                "MIX.START_EPOCH)")
+
+    @staticmethod
+    def _stop(signum: int, where: str, bar: Any = None) -> None:
+        if bar is not None:
+            bar.close()
+        raise Interrupted(signum, where)
+
+    def check_stop(self, where: str) -> None:
+        """Raise :class:`runs.signals.Interrupted` if a stop signal arrived (on any rank: they
+        agree). Between epochs: one small all-reduce under DDP."""
         if self.should_stop is None:
             return
         signum = self.should_stop() or 0
-        if self.world > 1:  # every rank must stop at the same step, or the others hang in the next all-reduce
-            flags = torch.tensor([float(signum == signal.SIGINT), float(signum not in (0, signal.SIGINT))],
-                                 device=self.device)
-            sigint, other = dist_utils.all_reduce_sum(flags).tolist()
+        if self.world > 1:  # every rank must stop at the same point, or the others hang in the next collective
+            flags = torch.tensor([float(signum == signal.SIGINT), float(signum not in (0, signal.SIGINT))])
+            sigint, other = dist_utils.all_reduce_sum(flags.to(self.device)).tolist()
             signum = signal.SIGINT if sigint else signal.SIGTERM if other else 0
         if signum:
-            if bar is not None:
-                bar.close()
             raise Interrupted(signum, where)
 
     def cache_stats(self, epoch: int) -> Dict[str, float]:
@@ -264,7 +300,7 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             targets = targets.to(self.device, non_blocking=True)
             with self.autocast():
-                logits = self.model(x).float()
+                logits = self.net(x).float()
             c1, c5 = topk_correct(logits, targets, (1, 5))
             loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum").double()
             counts += torch.stack([torch.tensor(c1, dtype=torch.float64), torch.tensor(c5, dtype=torch.float64),

@@ -112,8 +112,9 @@ def build_data(cfg: CfgNode, rank: int, world: int, device: torch.device) -> Tra
         size, scale=tuple(cfg.AUG.SCALE), ratio=tuple(cfg.AUG.RATIO), flip=cfg.AUG.FLIP,
         brightness=cfg.AUG.BRIGHTNESS, contrast=cfg.AUG.CONTRAST, saturation=cfg.AUG.SATURATION, mean=mean, std=std,
     )
+    # Page-locked batches (where CUDA is available) make the copies to the device asynchronous.
     loader = BatchLoader(train, cfg.SOLVER.BATCH_SIZE // world, shuffle=True, drop_last=True, seed=cfg.SEED,
-                         rank=rank, world_size=world)
+                         rank=rank, world_size=world, pin_memory=device.type == "cuda")
     if len(loader) == 0:  # drop_last: a batch larger than the shard would train nothing and "succeed"
         per_process = f" ({loader.batch_size} per process, {loader.num_samples} images each)" if world > 1 else ""
         raise ValueError(f"SOLVER.BATCH_SIZE: {cfg.SOLVER.BATCH_SIZE} is larger than the training set of "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import inspect
-from typing import Any, Callable, Dict, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
@@ -113,22 +113,26 @@ def check_positive(name: str, value: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Random draws through one torch.Generator (CPU), moved to the tensors' device afterwards.
-# Drawing on the CPU keeps a seeded run identical across devices; the draws are O(B) numbers.
+# Random draws: made on the host from the mixer's own CPU torch.Generator (a seeded run draws the
+# same numbers on every device; they are O(B) numbers), then moved to the images' device at once.
 # ---------------------------------------------------------------------------------------------
-def rand(size: int, generator: Optional[torch.Generator], device: torch.device) -> Tensor:
-    """``size`` floats uniform in [0, 1) drawn from ``generator``, returned on ``device``."""
-    return torch.rand(size, generator=generator).to(device)
+#: A step's random draws: tensors and Python flags, possibly nested in dicts (see Mixer.draw).
+Draws = Dict[str, Any]
 
 
-def randint(high: int, size: int, generator: Optional[torch.Generator], device: torch.device) -> Tensor:
-    """``size`` integers uniform in [0, high) drawn from ``generator``, returned on ``device``."""
-    return torch.randint(high, (size,), generator=generator).to(device)
+def uniform(size: int, generator: Optional[torch.Generator]) -> Tensor:
+    """``size`` float32 values uniform in [0, 1) drawn from ``generator`` (on the host)."""
+    return torch.rand(size, generator=generator)
 
 
-def randperm(n: int, generator: Optional[torch.Generator], device: torch.device) -> Tensor:
-    """A random permutation of ``range(n)`` drawn from ``generator``, returned on ``device``."""
-    return torch.randperm(n, generator=generator).to(device)
+def permutation(n: int, generator: Optional[torch.Generator]) -> Tensor:
+    """A random permutation of ``range(n)`` (int64, on the host) drawn from ``generator``."""
+    return torch.randperm(n, generator=generator)
+
+
+def integers(high: int, size: int, generator: Optional[torch.Generator]) -> Tensor:
+    """``size`` int64 values uniform in [0, high) (on the host) drawn from ``generator``."""
+    return torch.randint(high, (size,), generator=generator)
 
 
 def beta(alpha: float, size: int, generator: Optional[torch.Generator]) -> np.ndarray:
@@ -141,16 +145,75 @@ def beta(alpha: float, size: int, generator: Optional[torch.Generator]) -> np.nd
     return np.random.default_rng(seed).beta(alpha, alpha, size)
 
 
+def rand(size: int, generator: Optional[torch.Generator], device: torch.device) -> Tensor:
+    """:func:`uniform` moved to ``device`` (a library helper; mixers draw with :meth:`Mixer.draw`)."""
+    return host_to_device({"u": uniform(size, generator)}, device)["u"]
+
+
+def _tensors(draws: Any, out: List[Tensor]) -> None:
+    if isinstance(draws, Tensor):
+        out.append(draws)
+    elif isinstance(draws, dict):
+        for value in draws.values():
+            _tensors(value, out)
+
+
+def _rebuild(draws: Any, moved: Iterator[Tensor]) -> Any:
+    if isinstance(draws, Tensor):
+        return next(moved)
+    if isinstance(draws, dict):
+        return {key: _rebuild(value, moved) for key, value in draws.items()}
+    return draws
+
+
+def host_to_device(draws: Draws, device: torch.device) -> Draws:
+    """``draws`` with every tensor on ``device``, in ONE non-blocking host-to-device copy.
+
+    On the CPU nothing is copied. Elsewhere the tensors are packed into one float64 buffer (pinned
+    when CUDA is available, so the copy is asynchronous), copied, split and cast back: float32,
+    float64, bool and int64 draws below 2**53 (indices, permutations) survive the round trip
+    exactly, so the same generator state gives the same mixed batch on every device.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        return draws
+    leaves: List[Tensor] = []
+    _tensors(draws, leaves)
+    if not leaves:
+        return draws
+    flat = torch.cat([t.reshape(-1).to(torch.float64) for t in leaves])
+    if torch.cuda.is_available():
+        flat = flat.pin_memory()
+    flat = flat.to(device, non_blocking=True)
+    parts = flat.split([t.numel() for t in leaves])
+    moved = iter([part.view(t.shape).to(t.dtype) for part, t in zip(parts, leaves)])
+    return _rebuild(draws, moved)
+
+
 class Mixer:
-    """Base class: validates inputs, resolves saliency, and calls :meth:`mix`.
+    """Base class: validates inputs, resolves saliency, draws, and applies.
 
-    Subclasses implement ``mix(images, targets, saliency)`` and declare what a training loop needs
-    to know about them (class attributes, read by the trainer and the tools, never by the mixer):
+    A mixer is split in two so that a training step never waits for the host:
 
-    - ``needs_saliency`` and ``saliency_reduction``: whether ``mix`` takes a saliency map and the
+    - :meth:`draw` ``(shape, device)``: every random draw of one call, made on the host from the
+      mixer's generator (:meth:`host_draws`, implemented by each method) and moved to ``device`` in
+      one non-blocking copy (:func:`host_to_device`);
+    - :meth:`apply` ``(images, targets, saliency, draws)``: the device work, a pure function of
+      tensors with static shapes, no host read-back: ``torch.compile(mixer.apply, fullgraph=True)``
+      takes it whole (unless ``runs_on_host``).
+
+    ``mixer(images, targets, saliency=...)`` = ``apply(..., draw(...))`` after checking the inputs
+    (and, for the library user's convenience, that the saliency is finite: one read-back).
+
+    Each method declares what a training loop needs to know about it (class attributes, read by
+    the trainer and the tools, never by the mixer):
+
+    - ``needs_saliency`` and ``saliency_reduction``: whether ``apply`` takes a saliency map and the
       channel reduction of the input gradient it expects (``"max"`` for SalfMix's eq. 3, ``"rms"``
       for PuzzleMix);
     - ``pixel_saliency``: whether it reads the map pixel by pixel (not by pooled cells);
+    - ``runs_on_host``: whether ``apply`` needs the host (PuzzleMix's graph cut): it then reads
+      device data back and cannot be compiled;
     - ``start_epoch``: the first epoch (1-based) its method mixes by default;
     - ``config_args``: the constructor arguments that are the method's own hyperparameters; the
       config tree gets a node ``MIX.<NAME>`` (the registered name in capitals) with one key per
@@ -164,6 +227,7 @@ class Mixer:
     needs_saliency: bool = False
     saliency_reduction: str = "max"
     pixel_saliency: bool = False
+    runs_on_host: bool = False
     start_epoch: int = 1  # the baselines' official code mixes from the first epoch
     config_args: Tuple[str, ...] = ()
     config_keys: Dict[str, str] = {}
@@ -190,6 +254,19 @@ class Mixer:
         """Raise ValueError (naming the argument) unless this mixer can mix ``h x w`` images; the
         trainer calls it once, before training, so a bad geometry fails before the first step."""
 
+    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+        """Every random draw of one call on a batch of ``shape`` [B, C, H, W], from
+        ``self.generator``, as host tensors and Python flags; implemented by each method."""
+        return {}
+
+    def draw(self, shape: Sequence[int], device: torch.device) -> Draws:
+        """:meth:`host_draws` moved to ``device`` (one non-blocking copy)."""
+        return host_to_device(self.host_draws(tuple(shape)), device)
+
+    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+        """Mix a validated batch with the draws of :meth:`draw`; implemented by each method."""
+        raise NotImplementedError
+
     def __call__(
         self,
         images: Tensor,
@@ -207,11 +284,7 @@ class Mixer:
                     )
                 saliency = gradient_saliency(model, images, targets, self.saliency_reduction)
             check_saliency(saliency, images)
-        return self.mix(images, targets, saliency)
-
-    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
-        """Mix a validated batch; implemented by each method."""
-        raise NotImplementedError
+        return self.apply(images, targets, saliency, self.draw(images.shape, images.device))
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "generator")
@@ -230,10 +303,12 @@ def both_own(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
 
 
 class PairMixer(Mixer):
-    """A two-image method: picks a partner per sample, then calls :meth:`mix_pair`.
+    """A two-image method: picks a partner per sample (a random permutation), then mixes the pairs.
 
-    ``mix_pair(x1, y1, x2, y2, s2)`` is also what HybridMix calls on self-mixed images, with the
-    partners it chose itself (``s2`` is the partners' saliency for methods that use it).
+    The pair step is split like the mixer: :meth:`pair_draws` (host) and :meth:`apply_pair`
+    (device). ``mix_pair(x1, y1, x2, y2, s2)`` does both and is also what HybridMix uses on
+    self-mixed images, with the partners it chose itself (``s2`` is the partners' saliency for
+    methods that use it).
     """
 
     config_args: Tuple[str, ...] = ("prob",)
@@ -244,21 +319,36 @@ class PairMixer(Mixer):
 
     def skips_batch(self) -> bool:
         """Whether this batch goes unmixed: the official loops draw one r ~ U(0, 1) per batch
-        and mix only when r < prob (no draw is made when prob = 1)."""
+        and mix only when r < prob (no draw is made when prob = 1). A host draw."""
         return self.prob < 1.0 and float(torch.rand(1, generator=self.generator)) >= self.prob
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
         if self.skips_batch():
+            return {"skip": True}
+        return {"skip": False, "index": permutation(shape[0], self.generator), "pair": self.pair_draws(shape)}
+
+    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+        if draws["skip"]:
             return unmixed(images, targets)
-        index = randperm(images.shape[0], self.generator, images.device)
+        index = draws["index"]
         partner_saliency = saliency[index] if saliency is not None else None
-        return self.mix_pair(images, targets, images[index], targets[index], partner_saliency)
+        return self.apply_pair(images, targets, images[index], targets[index], partner_saliency, draws["pair"])
+
+    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+        """The pair step's host draws for pairs of ``shape`` [B, C, H, W]; implemented by each method."""
+        raise NotImplementedError
+
+    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor],
+                   draws: Draws) -> MixResult:
+        """Mix each ``x1[i]`` with its partner ``x2[i]`` using ``draws``; implemented by each method."""
+        raise NotImplementedError
 
     def mix_pair(
         self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor] = None
     ) -> MixResult:
-        """Mix each ``x1[i]`` with its partner ``x2[i]``; implemented by each method."""
-        raise NotImplementedError
+        """Mix each ``x1[i]`` with its partner ``x2[i]`` (checks, draws, applies)."""
+        check_pair(x1, y1, x2, y2)
+        return self.apply_pair(x1, y1, x2, y2, s2, host_to_device(self.pair_draws(tuple(x1.shape)), x1.device))
 
 
 MixerFactory = Callable[..., Mixer]
@@ -284,5 +374,5 @@ def register(name: str) -> Callable[[Type[Mixer]], Type[Mixer]]:
 class NoMix(Mixer):
     """The baseline: images and labels pass through unchanged (lam = 1)."""
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
         return unmixed(images, targets)

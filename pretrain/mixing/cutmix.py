@@ -10,12 +10,12 @@ draws both per pair.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from pretrain.mixing.base import MixResult, PairMixer, check_pair, check_positive, rand, register
+from pretrain.mixing.base import Draws, MixResult, PairMixer, check_positive, register, uniform
 from pretrain.mixing.base import beta as sample_beta
 from pretrain.mixing.geometry import box_mask, cut_size, paste_boxes, random_centered_boxes
 
@@ -37,14 +37,14 @@ class CutMix(PairMixer):
         self.beta = check_positive("beta", beta)
         self.per_sample = bool(per_sample)
 
-    def mix_pair(
-        self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor] = None
-    ) -> MixResult:
-        check_pair(x1, y1, x2, y2)
+    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+        k = shape[0] if self.per_sample else 1
+        lam = torch.as_tensor(sample_beta(self.beta, k, self.generator))
+        return {"lam": lam, "u": uniform(2 * k, self.generator).view(k, 2)}
+
+    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor],
+                   draws: Draws) -> MixResult:
         b, _, h, w = x1.shape
-        k = b if self.per_sample else 1
-        lam0 = torch.as_tensor(sample_beta(self.beta, k, self.generator)).to(x1.device)
-        u = rand(2 * k, self.generator, x1.device).view(k, 2)
-        boxes = cutmix_boxes(lam0, h, w, u).expand(b, 4)
+        boxes = cutmix_boxes(draws["lam"], h, w, draws["u"]).expand(b, 4)
         mixed, lam = paste_boxes(x1, x2, boxes)
         return MixResult(mixed, y1, y2, lam, ~box_mask(boxes, h, w)[:, 0])

@@ -14,14 +14,14 @@ instead of P_m (the comparison of section 6.3).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from pretrain.mixing.base import Mixer, MixResult, rand, register, unmixed
-from pretrain.mixing.geometry import box_mask, random_centered_boxes, square_boxes
-from pretrain.mixing.salfmix import check_n, check_r, patch_side, salfmix_positions
+from pretrain.mixing.base import Draws, Mixer, MixResult, register, uniform, unmixed
+from pretrain.mixing.geometry import box_mask, like, random_centered_boxes, square_boxes
+from pretrain.mixing.salfmix import check_n, check_r, patch_side, position_draws, salfmix_positions
 
 
 def cutout_holes(b: int, h: int, w: int, length: int, u: Tensor) -> Tensor:
@@ -36,7 +36,7 @@ def cutout_holes(b: int, h: int, w: int, length: int, u: Tensor) -> Tensor:
 def cutout(images: Tensor, length: int, u: Tensor) -> Tensor:
     """A copy of ``images`` [B, C, H, W] with one ``length``-side hole per image set to 0."""
     b, _, h, w = images.shape
-    return images.masked_fill(cutout_holes(b, h, w, length, u), 0.0)
+    return torch.where(like(cutout_holes(b, h, w, length, u), images), 0.0, images)
 
 
 @register("cutout")
@@ -51,11 +51,13 @@ class Cutout(Mixer):
             raise ValueError(f"size: expected the hole side as a fraction of the image in (0, 1], got {size}")
         self.size = float(size)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+        return {"u": uniform(2 * shape[0], self.generator).view(-1, 2)}
+
+    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
         b, _, h, w = images.shape
-        u = rand(2 * b, self.generator, images.device).view(b, 2)
-        holes = cutout_holes(b, h, w, int(self.size * h), u)
-        return unmixed(images.masked_fill(holes, 0.0), targets, ~holes[:, 0])
+        holes = cutout_holes(b, h, w, int(self.size * h), draws["u"])
+        return unmixed(torch.where(like(holes, images), 0.0, images), targets, ~holes[:, 0])
 
 
 @register("cutout_saliency")
@@ -74,9 +76,12 @@ class CutoutSaliency(Mixer):
         check_n(self.n, min(h, w))
         patch_side(self.r, h, w)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+        return {"u": position_draws(shape[0], self.generator)}
+
+    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
         _, _, h, w = images.shape
         n, o = check_n(self.n, min(h, w)), patch_side(self.r, h, w)
-        _, p_l = salfmix_positions(saliency, n, o, self.generator)
+        _, p_l = salfmix_positions(saliency, n, o, draws["u"])
         holes = box_mask(square_boxes(p_l, o), h, w)
-        return unmixed(images.masked_fill(holes, 0.0), targets, ~holes[:, 0])
+        return unmixed(torch.where(like(holes, images), 0.0, images), targets, ~holes[:, 0])

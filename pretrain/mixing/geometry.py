@@ -5,7 +5,7 @@ tensors ``[B, 4]`` as ``(y1, x1, y2, x2)``, half-open: rows ``y1 <= i < y2``, co
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -46,13 +46,31 @@ def box_mask(boxes: Tensor, h: int, w: int) -> Tensor:
     return inside.unsqueeze(1)
 
 
-def _patch_index(shape: Tuple[int, ...], yx: Tensor, size: Tuple[int, int]) -> Tensor:
-    """Flat indices into a contiguous [B, C, H, W] tensor of each sample's patch, [B*C*ph*pw]."""
+def channels_last(x: Tensor) -> bool:
+    """Whether ``x`` [B, C, H, W] is laid out channels_last (and not also plain contiguous)."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def like(mask: Tensor, images: Tensor) -> Tensor:
+    """``mask`` [B, 1, H, W] with the memory layout of ``images``, so that an elementwise op of the
+    two (``torch.where``, ``masked_fill``) keeps the images' layout (channels_last stays so)."""
+    if channels_last(images):
+        return mask.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    return mask
+
+
+def _patch_index(shape: Tuple[int, ...], yx: Tensor, size: Tuple[int, int], nhwc: bool = False) -> Tensor:
+    """Flat indices of each sample's patch, [B*C*ph*pw], into a contiguous [B, C, H, W] tensor,
+    or into its contiguous [B, H, W, C] permutation (a channels_last tensor) with ``nhwc``."""
     b, c, h, w = shape
     ph, pw = size
     dev = yx.device
     rows = yx[:, 0:1] + torch.arange(ph, device=dev)  # [B, ph]
     cols = yx[:, 1:2] + torch.arange(pw, device=dev)  # [B, pw]
+    if nhwc:
+        pixel = (rows.unsqueeze(2) * w + cols.unsqueeze(1)) * c  # [B, ph, pw]
+        base = torch.arange(b, device=dev).view(b, 1, 1, 1) * (h * w * c) + torch.arange(c, device=dev).view(1, 1, 1, c)
+        return (base + pixel.unsqueeze(3)).reshape(-1)
     offset = rows.unsqueeze(2) * w + cols.unsqueeze(1)  # [B, ph, pw]
     plane = (torch.arange(b, device=dev).view(b, 1) * c + torch.arange(c, device=dev).view(1, c)) * (h * w)
     return (plane.view(b, c, 1, 1) + offset.unsqueeze(1)).reshape(-1)
@@ -69,7 +87,7 @@ def paste_boxes(x1: Tensor, x2: Tensor, boxes: Tensor) -> Tuple[Tensor, Tensor]:
     Returns the mixed images and ``lam`` [B] = the fraction of pixels still from ``x1``.
     """
     h, w = x1.shape[-2:]
-    mixed = torch.where(box_mask(boxes, h, w), x2, x1)
+    mixed = torch.where(like(box_mask(boxes, h, w), x1), x2, x1)
     lam = 1.0 - box_area(boxes).double() / (h * w)
     return mixed, lam.float()
 
@@ -84,6 +102,12 @@ def paste_patches(
     well defined. One flat gather of the B*C*ph*pw patch pixels and one scatter into the copy:
     the work is proportional to the patches, not to the images.
     """
+    if channels_last(dst):  # the same on the [B, H, W, C] view, which is contiguous: the result stays channels_last
+        out = dst.clone(memory_format=torch.channels_last)
+        src_hwc = src.permute(0, 2, 3, 1).contiguous()
+        values = torch.take(src_hwc, _patch_index(tuple(src.shape), src_yx, size, nhwc=True))
+        out.permute(0, 2, 3, 1).put_(_patch_index(tuple(out.shape), dst_yx, size, nhwc=True), values)
+        return out
     out = dst.contiguous().clone()
     values = torch.take(src.contiguous(), _patch_index(tuple(src.shape), src_yx, size))
     return out.put_(_patch_index(tuple(out.shape), dst_yx, size), values)
@@ -106,9 +130,11 @@ def pool_cells(saliency: Tensor, kernel: Tuple[int, int]) -> Tensor:
 
 def _cell_of(flat: Tensor, cols: int, kernel: Tuple[int, int], hw: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
     """Top-left pixel and size, each [B, 2], of the cells at row-major indices ``flat`` [B]."""
-    cell = torch.tensor(kernel, device=flat.device)
-    top = torch.stack([flat // cols, flat % cols], dim=1) * cell
-    size = torch.minimum(cell, torch.tensor(hw, device=flat.device) - top)  # the remainder cells are smaller
+    (kh, kw), (h, w) = kernel, hw
+    # Python numbers, not device tensors: nothing is copied from the host inside a step.
+    y, x = (flat // cols) * kh, (flat % cols) * kw
+    top = torch.stack([y, x], dim=1)
+    size = torch.stack([(h - y).clamp(max=kh), (w - x).clamp(max=kw)], dim=1)  # the remainder cells are smaller
     return top, size
 
 
@@ -127,7 +153,8 @@ def extreme_cells(saliency: Tensor, kernel: Tuple[int, int]) -> Tuple[Tensor, Te
     return top_max, size_max, top_min, size_min
 
 
-def patch_range(cell_start: Tensor, cell_size: Tensor, patch: int, length: Tensor) -> Tuple[Tensor, Tensor]:
+def patch_range(cell_start: Tensor, cell_size: Union[Tensor, int], patch: int,
+                length: Union[Tensor, int]) -> Tuple[Tensor, Tensor]:
     """Inclusive range ``[lo, hi]`` of patch starts for a patch of side ``patch`` (elementwise).
 
     The patch must lie inside ``[0, length)`` and contain the cell ``[c, c + cell_size)`` when it
@@ -136,7 +163,8 @@ def patch_range(cell_start: Tensor, cell_size: Tensor, patch: int, length: Tenso
     """
     far = cell_start + cell_size - patch
     lo = torch.minimum(cell_start, far).clamp(min=0)
-    hi = torch.minimum(torch.maximum(cell_start, far), length - patch)
+    top = torch.maximum(cell_start, far)
+    hi = top.clamp(max=length - patch) if isinstance(length, int) else torch.minimum(top, length - patch)
     return lo, hi
 
 
@@ -144,9 +172,11 @@ def patch_containing(cell_yx: Tensor, cell_size: Tensor, patch: int, hw: Tuple[i
     """Top-left ``(y, x)`` [N, 2] of a ``patch`` x ``patch`` square drawn uniformly among the
     positions inside the image that contain the cell at ``cell_yx`` [N, 2] of size ``cell_size``
     [N, 2] (see :func:`patch_range`); ``u`` [N, 2] holds uniform draws in [0, 1)."""
-    size = torch.as_tensor(cell_size, device=cell_yx.device)
-    length = torch.tensor(hw, device=cell_yx.device)
-    lo, hi = patch_range(cell_yx, size, patch, length)
+    (h, w), cy, cx = hw, cell_yx[:, 0], cell_yx[:, 1]
+    sy, sx = (cell_size[:, 0], cell_size[:, 1]) if isinstance(cell_size, Tensor) else cell_size
+    lo_y, hi_y = patch_range(cy, sy, patch, h)
+    lo_x, hi_x = patch_range(cx, sx, patch, w)
+    lo, hi = torch.stack([lo_y, lo_x], dim=1), torch.stack([hi_y, hi_x], dim=1)
     span = (hi - lo + 1).to(u.dtype)
     return lo + torch.minimum((u * span).floor().long(), hi - lo)
 

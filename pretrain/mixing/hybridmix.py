@@ -22,15 +22,16 @@ cost of one. The two SalfMix calls still draw their patch positions independentl
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 from torch import Tensor
 
-from pretrain.mixing.base import Mixer, MixResult, PairMixer, both_own, randint, randperm, register, unmixed
+from pretrain.mixing.base import (Draws, Mixer, MixResult, PairMixer, both_own, integers, permutation, register,
+                                  unmixed)
 from pretrain.mixing.cutmix import CutMix
 from pretrain.mixing.mixup import Mixup
 from pretrain.mixing.saliencymix import SaliencyMix
-from pretrain.mixing.salfmix import check_n, check_r, patch_side, self_mix
+from pretrain.mixing.salfmix import check_n, check_r, patch_side, position_draws, self_mix
 
 PARTNERS = ("uniform", "permutation")
 
@@ -80,18 +81,25 @@ class HybridMix(Mixer):
             raise ValueError("per_sample: HybridMix sets it from per_pair (one lam and box per pair or per batch)")
         return {**kwargs, "per_sample": per_pair}
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
-        b, _, h, w = images.shape
-        n, o = check_n(self.n, min(h, w)), patch_side(self.r, h, w)
-        x1, own = self_mix(images, saliency, n, o, self.generator)  # [B, C, H, W], SalfMix(x_d)
+    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+        b = shape[0]
+        draws: Draws = {"self": position_draws(b, self.generator)}  # SalfMix(x_d)
         if self.pair.skips_batch():
+            return {**draws, "skip": True}
+        partner = integers(b, b, self.generator) if self.partner == "uniform" else permutation(b, self.generator)
+        return {**draws, "skip": False, "partner": partner,
+                "partner_self": position_draws(b, self.generator),  # SalfMix(x_z): draws of its own
+                "pair": self.pair.pair_draws(shape)}
+
+    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+        _, _, h, w = images.shape
+        n, o = check_n(self.n, min(h, w)), patch_side(self.r, h, w)
+        x1, own = self_mix(images, saliency, n, o, draws["self"])  # [B, C, H, W], SalfMix(x_d)
+        if draws["skip"]:
             return unmixed(x1, targets, own)
-        if self.partner == "uniform":
-            z = randint(b, b, self.generator, images.device)
-        else:
-            z = randperm(b, self.generator, images.device)
-        x2, _ = self_mix(images[z], saliency[z], n, o, self.generator)  # SalfMix(x_z), own draws
-        result = self.pair.mix_pair(x1, targets, x2, targets[z], saliency[z])
+        z = draws["partner"]
+        x2, _ = self_mix(images[z], saliency[z], n, o, draws["partner_self"])  # SalfMix(x_z)
+        result = self.pair.apply_pair(x1, targets, x2, targets[z], saliency[z], draws["pair"])
         result.own = both_own(own, result.own)
         return result
 

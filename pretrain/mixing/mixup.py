@@ -7,12 +7,12 @@ draws one lam per batch (the default here); ``per_sample=True`` draws one per pa
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from pretrain.mixing.base import MixResult, PairMixer, beta, check_pair, check_positive, register
+from pretrain.mixing.base import Draws, MixResult, PairMixer, beta, check_positive, register
 
 
 def mixup(x1: Tensor, x2: Tensor, lam: Tensor) -> Tensor:
@@ -32,11 +32,11 @@ class Mixup(PairMixer):
         self.alpha = check_positive("alpha", alpha)
         self.per_sample = bool(per_sample)
 
-    def mix_pair(
-        self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor] = None
-    ) -> MixResult:
-        check_pair(x1, y1, x2, y2)
-        b = x1.shape[0]
-        draws = beta(self.alpha, b if self.per_sample else 1, self.generator)
-        lam = torch.as_tensor(draws, dtype=torch.float32).expand(b).to(x1.device)
+    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+        k = shape[0] if self.per_sample else 1
+        return {"lam": torch.as_tensor(beta(self.alpha, k, self.generator), dtype=torch.float32)}
+
+    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor],
+                   draws: Draws) -> MixResult:
+        lam = draws["lam"].expand(x1.shape[0])
         return MixResult(mixup(x1, x2, lam), y1, y2, lam)

@@ -77,7 +77,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pretrain.mixing.base import MixResult, PairMixer, check_pair, check_saliency, randint, randperm, register, unmixed
+from pretrain.mixing.geometry import channels_last
+from pretrain.mixing.base import Draws, MixResult, PairMixer, check_pair, check_saliency, integers, register, unmixed
 from pretrain.mixing.base import beta as sample_beta
 
 BLOCK_NUMS = (2, 4, 8, 16)
@@ -330,6 +331,7 @@ class PuzzleMix(PairMixer):
 
     needs_saliency = True
     saliency_reduction = "rms"
+    runs_on_host = True  # the graph cut (gco) solves each pair on the host
     # Its smoothness term works on un-normalised pixels: the data's normalisation comes along.
     config_args = ("alpha", "beta", "gamma", "eta", "neigh_size", "n_labels", "transport", "t_eps", "t_size",
                    "block_nums", "prob")
@@ -365,12 +367,18 @@ class PuzzleMix(PairMixer):
     def check_input(self, h: int, w: int) -> None:
         check_geometry(h, w, self.block_nums, self.neigh_size, self.t_size)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
         # One saliency tensor serves both images: s1 = saliency, s2 = saliency[index].
-        if self.skips_batch():
+        if draws["skip"]:
             return unmixed(images, targets)
-        index = randperm(images.shape[0], self.generator, images.device)
-        return self.mix_pair(images, targets, images[index], targets[index], saliency[index], s1=saliency)
+        index = draws["index"]
+        return self.apply_pair(images, targets, images[index], targets[index], saliency[index], draws["pair"],
+                               s1=saliency)
+
+    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+        # Host numbers: the graph cut runs on the host anyway (runs_on_host).
+        block = int(integers(len(self.block_nums), 1, self.generator))
+        return {"block_num": self.block_nums[block], "lam": float(sample_beta(self.alpha, 1, self.generator)[0])}
 
     def mix_pair(
         self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor] = None,
@@ -378,6 +386,10 @@ class PuzzleMix(PairMixer):
     ) -> MixResult:
         """Mix ``x1[i]`` with ``x2[i]``; needs both saliency maps ``s1`` and ``s2`` [B, H, W]."""
         check_pair(x1, y1, x2, y2)
+        return self.apply_pair(x1, y1, x2, y2, s2, self.pair_draws(tuple(x1.shape)), s1=s1)
+
+    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor], draws: Draws,
+                   *, s1: Optional[Tensor] = None) -> MixResult:
         if s1 is None or s2 is None:
             raise ValueError("PuzzleMix.mix_pair needs the saliency of both images: s1= and s2= [B, H, W]")
         check_saliency(s1, x1)
@@ -387,11 +399,12 @@ class PuzzleMix(PairMixer):
         for name, stat in (("mean", self.mean), ("std", self.std)):
             if stat is not None and stat.numel() not in (1, c):
                 raise ValueError(f"{name}: {stat.numel()} values for {c} channels")
-        block_num = self.block_nums[int(randint(len(self.block_nums), 1, self.generator, torch.device("cpu")))]
-        lam = float(sample_beta(self.alpha, 1, self.generator)[0])
+        block_num, lam = draws["block_num"], draws["lam"]
         mixed, mask = puzzle_mix(
             x1, x2, s1, s2, lam, block_num, beta=self.beta, gamma=self.gamma, eta=self.eta,
             neigh_size=self.neigh_size, n_labels=self.n_labels, transport=self.transport,
             t_eps=self.t_eps, t_size=self.t_size, mean=self.mean, std=self.std,
         )
+        if channels_last(x1):  # the transport's block gathers come out contiguous: keep the input's layout
+            mixed = mixed.contiguous(memory_format=torch.channels_last)
         return MixResult(mixed, y1, y2, mask.flatten(1).mean(1))

@@ -20,20 +20,20 @@ The authors' loop applies ResizeMix to every batch on which CutMix is not drawn;
 
 Deviations: random draws come from the mixer's generator (not ``random`` / numpy global state);
 the mixed batch is a new tensor (the authors paste into ``input`` in place, sample by sample,
-reading the shrunk copy made before the loop, which gives the same result). Option
-``per_sample=True`` (not in the authors' code) draws one tau per pair; its nearest resize is a
-batched gather with the same index rule, equal to ``F.interpolate`` per sample.
+reading the shrunk copy made before the loop, which gives the same result); the shrink and paste
+are one batched gather with ``F.interpolate``'s index rule (the same pixels, with shapes that do
+not depend on tau: no host read-back, compilable). Option ``per_sample=True`` (not in the
+authors' code) draws one tau per pair.
 """
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from pretrain.mixing.base import MixResult, PairMixer, check_pair, rand, register
-from pretrain.mixing.geometry import box_mask, paste_patches
+from pretrain.mixing.base import Draws, MixResult, PairMixer, register, uniform
+from pretrain.mixing.geometry import box_mask, channels_last, like
 
 
 def shrunk_size(side: int, tau: Tensor) -> Tensor:
@@ -71,10 +71,15 @@ def resize_paste(x1: Tensor, x2: Tensor, tau: Tensor, top: Tensor, left: Tensor)
     dy = (torch.arange(h, device=x1.device).view(1, h) - top.view(-1, 1)).clamp(0, h - 1)
     dx = (torch.arange(w, device=x1.device).view(1, w) - left.view(-1, 1)).clamp(0, w - 1)
     src_y, src_x = rows.gather(1, dy), cols.gather(1, dx)  # [B, H], [B, W]
-    flat = (src_y.unsqueeze(2) * w + src_x.unsqueeze(1)).view(b, 1, h * w).expand(b, c, h * w)
-    patches = x2.reshape(b, c, h * w).gather(2, flat).view(b, c, h, w)
+    pixel = src_y.unsqueeze(2) * w + src_x.unsqueeze(1)  # [B, H, W] source pixel of each destination pixel
+    if channels_last(x2):  # gather on the [B, H*W, C] view: the patches stay channels_last
+        flat = pixel.view(b, h * w, 1).expand(b, h * w, c)
+        patches = x2.permute(0, 2, 3, 1).reshape(b, h * w, c).gather(1, flat).view(b, h, w, c).permute(0, 3, 1, 2)
+    else:
+        flat = pixel.view(b, 1, h * w).expand(b, c, h * w)
+        patches = x2.reshape(b, c, h * w).gather(2, flat).view(b, c, h, w)
     boxes = torch.stack([top, left, top + ph, left + pw], dim=1)
-    return torch.where(box_mask(boxes, h, w), patches, x1), ph, pw
+    return torch.where(like(box_mask(boxes, h, w), x1), patches, x1), ph, pw
 
 
 @register("resizemix")
@@ -92,26 +97,23 @@ class ResizeMix(PairMixer):
         self.scale_min, self.scale_max = float(scale[0]), float(scale[1])
         self.per_sample = bool(per_sample)
 
-    def mix_pair(
-        self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor] = None
-    ) -> MixResult:
-        check_pair(x1, y1, x2, y2)
-        b, _, h, w = x1.shape
-        k = b if self.per_sample else 1
+    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+        k = shape[0] if self.per_sample else 1
         span = self.scale_max - self.scale_min
-        tau = (self.scale_min + span * torch.rand(k, generator=self.generator, dtype=torch.float64)).to(x1.device)
-        u = rand(2 * b, self.generator, x1.device).view(b, 2)
+        tau = self.scale_min + span * torch.rand(k, generator=self.generator, dtype=torch.float64)
+        return {"tau": tau, "u": uniform(2 * shape[0], self.generator).view(-1, 2)}
+
+    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor],
+                   draws: Draws) -> MixResult:
+        b, _, h, w = x1.shape
+        tau, u = draws["tau"].expand(b), draws["u"]
         centre_y = (u[:, 0] * h).floor().long().clamp(max=h - 1)  # np.random.randint(0, H, B)
         centre_x = (u[:, 1] * w).floor().long().clamp(max=w - 1)
-        ph, pw = shrunk_size(h, tau).expand(b), shrunk_size(w, tau).expand(b)
+        ph, pw = shrunk_size(h, tau), shrunk_size(w, tau)
         top, left = centre_then_shift(centre_y, ph, h), centre_then_shift(centre_x, pw, w)
-        if self.per_sample:
-            mixed, ph, pw = resize_paste(x1, x2, tau, top, left)
-        else:  # the authors' call, then one paste per sample as a single masked select
-            small = F.interpolate(x2, scale_factor=float(tau[0]), mode="nearest")
-            dst = torch.stack([top, left], dim=1)
-            mixed = paste_patches(x1, small, torch.zeros_like(dst), dst, (int(ph[0]), int(pw[0])))
+        # One batched gather for both modes (the per-batch tau expanded): the same pixels as the
+        # authors' F.interpolate(x2, scale_factor=tau) pasted sample by sample, with static shapes.
+        mixed, ph, pw = resize_paste(x1, x2, tau, top, left)
         lam = 1.0 - (ph * pw).double() / (h * w)
         own = ~box_mask(torch.stack([top, left, top + ph, left + pw], dim=1), h, w)[:, 0]
         return MixResult(mixed, y1, y2, lam.float(), own)
-

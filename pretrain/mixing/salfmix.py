@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from pretrain.mixing.base import Mixer, MixResult, check_batch, check_saliency, rand, register, unmixed
+from pretrain.mixing.base import Draws, Mixer, MixResult, check_batch, check_saliency, register, uniform, unmixed
 from pretrain.mixing.geometry import box_mask, cell_kernel, extreme_cells, paste_patches, patch_containing, square_boxes
 
 
@@ -53,16 +53,20 @@ def check_n(n: int, side: Optional[int] = None) -> int:
     return int(n)
 
 
-def salfmix_positions(
-    saliency: Tensor, n: int, o: int, generator: Optional[torch.Generator], pool: bool = True
-) -> Tuple[Tensor, Tensor]:
-    """Top-left ``(y, x)`` [B, 2] of P_m and of P_l for saliency maps [B, H, W].
+def position_draws(b: int, generator: Optional[torch.Generator]) -> Tensor:
+    """The host draws of :func:`salfmix_positions` for a batch of ``b``: uniform [B, (P_m, P_l), (y, x)]."""
+    return uniform(4 * b, generator).view(b, 2, 2)
+
+
+def salfmix_positions(saliency: Tensor, n: int, o: int, u: Tensor, pool: bool = True) -> Tuple[Tensor, Tensor]:
+    """Top-left ``(y, x)`` [B, 2] of P_m and of P_l for saliency maps [B, H, W], placed by the
+    uniform draws ``u`` [B, 2, 2] (:func:`position_draws`) among the positions that contain the cell.
 
     ``pool=False`` is the "without average pooling" ablation (pixel-level argmax/argmin).
     """
     b, h, w = saliency.shape
     top_max, size_max, top_min, size_min = extreme_cells(saliency, cell_kernel(h, w, n) if pool else (1, 1))
-    u = rand(4 * b, generator, saliency.device).view(b, 2, 2)  # [B, (P_m, P_l), (y, x)]
+    u = u.to(saliency.device)
     cells = torch.stack([top_max, top_min], dim=1)  # [B, 2, 2]
     sizes = torch.stack([size_max, size_min], dim=1)  # [B, 2, 2]
     starts = patch_containing(cells.view(-1, 2), sizes.view(-1, 2), o, (h, w), u.view(-1, 2)).view(b, 2, 2)
@@ -80,17 +84,16 @@ def salfmix(
     """Self-mixed copy of ``images`` [B, C, H, W] given ``saliency`` [B, H, W] (Algorithm 1)."""
     check_batch(images)
     check_saliency(saliency, images)
-    _, _, h, w = images.shape
-    return self_mix(images, saliency, check_n(n, min(h, w)), patch_side(r, h, w), generator, pool)[0]
+    b, _, h, w = images.shape
+    return self_mix(images, saliency, check_n(n, min(h, w)), patch_side(r, h, w), position_draws(b, generator), pool)[0]
 
 
-def self_mix(
-    images: Tensor, saliency: Tensor, n: int, o: int, generator: Optional[torch.Generator], pool: bool = True
-) -> Tuple[Tensor, Tensor]:
-    """:func:`salfmix` on inputs already checked, with the patch side ``o`` given.
+def self_mix(images: Tensor, saliency: Tensor, n: int, o: int, u: Tensor, pool: bool = True) -> Tuple[Tensor, Tensor]:
+    """:func:`salfmix` on inputs already checked, with the patch side ``o`` and the draws ``u``
+    (:func:`position_draws`) given.
 
     Returns the self-mixed images and the own-pixel masks [B, H, W] (False on P_l)."""
-    p_m, p_l = salfmix_positions(saliency, n, o, generator, pool)
+    p_m, p_l = salfmix_positions(saliency, n, o, u, pool)
     h, w = images.shape[-2:]
     return paste_patches(images, images, p_m, p_l, (o, o)), ~box_mask(square_boxes(p_l, o), h, w)[:, 0]
 
@@ -98,16 +101,20 @@ def self_mix(
 def random_salfmix(images: Tensor, r: float, generator: Optional[torch.Generator] = None) -> Tensor:
     """SalfMix without saliency: P_m and P_l uniform over all positions inside the image."""
     check_batch(images)
-    return random_self_mix(images, r, generator)[0]
+    return random_self_mix(images, r, uniform(4 * images.shape[0], generator).view(-1, 4))[0]
 
 
-def random_self_mix(images: Tensor, r: float, generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
-    """:func:`random_salfmix` and the own-pixel masks [B, H, W] (False on P_l)."""
+def random_self_mix(images: Tensor, r: float, u: Tensor) -> Tuple[Tensor, Tensor]:
+    """:func:`random_salfmix` with its uniform draws ``u`` [B, 4] given, and the own-pixel masks
+    [B, H, W] (False on P_l)."""
     b, _, h, w = images.shape
     o = patch_side(r, h, w)
-    u = rand(4 * b, generator, images.device).view(b, 4)
-    limits = torch.tensor([h - o + 1, w - o + 1, h - o + 1, w - o + 1], device=images.device)
-    starts = (u * limits).floor().long().minimum(limits - 1)
+    u = u.to(images.device)
+    # (u * limit).floor() per column, with the limits as Python numbers: no host-to-device copy.
+    ys, xs = (h - o + 1), (w - o + 1)
+    starts = torch.stack([(u[:, 0] * ys).floor().clamp(max=ys - 1), (u[:, 1] * xs).floor().clamp(max=xs - 1),
+                          (u[:, 2] * ys).floor().clamp(max=ys - 1), (u[:, 3] * xs).floor().clamp(max=xs - 1)],
+                         dim=1).long()
     own = ~box_mask(square_boxes(starts[:, 2:], o), h, w)[:, 0]
     return paste_patches(images, images, starts[:, :2], starts[:, 2:], (o, o)), own
 
@@ -128,9 +135,12 @@ class SalfMix(Mixer):
         check_n(self.n, min(h, w))
         patch_side(self.r, h, w)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+        return {"u": position_draws(shape[0], self.generator)}
+
+    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
         _, _, h, w = images.shape
-        mixed, own = self_mix(images, saliency, check_n(self.n, min(h, w)), patch_side(self.r, h, w), self.generator)
+        mixed, own = self_mix(images, saliency, check_n(self.n, min(h, w)), patch_side(self.r, h, w), draws["u"])
         return unmixed(mixed, targets, own)
 
 
@@ -144,9 +154,9 @@ class SalfMixNoPool(SalfMix):
     def __init__(self, r: float = 0.3, **kwargs) -> None:
         super().__init__(n=1, r=r, **kwargs)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
         _, _, h, w = images.shape
-        mixed, own = self_mix(images, saliency, 1, patch_side(self.r, h, w), self.generator, pool=False)
+        mixed, own = self_mix(images, saliency, 1, patch_side(self.r, h, w), draws["u"], pool=False)
         return unmixed(mixed, targets, own)
 
 
@@ -164,6 +174,9 @@ class SalfMixRandom(Mixer):
     def check_input(self, h: int, w: int) -> None:
         patch_side(self.r, h, w)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor]) -> MixResult:
-        mixed, own = random_self_mix(images, self.r, self.generator)
+    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+        return {"u": uniform(4 * shape[0], self.generator).view(-1, 4)}
+
+    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+        mixed, own = random_self_mix(images, self.r, draws["u"])
         return unmixed(mixed, targets, own)

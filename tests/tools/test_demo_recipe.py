@@ -5,6 +5,7 @@ has saliency that does not depend on the image, and the agreement stays at chanc
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -30,5 +31,12 @@ def test_cached_saliency_agrees_with_fresh_after_four_demo_epochs(load_tool, tmp
               f"{r.get('saliency_cache_agreement', float('nan')):.3f} vs chance "
               f"{r.get('saliency_cache_agreement_chance', float('nan')):.3f}")
     last = records[-1]
-    assert last["saliency_cache_agreement"] >= 0.1
-    assert last["saliency_cache_agreement"] >= 2 * last["saliency_cache_agreement_chance"]
+    agreement, chance, probe = (last[k] for k in ("saliency_cache_agreement", "saliency_cache_agreement_chance",
+                                                  "saliency_cache_probe"))
+    assert agreement >= 0.1
+    # Above chance by more than the probe's own noise: the hits are a binomial count over the
+    # probe (the chance level pairs every sample with up to 31 others: its noise is far smaller).
+    # 3 standard errors; a ratio bar (2x chance) is what the numbers look like, not a test: with
+    # ~256 probe samples it moves by +-0.2 between seeds and thread counts (pretrain/README.md).
+    z = (agreement - chance) / math.sqrt(agreement * (1 - agreement) / probe)
+    assert z >= 3, f"agreement {agreement:.3f} vs chance {chance:.3f} on {probe} samples: z = {z:.1f}"

@@ -161,15 +161,41 @@ def test_smoke_run_on_the_cpu(tmp_path):
     proc = subprocess.run(["bash", SCRIPT, "--smoke"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     steps = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()]
-    assert [s[0] for s in steps] == ["install", "tests", "bench_throughput", "detection", "bench_pretrain",
+    assert [s[0] for s in steps] == ["preflight", "install", "tests", "bench_throughput", "detection", "bench_pretrain",
                                      "bench_mixing", "bench_suspects", "bench_compile"]
-    assert all(s[1] == "ok" for s in steps[1:]) and steps[0][1] in ("ok", "skipped")
+    assert all(s[1] == "ok" for s in steps[:1] + steps[2:]) and steps[1][1] in ("ok", "skipped")
     summary = (out / "gpu_check.md").read_text()
     for key in ("resnet50_32px_images_per_s_fp32", "det_r50c4_fp32_s_per_iter", "det_r50c4_fp32_AP50",
                 "hybridmix_v3_step_ratio_cached", "projected_300ep_hours_hybridmix_v3", "salfmix_speedup_vs_loop",
-                "hybridmix_v3_loss_sync_cost_pct", "eval_train_switch_cost_pct", "resnet20_compile_seconds"):
+                "hybridmix_v3_loss_sync_cost_pct", "eval_train_switch_cost_pct", "resnet20_compile_seconds",
+                "syncs_per_step_hybridmix_v3_cached"):
         assert f"| `{key}` |" in summary, key
     assert re.search(r"`\d+ skipped, \d+ deselected", summary), "the GPU-marked tests were not collected and skipped"
     files = set(os.listdir(out))  # a device run brings back at most 8 files
     assert {"bench.log", "detection.log", "env.txt", "gpu_check.md", "steps.tsv", "tests.log"} <= files
     assert len(files) <= 8
+
+
+def test_step_limits_fit_the_budget():
+    """A lent GPU gives 15 minutes in all: the full run's step limits fit its 470-s budget (less the
+    summary's reserve), so the last steps are not cut; the smoke run's fit its own."""
+    text = open(SCRIPT, encoding="utf-8").read()
+    full = text[text.index('    paper=('):text.index('\nfi\n', text.index('    paper=('))]
+    smoke = text[text.index('    data_opts=('):text.index('else\n    paper=(')]
+    limit = lambda block: sum(int(m) for m in re.findall(r"^\s*step \w+ (\d+) ", block, re.M))  # noqa: E731
+    common = int(re.search(r"^step preflight (\d+) ", text, re.M).group(1))
+    install = int(re.search(r"step install (\d+) install.log \"\$py\" tools/gpu_check_wheels.py install", text).group(1))
+    verify = int(re.search(r"step install (\d+) install.log \"\$py\" tools/gpu_check_wheels.py verify", text).group(1))
+    reserve = int(re.search(r"^reserve=(\d+)", text, re.M).group(1))
+    assert common + install + limit(full) <= 470 - reserve
+    assert common + verify + limit(smoke) <= 420 - reserve
+
+
+def test_preflight_names_a_missing_module_and_its_wheel(load_tool, tmp_path, monkeypatch):
+    tool = load_tool("gpu_check_wheels")
+    monkeypatch.setattr(tool, "MODULES", (("json", "machine"), ("no_such_module_x", "gco-wrapper"),
+                                          ("no_such_module_y", "machine")))
+    missing = tool.preflight(str(tmp_path))
+    assert len(missing) == 2
+    assert "no_such_module_x" in missing[0] and "has no gco-wrapper" in missing[0] and "make gpu-wheels" in missing[0]
+    assert "no_such_module_y" in missing[1] and "does not carry it" in missing[1]

@@ -70,7 +70,7 @@ def test_a_stored_visit_is_served_through_the_next_crop():
     scale = (truth.flatten(1) * seen).sum(1) / seen.sum(1)
     torch.testing.assert_close(maps[seen], (truth.flatten(1) / scale.view(-1, 1))[seen])
     assert torch.equal(seen, torch.zeros_like(seen).scatter_(1, geo1.cells.flatten(1), True))
-    cache.store(idx, maps)
+    cache.store(idx, maps, idx.numpy())
     served, missing = cache.lookup(idx, geo2)
     known = seen.gather(1, geo2.cells.flatten(1)).view_as(served)
     expected = (truth.flatten(1) / scale.view(-1, 1)).gather(1, geo2.cells.flatten(1)).view_as(served)
@@ -92,10 +92,10 @@ def test_partner_pixels_do_not_reach_the_cache_and_unseen_cells_are_kept():
     maps = cache.observe(grad, own, geo)
     assert torch.isnan(maps.view(2, 16, 16)[:, :8]).all()  # never seen: NaN
     assert torch.equal(maps.view(2, 16, 16)[:, 8:], torch.ones(2, 8, 16))
-    cache.store(torch.tensor([0, 1]), maps)
+    cache.store(torch.tensor([0, 1]), maps, [0, 1])
     second = torch.full((2, 256), float("nan"))
     second[:, :192] = 2.0  # a later visit that saw the top three quarters
-    cache.store(torch.tensor([0, 1]), second)
+    cache.store(torch.tensor([0, 1]), second, [0, 1])
     assert torch.equal(cache.maps[:2, :128], torch.full((2, 128), 2.0))  # first seen now
     assert torch.equal(cache.maps[:2, 128:192], torch.full((2, 64), 1.5))  # seen twice: the mean
     assert torch.equal(cache.maps[:2, 192:], torch.ones(2, 64))  # not seen again: kept
@@ -146,11 +146,12 @@ def test_first_visit_is_fresh_then_served_from_the_cache(tiny_root, tmp_path, mo
 
     real = module.gradient_saliency
     monkeypatch.setattr(module, "gradient_saliency", lambda m, x, *a: calls.append(len(x)) or real(m, x, *a))
-    trainer.train_step(images, targets, indices, epoch=2)  # mixing, nothing cached yet: all fresh
-    assert calls == [BATCH] and trainer.cache.fresh == BATCH
+    trainer.train_step(images, targets, indices, indices, mixing=True)  # nothing cached yet: all fresh
+    assert calls == [BATCH] and trainer.cache.counts.tolist() == [BATCH, BATCH]
     assert torch.isfinite(trainer.cache.cache.maps[indices]).any(1).all()  # the backward stored them
-    trainer.train_step(images, targets, indices, epoch=2)  # the same samples again: served
-    assert calls == [BATCH] or sum(calls[1:]) < BATCH  # at most the poorly covered ones are fresh
+    assert trainer.cache.cache.stored[indices.numpy()].all()  # and the host knows it without reading the device
+    trainer.train_step(images, targets, indices, indices, mixing=True)  # the same samples again: served, no pass
+    assert calls == [BATCH] and trainer.cache.counts.tolist() == [BATCH, 2 * BATCH]
 
 
 def test_agreement_counts_match_a_per_pair_reference(monkeypatch):
@@ -163,7 +164,7 @@ def test_agreement_counts_match_a_per_pair_reference(monkeypatch):
     g = torch.Generator().manual_seed(3)
     cache = SaliencyCache(20, (grid, grid), "max", torch.device("cpu"), min_coverage=0.0)
     idx = torch.tensor([5, 2, 11, 0, 19, 7, 3])
-    cache.store(idx, torch.rand(b, grid * grid, generator=g))
+    cache.store(idx, torch.rand(b, grid * grid, generator=g), idx.numpy())
     p = random_params(b, src, seed=4, scale=(0.3, 1.0))
     geo = source_cells(p.top, p.left, p.height, p.width, p.flip, (src, src), (out, out), (grid, grid), "cpu")
     served, _ = cache.lookup(idx, geo)

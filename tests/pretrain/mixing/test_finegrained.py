@@ -112,3 +112,50 @@ def test_bad_input():
         fine_grained_saliency(np.zeros((1, 8, 8)))
     with pytest.raises(ValueError, match="gray: expected a non-empty uint8 or float tensor"):
         fine_grained_saliency(torch.zeros(0, 8, 8))
+
+
+# --------------------------------------------------------------------------------------------
+# The float path: what OpenCV does with the normalised float image SaliencyMix's official code passes
+FASHION = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+
+
+def cv2_float_saliency(images: torch.Tensor) -> np.ndarray:
+    """cv2's 8-bit map of each float image [B, C, H, W], as the official code calls it (HWC float32)."""
+    detector = cv2.saliency.StaticSaliencyFineGrained_create()
+    return np.stack([np.rint(detector.computeSaliency(np.ascontiguousarray(x.numpy().transpose(1, 2, 0)))[1] * 255)
+                     for x in images])
+
+
+@pytest.mark.parametrize("shape,scale,shift", [((32, 32), 1.0, 0.0), ((64, 64), 0.5, 0.2), ((24, 36), 2.0, -0.5)])
+def test_float_path_matches_cv2_on_generated_images(shape, scale, shift):
+    images = torch.randn(40, 3, *shape, generator=torch.Generator().manual_seed(sum(shape))) * scale + shift
+    ours = fg.fine_grained_saliency_float_u8(images).numpy()
+    np.testing.assert_array_equal(ours, cv2_float_saliency(images))  # every map, bit for bit
+
+
+@pytest.mark.skipif(not __import__("os").path.isfile(FASHION), reason=f"real Fashion-MNIST not installed ({FASHION})")
+@pytest.mark.parametrize("side", [28, 32])
+def test_float_path_matches_cv2_on_real_fashion_mnist(side):
+    """The official mode's input on the Fashion-MNIST configs: normalised grey replicated to 3
+    channels (resized to 32 px as the configs train)."""
+    import gzip
+
+    with gzip.open(FASHION) as f:
+        raw = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:200]
+    x = (torch.from_numpy(raw.copy()).float() / 255.0 - 0.2860) / 0.3530
+    x = x.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    if side != 28:
+        x = torch.nn.functional.interpolate(x, size=side, mode="bilinear", align_corners=False, antialias=True)
+    np.testing.assert_array_equal(fg.fine_grained_saliency_float_u8(x).numpy(), cv2_float_saliency(x))
+
+
+def test_float_grey_and_blur_are_opencvs_bit_for_bit():
+    """Rows of a multiple of 8 pixels: OpenCV's vector code throughout (see grey_float_bgr)."""
+    images = torch.randn(20, 3, 17, 32, generator=torch.Generator().manual_seed(4))
+    grey = fg.grey_float_bgr(images)
+    blurred = fg.blur3x3_f32(grey)
+    for i in range(20):
+        hwc = np.ascontiguousarray(images[i].numpy().transpose(1, 2, 0))
+        ref = cv2.cvtColor(hwc, cv2.COLOR_BGR2GRAY)
+        np.testing.assert_array_equal(grey[i].numpy(), ref)
+        np.testing.assert_array_equal(blurred[i].numpy(), cv2.GaussianBlur(ref, (3, 3), 0, 0))

@@ -1,0 +1,1 @@
+"""The project's own namespace: what the pretraining and detection stages share or build on."""
