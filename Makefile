@@ -17,6 +17,7 @@ $(STAMP): setup.py tools/install_detectron2.py Makefile
 	$(PY) -m pip install -q "setuptools<82" wheel
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q "opencv-contrib-python-headless>=4.9"
 	$(PY) tools/install_detectron2.py
 	touch $(STAMP)
 

@@ -85,12 +85,14 @@ def save_eval_results(
     output_dir: str,
     iteration: Optional[int] = None,
     max_iter: Optional[int] = None,
+    weights: Optional[str] = None,
 ) -> str:
     """Write ``OUTPUT_DIR/eval_results.json``; return its path.
 
     ``results`` maps dataset name -> Detectron2 results (``{"bbox": {"AP": ..., ...}}``).
-    Layout: ``{"iteration", "max_iter", "datasets": {name: {"AP", "AP50", "AP75",
-    "per_class_AP50": {class: AP50}}}}``; ``iteration`` is null for ``--eval-only``.
+    Layout: ``{"iteration", "max_iter", "weights", "datasets": {name: {"AP", "AP50", "AP75",
+    "per_class_AP50": {class: AP50}}}}``; ``iteration`` is null for ``--eval-only``, ``weights``
+    the absolute path of the weights evaluated (the model being trained: null).
     """
     datasets = {}
     for name, res in results.items():
@@ -103,5 +105,6 @@ def save_eval_results(
             entry["per_class_AP50"] = per_class
         datasets[name] = entry
     path = os.path.join(output_dir, EVAL_RESULTS_FILE)
-    atomic_write_json(path, {"iteration": iteration, "max_iter": max_iter, "datasets": datasets})
+    atomic_write_json(path, {"iteration": iteration, "max_iter": max_iter,
+                             "weights": os.path.abspath(weights) if weights else None, "datasets": datasets})
     return path

@@ -53,12 +53,33 @@ def _saved_config(run_dir: str) -> Dict[str, Any]:
     return shared.read_yaml(os.path.join(run_dir, "config.yaml"), DetectionSetupError, strict=False)
 
 
-def is_final(results: Dict[str, Any]) -> bool:
-    """Whether an ``eval_results.json`` content is the evaluation of a finished model: after the
-    last iteration, or an ``--eval-only`` (``iteration`` null). An earlier one (a periodic
-    evaluation, ``TEST.EVAL_PERIOD``) is not."""
+def is_final(results: Dict[str, Any], run_dir: Optional[str] = None) -> bool:
+    """Whether an ``eval_results.json`` content is the final evaluation of the model of its folder:
+    the training loop's after the last iteration, or an ``--eval-only`` (``iteration`` null) of the
+    folder's own ``model_final.pth`` (in a training run's folder; any weights in a folder that
+    only holds evaluations). A periodic evaluation (``TEST.EVAL_PERIOD``) is not final, nor an
+    evaluation of other weights written into a training run's folder."""
     iteration = results.get("iteration")
-    return iteration is None or iteration >= (results.get("max_iter") or 0)
+    if iteration is not None:
+        return iteration >= (results.get("max_iter") or 0)
+    if run_dir is None:
+        return True
+    own = os.path.join(run_dir, "model_final.pth")
+    training = os.path.isfile(own) or os.path.isfile(os.path.join(run_dir, "run.json"))
+    if not training:
+        return True
+    weights = results.get("weights")
+    if weights is None:  # results from before they recorded their weights: run_info.json's record
+        info_path = os.path.join(run_dir, RUN_INFO_FILE)
+        try:
+            info = _read_json(info_path) if os.path.isfile(info_path) else {}
+        except DetectionSetupError:
+            info = {}
+        weights = info.get("eval_weights") if isinstance(info, dict) else None
+    if not weights:
+        return False
+    candidate = weights if os.path.isabs(weights) else os.path.join(os.getcwd(), weights)
+    return os.path.exists(candidate) and os.path.realpath(candidate) == os.path.realpath(own)
 
 
 def has_final_results(run_dir: str) -> bool:
@@ -70,7 +91,7 @@ def has_final_results(run_dir: str) -> bool:
         results = _read_json(path)
     except DetectionSetupError:
         return False
-    return isinstance(results, dict) and bool(results.get("datasets")) and is_final(results)
+    return isinstance(results, dict) and bool(results.get("datasets")) and is_final(results, run_dir)
 
 
 def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
@@ -113,7 +134,8 @@ def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
         "dataset": dataset,
         "per_class_AP50": res.get("per_class_AP50") or {},
         # eval_results.json holds the latest evaluation; an earlier one means an unfinished run
-        "final": is_final(results),
+        "final": is_final(results, run_dir),
+        "config": config,
     }
     run.update({k: float(res[k]) for k in METRICS})
     pre_path = os.path.join(run_dir, PRETRAIN_METRICS_FILE)
@@ -125,7 +147,14 @@ def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
     return run
 
 
-def aggregate(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+# Keys in which the runs of one row may differ: the seed, the backbone file (each seed has its own),
+# where runs and data are, how often they log and checkpoint.
+ROW_MAY_DIFFER = ("SEED", "OUTPUT_DIR", "MODEL.WEIGHTS", "SALFMIX.PRETRAIN_METRICS", "SALFMIX.VOC_FOLDER.DIR",
+                  "SOLVER.CHECKPOINT_PERIOD", "TEST.EVAL_PERIOD", "DATALOADER.NUM_WORKERS", "VIS_PERIOD")
+INCOMPLETE = " (incomplete)"
+
+
+def aggregate(runs: Sequence[Dict[str, Any]], allow_incomplete: bool = False) -> List[Dict[str, Any]]:
     """One entry per method (in order of first appearance): mean and std of every metric.
 
     Entry: ``method``, ``runs`` (count), ``AP``/``AP50``/``AP75`` (means), ``*_std`` (sample
@@ -135,9 +164,18 @@ def aggregate(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """
     groups: "OrderedDict[str, List[Dict[str, Any]]]" = OrderedDict()
     for run in runs:
-        groups.setdefault(run["method"], []).append(run)
+        if not run["final"] and not allow_incomplete:
+            raise DetectionSetupError(
+                f"{run['run_dir']}: its results are not its finished model's (a periodic evaluation, or an evaluation "
+                "of other weights): an unfinished run is never averaged with finished ones; finish it, or pass "
+                "--allow-incomplete to show it in a row of its own")
+        groups.setdefault(run["method"] + ("" if run["final"] else INCOMPLETE), []).append(run)
     out = []
     for method, items in groups.items():
+        conflict = shared.recipe_conflict([(r["run_dir"], r.get("config") or {}) for r in items
+                                           if r.get("config")], ROW_MAY_DIFFER)
+        if conflict:
+            raise DetectionSetupError(f"{method}: {conflict}")
         first = items[0]
         other = next((r for r in items if r.get("protocol") != first.get("protocol")), None)
         if other is not None:
@@ -207,7 +245,8 @@ def _markdown(methods: List[Dict[str, Any]], dataset: str, note: Optional[str] =
                                        ["left"] + ["right"] * len(methods))
     incomplete = [d for m in methods for d in m["incomplete_runs"]]
     if incomplete:
-        lines += ["", "Note: these runs were evaluated before their last iteration: " + ", ".join(incomplete)]
+        lines += ["", f"Rows marked{INCOMPLETE} hold runs whose results are not their finished model's (a periodic "
+                  "evaluation before the last iteration): " + ", ".join(incomplete)]
     return "\n".join(lines) + "\n"
 
 
@@ -259,20 +298,39 @@ def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str, note: Opt
         plt.close(fig)
 
 
+def is_report_folder(folder: str) -> bool:
+    """Whether ``folder`` holds a report written by :func:`write_report` and no run (a glob such as
+    ``output/det/*`` also matches the report folder of an earlier call)."""
+    return (os.path.isfile(os.path.join(folder, "report.json")) and not os.path.isfile(os.path.join(folder, EVAL_RESULTS_FILE))
+            and not os.path.isfile(os.path.join(folder, "run.json")))
+
+
 def build_report(run_dirs: Sequence[str], dataset: Optional[str] = None, note: Optional[str] = None,
-                 warn: Optional[Callable[[str], None]] = shared.print_warning) -> Dict[str, Any]:
+                 warn: Optional[Callable[[str], None]] = shared.print_warning,
+                 allow_incomplete: bool = False, out_dir: Optional[str] = None) -> Dict[str, Any]:
     """Read every run folder (errors name the folder; a folder given twice, e.g. ``d`` and ``d/``,
-    is named through ``warn`` and counted once) and aggregate per method; ``note`` (e.g. where
-    the data comes from) is printed under the title and kept in the JSON."""
+    is named through ``warn`` and counted once; a report folder, e.g. ``out_dir`` itself, is left
+    out with a line) and aggregate per method; ``note`` (e.g. where the data comes from) is
+    printed under the title and kept in the JSON."""
     if not run_dirs:
         raise DetectionSetupError("no run folders given")
-    runs = [read_run(d, dataset) for d in shared.unique_run_dirs(run_dirs, warn)]
+    kept = []
+    for run_dir in shared.unique_run_dirs(run_dirs, warn):
+        is_out = out_dir is not None and os.path.realpath(run_dir) == os.path.realpath(out_dir)
+        if is_out or (os.path.isdir(run_dir) and is_report_folder(run_dir)):
+            if warn is not None:
+                warn(f"{run_dir}: a report folder, not a run: left out")
+            continue
+        kept.append(run_dir)
+    if not kept:
+        raise DetectionSetupError("no run folders given (only report folders)")
+    runs = [read_run(d, dataset) for d in kept]
     names = sorted({r["dataset"] for r in runs})
     if len(names) > 1:
         raise DetectionSetupError(
             f"the runs were evaluated on different datasets ({', '.join(names)}); pick one with --dataset"
         )
-    report: Dict[str, Any] = {"dataset": names[0], "methods": aggregate(runs)}
+    report: Dict[str, Any] = {"dataset": names[0], "methods": aggregate(runs, allow_incomplete)}
     if note:
         report["note"] = note
     return report

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 from typing import Iterator, Optional
 
 import yaml
@@ -39,18 +40,38 @@ __all__ = ["ARTEFACTS", "RESUME_MAY_CHANGE", "StopHook", "adopt_recorded_seed", 
 # loader's worker count, and SOLVER.MAX_ITER (extended only; checked below).
 RESUME_MAY_CHANGE = ("OUTPUT_DIR", "SOLVER.MAX_ITER", "SOLVER.CHECKPOINT_PERIOD", "TEST.EVAL_PERIOD",
                      "DATALOADER.NUM_WORKERS", "VIS_PERIOD")
+# Keys in which a request may differ from a finished run and still ask for that very run (where it
+# is, how often it logs and checkpoints, the loader's workers); SOLVER.MAX_ITER is not among them.
+SAME_RUN = ("OUTPUT_DIR", "SOLVER.CHECKPOINT_PERIOD", "TEST.EVAL_PERIOD", "DATALOADER.NUM_WORKERS", "VIS_PERIOD")
 # Detectron2's files of a run besides run.json, config.yaml and model_final.pth.
 ARTEFACTS = ("metrics.json", "model_*.pth", "last_checkpoint", "eval_results.json", "events.out.tfevents.*")
 
 
-def already_finished(args: argparse.Namespace) -> Optional[str]:
-    """For a training ``--resume`` into a finished run: the line saying so (nothing is touched); else None."""
+def defaults_text() -> str:
+    """The detection config's defaults (Detectron2's plus ours): a run made before a key existed
+    compares as if it had the key's default (see :func:`runs.manifest.config_drift`)."""
+    from detection.config import get_detection_cfg
+
+    return get_detection_cfg().dump()
+
+
+def already_finished(args: argparse.Namespace, world_size: int = 1) -> Optional[str]:
+    """For a training ``--resume`` into a finished run that asked for that very run: the line
+    saying so (nothing is touched); else None. A config that differs from the finished run's
+    (outside :data:`SAME_RUN`, compared as it would run on ``world_size`` processes) is refused
+    with :class:`runs.errors.RunRefused` naming the keys."""
     if not args.resume or getattr(args, "eval_only", False):
         return None
     cfg = load_config(args.config_file, args.opts)
-    if os.path.isdir(cfg.OUTPUT_DIR) and is_finished(cfg.OUTPUT_DIR):
-        return f"{cfg.OUTPUT_DIR}: the run is already finished (model_final.pth); nothing to do"
-    return None
+    if not (os.path.isdir(cfg.OUTPUT_DIR) and is_finished(cfg.OUTPUT_DIR)):
+        return None
+    from detectron2.engine import DefaultTrainer
+
+    adopt_recorded_seed(cfg, True)
+    scaled = DefaultTrainer.auto_scale_workers(cfg, world_size)
+    RunFolder(cfg.OUTPUT_DIR, stage="detection", config_text=scaled.dump(), resume=True, allowed=RESUME_MAY_CHANGE,
+              artefacts=ARTEFACTS, same_run=SAME_RUN, defaults_text=defaults_text()).check()
+    return f"{cfg.OUTPUT_DIR}: the run is already finished (model_final.pth); nothing to do"
 
 
 def _recorded_config(folder: str) -> dict:
@@ -80,7 +101,7 @@ def check_training_run(cfg: CfgNode, args: argparse.Namespace, world_size: int) 
     adopt_recorded_seed(cfg, args.resume)
     scaled = DefaultTrainer.auto_scale_workers(cfg, world_size)
     RunFolder(cfg.OUTPUT_DIR, stage="detection", config_text=scaled.dump(), resume=args.resume,
-              allowed=RESUME_MAY_CHANGE, artefacts=ARTEFACTS).check()
+              allowed=RESUME_MAY_CHANGE, artefacts=ARTEFACTS, same_run=SAME_RUN, defaults_text=defaults_text()).check()
 
 
 def open_training_run(cfg: CfgNode, args: argparse.Namespace) -> RunFolder:
@@ -92,7 +113,8 @@ def open_training_run(cfg: CfgNode, args: argparse.Namespace) -> RunFolder:
     """
     run = RunFolder(cfg.OUTPUT_DIR, stage="detection", config_text=cfg.dump(), resume=args.resume,
                     method=cfg.SALFMIX.METHOD, resume_command=getattr(args, "resume_command", ""),
-                    allowed=RESUME_MAY_CHANGE, artefacts=ARTEFACTS, main=comm.is_main_process())
+                    command=[sys.executable, *sys.argv], allowed=RESUME_MAY_CHANGE, artefacts=ARTEFACTS,
+                    main=comm.is_main_process(), same_run=SAME_RUN, defaults_text=defaults_text())
     if run.open() == FINISHED:
         return run
     try:
@@ -105,6 +127,70 @@ def open_training_run(cfg: CfgNode, args: argparse.Namespace) -> RunFolder:
         run.close()
         raise
     return run
+
+
+def check_evaluation_target(folder: str, weights: str) -> None:
+    """Refuse an ``--eval-only`` that would write into a training run's results: an evaluation never
+    writes into a finished run, except to fill in the missing final results of its own
+    ``model_final.pth``; nor into an unfinished one (its results come from its own training); nor
+    over an evaluation folder's results of other weights. One line, nothing touched."""
+    from detection.files import EVAL_RESULTS_FILE
+    from detection.report import has_final_results
+    from runs.errors import RunRefused
+    from runs.manifest import read_manifest
+
+    if not os.path.isdir(folder):
+        return
+    manifest = read_manifest(folder)
+    own = os.path.join(folder, "model_final.pth")
+    training = (manifest or {}).get("stage") == "detection" or os.path.isfile(own)
+    same = bool(weights) and os.path.exists(weights) and os.path.realpath(weights) == os.path.realpath(own)
+    if training:
+        if not is_finished(folder):
+            raise RunRefused(f"--eval-only: OUTPUT_DIR {folder} holds an unfinished training run; its results come "
+                             "from its own training: evaluate into another OUTPUT_DIR")
+        if not same:
+            raise RunRefused(f"--eval-only: MODEL.WEIGHTS {weights} is not {own}: an evaluation of other weights never "
+                             f"writes into the finished run in {folder}; evaluate into another OUTPUT_DIR")
+        if has_final_results(folder):
+            raise RunRefused(f"--eval-only: {os.path.join(folder, EVAL_RESULTS_FILE)} already holds the finished run's "
+                             "final results, which are never overwritten; evaluate into another OUTPUT_DIR to "
+                             "check them again")
+        return
+    results = os.path.join(folder, EVAL_RESULTS_FILE)
+    if os.path.isfile(results):
+        try:
+            with open(results, encoding="utf-8") as f:
+                recorded = (yaml.safe_load(f) or {}).get("weights")
+        except (OSError, yaml.YAMLError, AttributeError):
+            recorded = None
+        if recorded and weights and os.path.realpath(recorded) != os.path.realpath(weights):
+            raise RunRefused(f"--eval-only: {results} holds the results of {recorded}; those of {weights} would "
+                             "replace them: evaluate into another OUTPUT_DIR")
+
+
+def truncate_metrics(folder: str, start_iter: int) -> None:
+    """Cut Detectron2's ``metrics.json`` (one JSON line per logged iteration, appended) back to the
+    iterations before ``start_iter``: a run resumed from an earlier checkpoint logs them again."""
+    import json
+
+    path = os.path.join(folder, "metrics.json")
+    if not os.path.isfile(path):
+        return
+    kept, dropped = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:  # a torn last line of a killed writer
+                dropped += 1
+                continue
+            if isinstance(record, dict) and isinstance(record.get("iteration"), int) and record["iteration"] >= start_iter:
+                dropped += 1
+                continue
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if dropped:
+        atomic_write_bytes(path, "".join(kept).encode("utf-8"))
 
 
 def lock_for_evaluation(folder: str) -> Optional[RunLock]:

@@ -22,7 +22,6 @@ import torch.distributed as dist
 
 import detection  # noqa: F401  (restores the names Detectron2 0.6 needs before it is imported)
 import detection.roi_heads  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_setup
@@ -31,6 +30,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from torch.nn.parallel import DistributedDataParallel
 
+from detection.checkpoint import SafeCheckpointer
 from detection.config import load_config, resolve_seed
 from detection.convert import check_detection_weights
 from detection.data import prepare_datasets
@@ -38,8 +38,8 @@ from detection.errors import DetectionSetupError
 from detection.evaluation import PerClassVOCEvaluator, save_eval_results
 from detection.files import PRETRAIN_METRICS_FILE, RUN_INFO_FILE
 from detection.protocol import UNKNOWN, protocol_label
-from detection.run_folder import (StopHook, adopt_recorded_seed, keep_run_config, lock_for_evaluation,
-                                  open_training_run)
+from detection.run_folder import (StopHook, adopt_recorded_seed, check_evaluation_target, keep_run_config,
+                                  lock_for_evaluation, open_training_run, truncate_metrics)
 from runs.files import atomic_write_json
 from runs.folder import FINISHED
 from runs.signals import Interrupted, StopSignals
@@ -59,17 +59,16 @@ class Trainer(DefaultTrainer):
     """``DefaultTrainer`` with the VOC evaluator, saved results and CPU DDP."""
 
     def __init__(self, cfg: CfgNode) -> None:
-        if cfg.MODEL.DEVICE != "cpu" or comm.get_world_size() == 1:
-            super().__init__(cfg)
-            return
-        # DefaultTrainer.__init__ wraps the model with the module-level create_ddp_model;
-        # swap it only while the parent constructor runs.
-        original = d2_defaults.create_ddp_model
-        d2_defaults.create_ddp_model = _cpu_ddp
+        # DefaultTrainer.__init__ builds its checkpointer, and wraps the model with the module-level
+        # create_ddp_model; swap them only while the parent constructor runs.
+        saved = d2_defaults.create_ddp_model, d2_defaults.DetectionCheckpointer
+        if cfg.MODEL.DEVICE == "cpu" and comm.get_world_size() > 1:
+            d2_defaults.create_ddp_model = _cpu_ddp
+        d2_defaults.DetectionCheckpointer = SafeCheckpointer
         try:
             super().__init__(cfg)
         finally:
-            d2_defaults.create_ddp_model = original
+            d2_defaults.create_ddp_model, d2_defaults.DetectionCheckpointer = saved
 
     @classmethod
     def build_evaluator(
@@ -92,7 +91,8 @@ class Trainer(DefaultTrainer):
                 iteration: Optional[int] = get_event_storage().iter
             except AssertionError:  # no training in progress: --eval-only
                 iteration = None
-            save_eval_results(per_dataset, cfg.OUTPUT_DIR, iteration, cfg.SOLVER.MAX_ITER)
+            save_eval_results(per_dataset, cfg.OUTPUT_DIR, iteration, cfg.SOLVER.MAX_ITER,
+                              weights=cfg.MODEL.WEIGHTS if iteration is None else None)
         return results
 
 
@@ -219,11 +219,14 @@ def _start_logging(cfg: CfgNode, args: argparse.Namespace) -> None:
 
 
 def _evaluate(cfg: CfgNode, args: argparse.Namespace) -> Any:
+    check_evaluation_target(cfg.OUTPUT_DIR, cfg.MODEL.WEIGHTS)
     lock = lock_for_evaluation(cfg.OUTPUT_DIR)  # a training run in this folder must not change under us
     try:
         _start_logging(cfg, args)
         model = Trainer.build_model(cfg)
-        checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        checkpointer = SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        if cfg.SALFMIX.CHECK_WEIGHTS and cfg.MODEL.WEIGHTS and not args.resume:
+            checkpointer.check_trunk_coverage(cfg.MODEL.WEIGHTS)
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
     finally:
@@ -245,11 +248,24 @@ def run(args: argparse.Namespace) -> Any:
         if comm.is_main_process():
             print(f"{cfg.OUTPUT_DIR}: the run is already finished (model_final.pth); nothing to do")
         return None
+    # The handlers cover the setup too (logging, datasets, model, weights): a signal there stops
+    # the run before training with run.json saying so, instead of killing it mid-setup.
+    stop = StopSignals()
     try:
-        _start_logging(cfg, args)
-        trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=args.resume)
-        with StopSignals() as stop:
+        with stop:
+            _start_logging(cfg, args)
+            trainer = Trainer(cfg)
+            resuming = args.resume and trainer.checkpointer.has_checkpoint()
+            if cfg.SALFMIX.CHECK_WEIGHTS and cfg.MODEL.WEIGHTS and not resuming:
+                trainer.checkpointer.check_trunk_coverage(cfg.MODEL.WEIGHTS)
+            trainer.resume_or_load(resume=args.resume)
+            if comm.is_main_process():  # a record per iteration, never two: cut back to the checkpoint
+                truncate_metrics(cfg.OUTPUT_DIR, trainer.start_iter)
+            signum = stop.signum or 0
+            if comm.get_world_size() > 1:  # every process stops, or none
+                signum = max(comm.all_gather(signum))
+            if signum:
+                raise Interrupted(signum, "before training started")
             trainer.register_hooks([StopHook(stop)])
             results = trainer.train()
         folder.finish(iteration=cfg.SOLVER.MAX_ITER)

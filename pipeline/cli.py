@@ -12,7 +12,7 @@ import argparse
 import os
 import shlex
 import sys
-from typing import Callable, List, TypeVar
+from typing import Callable, List, Optional, TypeVar
 
 from pipeline.plan import PipelineError, Plan
 from pipeline.stages import Context
@@ -66,10 +66,16 @@ def add_common_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def execute(prog: str, plan: Callable[[], List[Plan]], body: Callable[[List[Plan], Context], T]) -> T:
-    """``body(plan(), context)`` with the exits of the module docstring."""
+def execute(prog: str, plan: Callable[[], List[Plan]], body: Callable[[List[Plan], Context], T],
+            report_out: Optional[str] = None) -> T:
+    """``body(plan(), context)`` with the exits of the module docstring; every check of
+    :func:`pipeline.checks.check_plans` (folders, datasets, what the manifests say) runs first."""
+    from pipeline.checks import check_plans
+
     try:
         plans = plan()
+        for item, start in zip(plans, check_plans(plans, report_out)):
+            item.start = start
     except PipelineError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2)

@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from runs.signals import StopSignals
+from runs.signals import StopSignals, die_with_parent
 
 __all__ = ["ChildSignals", "stage_output", "tail"]
 
@@ -122,8 +122,10 @@ class ChildSignals(StopSignals):
         status, 128 + N when signal N ended it. Safe to call from several threads."""
         log = open(log_path, "ab") if log_path else None
         try:
+            # The child dies with this process (a SIGTERM at its death: it stops at its safe
+            # point), so a killed orchestrator never leaves runs training on, orphaned.
             proc = subprocess.Popen(list(cmd), env=env, stdout=log, stderr=subprocess.STDOUT if log else None,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=die_with_parent)
             with self._lock:
                 self._children[proc.pid] = proc
             try:

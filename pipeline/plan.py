@@ -50,6 +50,8 @@ class Plan:
     det_opts: List[str]
     num_gpus: int = 1
     notes: List[str] = field(default_factory=list)
+    # Where the plan starts, decided from the manifests before anything runs (pipeline.checks).
+    start: str = "run"
 
     @property
     def name(self) -> str:

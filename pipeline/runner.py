@@ -63,6 +63,17 @@ def run_pipeline(plan: Plan, ctx: stages.Context, quiet: bool = False) -> str:
     def say(text: str) -> None:
         print(f"[{plan.name}] {text}", flush=True)
 
+    from pipeline.checks import DONE_FROM_DETECTION, backbone_key, recorded_backbone
+
+    upstream_done = (stages.pretrain_state(plan.pretrain_dir, plan.label) == stages.DONE
+                     and stages.conversion_done(plan.pretrain_dir, plan.weights))
+    if plan.start == DONE_FROM_DETECTION and not upstream_done:
+        # the detection results are what the pipeline is for: a deleted backbone is not redone
+        gone = [p for p in (plan.pretrain_dir, plan.weights) if not os.path.exists(p)] or [plan.weights]
+        say(f"fine-tune + evaluate: done ({os.path.join(plan.det_dir, 'eval_results.json')}; "
+            f"{' and '.join(gone)} not needed: the detection run recorded its backbone)")
+        return plan.det_dir
+
     for folder in (os.path.dirname(plan.pretrain_dir), os.path.dirname(plan.weights), os.path.dirname(plan.det_dir),
                    os.path.dirname(plan.log("x"))):
         os.makedirs(folder, exist_ok=True)
@@ -100,6 +111,9 @@ def run_pipeline(plan: Plan, ctx: stages.Context, quiet: bool = False) -> str:
                lambda: stages.evaluate_detection(plan.det_dir, ctx, plan.num_gpus))
     else:
         resuming = f" (resuming {plan.det_dir})" if state == stages.RESUME else ""
+        if state == stages.NEW or recorded_backbone(plan.det_dir) is None:
+            # which pretraining run this detection run's backbone comes from, before it starts
+            stages.record_backbone(plan.det_dir, backbone_key(plan))
         say(f"fine-tune + evaluate: {plan.det_config}{resuming}")
         _stage(plan, "fine-tune + evaluate", "detection", quiet, lambda: stages.train_detection(
             plan.det_config, plan.det_overrides(), state == stages.RESUME, ctx, plan.num_gpus))

@@ -133,7 +133,8 @@ def _child(ctx: Context, cmd: List[str], what: str) -> None:
 
 
 def _torchrun(ctx: Context, num_procs: int) -> List[str]:
-    return [ctx.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(num_procs)]
+    # torchrun that ends with the signal's status (no traceback) when its workers were stopped
+    return [ctx.python, "-m", "salfmix.torchrun", "--standalone", "--nproc_per_node", str(num_procs)]
 
 
 def run_pretrain(config: str, opts: Sequence[str], resume: bool, ctx: Context, num_procs: int = 1) -> Optional[str]:
@@ -157,8 +158,9 @@ def run_pretrain(config: str, opts: Sequence[str], resume: bool, ctx: Context, n
     return f"done: {shown}; weights in {os.path.join(cfg.OUTPUT_DIR, 'model_final.pth')}"
 
 
-def _source_key(folder: str) -> Dict[str, Any]:
-    """What identifies the finished pretraining run a conversion was made from."""
+def source_key(folder: str) -> Dict[str, Any]:
+    """What identifies the finished pretraining run a conversion (and the detection run fine-tuned
+    from it) was made from: its config hash and end time."""
     manifest = read_manifest(folder) or {}
     if manifest.get("config_hash") and manifest.get("ended"):
         return {"config_hash": manifest["config_hash"], "ended": manifest["ended"]}
@@ -187,14 +189,31 @@ def conversion_done(pretrain_dir: str, weights: str) -> bool:
             return True
         return False
     try:
-        return read_json(record).get("pretrain_run") == _source_key(pretrain_dir)
+        return read_json(record).get("pretrain_run") == source_key(pretrain_dir)
     except (ReportError, AttributeError, OSError):
         return False
 
 
+def record_backbone(det_dir: str, key: Optional[Dict[str, Any]]) -> None:
+    """Write the backbone's pretraining run into ``det_dir/run_info.json`` (kept by the detection
+    stage), so a later command can tell which pretraining run the detection run belongs to."""
+    from runs.report import ReportError, read_json
+
+    path = os.path.join(det_dir, "run_info.json")
+    info: Dict[str, Any] = {}
+    if os.path.isfile(path):
+        try:
+            found = read_json(path)
+            info = found if isinstance(found, dict) else {}
+        except ReportError:
+            info = {}
+    os.makedirs(det_dir, exist_ok=True)
+    atomic_write_json(path, {**info, "backbone": key})
+
+
 def _write_record(pretrain_dir: str, weights: str) -> None:
     atomic_write_json(_record_path(weights), {"source": os.path.abspath(os.path.join(pretrain_dir, "model_final.pth")),
-                                              "converted": now(), "pretrain_run": _source_key(pretrain_dir)})
+                                              "converted": now(), "pretrain_run": source_key(pretrain_dir)})
 
 
 def convert(pretrain_dir: str, weights: str) -> str:
@@ -203,16 +222,24 @@ def convert(pretrain_dir: str, weights: str) -> str:
     from detection.convert import convert_state_dict, read_checkpoint, write_detectron2_pickle
     from detection.errors import DetectionSetupError
 
+    from runs.files import remove_stale_temps
+    from runs.signals import StopSignals
+
     source = os.path.join(pretrain_dir, "model_final.pth")
-    try:
-        state, note = read_checkpoint(source)
-        model = convert_state_dict(state)
-        write_detectron2_pickle(model, weights)
-        _write_record(pretrain_dir, weights)
-    except DetectionSetupError as err:
-        raise StageFailed(f"{source}: {err}" if not str(err).startswith(source) else str(err)) from None
-    except RunError as err:
-        raise StageFailed(str(err)) from None
+    remove_stale_temps(os.path.dirname(weights) or ".", dead_writers_only=True)  # of a killed conversion
+    # A stop signal waits for the (atomic) write to end: the converted file is complete and kept.
+    with StopSignals() as stop:
+        try:
+            state, note = read_checkpoint(source)
+            model = convert_state_dict(state)
+            write_detectron2_pickle(model, weights)
+            _write_record(pretrain_dir, weights)
+        except DetectionSetupError as err:
+            raise StageFailed(f"{source}: {err}" if not str(err).startswith(source) else str(err)) from None
+        except RunError as err:
+            raise StageFailed(str(err)) from None
+    if stop.signum is not None:
+        raise Interrupted(stop.signum, f"after converting {weights} (complete, kept)")
     return (f"wrote {weights}: {len(model)} tensors of a torchvision ResNet-50 in Detectron2 names"
             + (f" ({note})" if note else ""))
 

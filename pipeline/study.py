@@ -38,11 +38,32 @@ def _write_json(path: str, obj: Any) -> None:
 
 def check_study(runs: Sequence[StudyRun], files: Dict[str, str], recipe: Recipe, data_root: str) -> None:
     """Load every tag's config with its overrides (one seed is enough: seeds differ in SEED and
-    the folder only) and check the folders; raises :class:`PipelineError` before anything runs."""
+    the folder only) and check the folders; a finished run is reused only when its config is the
+    one asked for now (outside the pretraining stage's ``SAME_RUN`` keys). Raises
+    :class:`PipelineError` before anything runs."""
     from pretrain.config import load_config
+    from pretrain.engine.runner import SAME_RUN, defaults_text
+    from runs.folder import finished_run_drift
+    from runs.manifest import describe_drift
 
+    if os.path.exists(recipe_root(runs)) and not os.path.isdir(recipe_root(runs)):
+        raise PipelineError(f"--output-root {recipe_root(runs)}: exists and is not a folder")
     checked = set()
+    defaults = defaults_text()
+    from pipeline.checks import refuse_live_run
+
     for run in runs:
+        refuse_live_run(run.run_dir, run.tag)
+        if stages.pretrain_state(run.run_dir, run.method) == stages.DONE:
+            try:
+                text = load_config(files[run.method], run_opts(run, recipe, data_root)).dump()
+            except (ValueError, FileNotFoundError) as err:
+                raise PipelineError(f"{run.tag}: {err}") from None
+            drift = finished_run_drift(run.run_dir, text, SAME_RUN, defaults)
+            if drift:
+                raise PipelineError(f"{run.run_dir} holds a finished run whose config differs from the one asked for "
+                                    f"now in {describe_drift(drift)}; it is never reused for another recipe: use "
+                                    "another --output-root, or ask for the recipe it ran (nothing was run)")
         if run.tag not in checked:
             checked.add(run.tag)
             try:
@@ -53,6 +74,11 @@ def check_study(runs: Sequence[StudyRun], files: Dict[str, str], recipe: Recipe,
                 raise PipelineError(f"{run.tag}: {files[run.method]} trains MIX.METHOD {cfg.MIX.METHOD}, not "
                                     f"{run.method} (see --config-pattern)")
         stages.pretrain_state(run.run_dir, run.method)  # refuses a folder of another method
+
+
+def recipe_root(runs: Sequence[StudyRun]) -> str:
+    """The study's output root (runs are ``ROOT/<tag>/seed<k>``)."""
+    return os.path.dirname(os.path.dirname(runs[0].run_dir)) if runs else "."
 
 
 def _prepare(run: StudyRun, cfg_file: str, opts: List[str], recipe: Recipe) -> None:

@@ -230,6 +230,11 @@ def load_config(config_file: Optional[str] = None, opts: Optional[List[str]] = N
             raise ValueError(f"overrides: {_explain(err)}") from None
     assert_cfg(cfg)
     resolve_method_defaults(cfg)
+    if cfg.MIX.METHOD != "none" and cfg.MIX.START_EPOCH > cfg.SOLVER.MAX_EPOCHS:
+        # the run would be labelled with the method and train the baseline
+        raise ValueError(f"MIX.START_EPOCH: {cfg.MIX.METHOD} mixes from epoch {cfg.MIX.START_EPOCH} but "
+                         f"SOLVER.MAX_EPOCHS is {cfg.SOLVER.MAX_EPOCHS}: the run would never mix; train longer, set "
+                         "MIX.START_EPOCH (e.g. 1), or MIX.METHOD none")
     cfg.freeze()
     return cfg
 

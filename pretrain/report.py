@@ -15,7 +15,7 @@ import io
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -46,6 +46,9 @@ class RunResult:
     max_epochs: Optional[int]
     top1_err: float
     top5_err: float
+    # What the averaging compares: the resolved config (with the defaults for keys added since
+    # the run) and the data it recorded in run.json.
+    recipe: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -104,8 +107,32 @@ def read_run(run_dir: str) -> RunResult:
         # a cached-saliency run is not the same experiment as a fresh one: never one row
         label += CACHED_SUFFIX
     max_epochs = info.get("epochs", cfg.get("SOLVER", {}).get("MAX_EPOCHS"))
+    manifest = shared.read_json(os.path.join(run_dir, "run.json"), ReportError) \
+        if os.path.isfile(os.path.join(run_dir, "run.json")) else {}
+    recipe = {"config": _with_defaults(cfg), "data": manifest.get("data") if isinstance(manifest, dict) else None}
     return RunResult(run_dir, str(label), str(method), r, int(seed), int(last["epoch"]),
-                     None if max_epochs is None else int(max_epochs), float(last["top1_err"]), float(last["top5_err"]))
+                     None if max_epochs is None else int(max_epochs), float(last["top1_err"]), float(last["top5_err"]),
+                     recipe)
+
+
+# Keys in which runs of one row may differ: the seed, where runs and data are, how they report.
+ROW_MAY_DIFFER = ("config.SEED", "config.OUTPUT_DIR", "config.DATA.ROOT", "config.DATA.CACHE_DIR", "config.TRAIN.PROGRESS",
+                  "config.TRAIN.EVAL_PERIOD", "config.TRAIN.KEEP_CHECKPOINTS", "config.TRAIN.CHECKPOINT_PERIOD",
+                  "config.TRAIN.LOG_PERIOD", "config.TRAIN.COMPILE", "config.TEST.BATCH_SIZE")
+
+
+def _with_defaults(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The saved config with the current defaults under it: a run from before a key existed reads
+    as having the key's default (what its code did)."""
+    from pretrain.config import get_cfg_defaults
+    import yaml
+
+    def merge(base: Any, over: Any) -> Any:
+        if isinstance(base, dict) and isinstance(over, dict):
+            return {**base, **{k: merge(base.get(k), v) for k, v in over.items()}}
+        return over
+
+    return merge(yaml.safe_load(get_cfg_defaults().dump()), cfg)
 
 
 def _order(row: Dict[str, Any]) -> tuple:
@@ -137,6 +164,9 @@ def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> List
         methods = {m.method for m in members}
         if len(methods) > 1:
             raise ReportError(f"runs named {label} use different methods {sorted(methods)}: {[m.run_dir for m in members]}")
+        conflict = shared.recipe_conflict([(m.run_dir, m.recipe) for m in members], ROW_MAY_DIFFER)
+        if conflict:
+            raise ReportError(f"{label}: {conflict}")
         rows.append({
             "label": label, "method": members[0].method, "r": members[0].r, "n": len(members),
             "seeds": [m.seed for m in members],
@@ -182,7 +212,8 @@ def build_report(run_dirs: Sequence[str], allow_incomplete: bool = False, title:
         raise ReportError("no run folders given")
     runs = [read_run(d) for d in shared.unique_run_dirs(run_dirs, warn)]
     rows = aggregate(runs, allow_incomplete)
-    return {"title": title, "rows": rows, "runs": [asdict(r) for r in runs], "comparisons": compare_rows(rows, compare)}
+    runs_out = [{k: v for k, v in asdict(r).items() if k != "recipe"} for r in runs]
+    return {"title": title, "rows": rows, "runs": runs_out, "comparisons": compare_rows(rows, compare)}
 
 
 def _format_p(p: Optional[float]) -> str:

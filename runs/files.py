@@ -5,8 +5,10 @@ one. Any error while writing removes the temp file and leaves the old file as it
 ``OSError`` (a full disk, no permission), also one that a writer such as ``torch.save`` wraps in its
 own exception, becomes a :class:`~runs.errors.WriteError` naming the path and the cause.
 
-Temp files are named ``.<name>.<12 hex>.tmp``; :func:`remove_stale_temps` deletes those a killed
-process left (call it only while holding the folder's lock, so that no live writer owns them).
+Temp files are named ``.<name>.<pid>-<12 hex>.tmp`` (the writer's process id; older ones
+``.<name>.<12 hex>.tmp``); :func:`remove_stale_temps` deletes those a killed process left: all of
+them while holding the folder's lock (no live writer can own them), or, in a folder without a lock
+(``weights/``), only those whose writer is no longer alive.
 """
 from __future__ import annotations
 
@@ -22,7 +24,17 @@ from runs.errors import WriteError
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save",
            "os_error_in", "remove_stale_temps"]
 
-_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+_TEMP = re.compile(r"^\..+\.(?:(\d+)-)?[0-9a-f]{12}\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def os_error_in(err: BaseException) -> Optional[OSError]:
@@ -58,7 +70,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     except OSError as err:
         raise WriteError(path, describe_os_error(err)) from None
     # open(..., "xb") rather than mkstemp: the file gets the umask's permissions, not 0600.
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
     try:
         with open(tmp, "xb") as f:
             write(f)
@@ -98,15 +110,20 @@ def atomic_torch_save(path: str, obj: Any) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def remove_stale_temps(folder: str) -> List[str]:
-    """Delete the temp files of :func:`atomic_write` in ``folder`` (not below); returns their names."""
+def remove_stale_temps(folder: str, dead_writers_only: bool = False) -> List[str]:
+    """Delete the temp files of :func:`atomic_write` in ``folder`` (not below); returns their names.
+    ``dead_writers_only``: only those whose writing process is gone (for a folder that no lock
+    guards; a temp file without a process id is then left alone)."""
     removed = []
     try:
         names = os.listdir(folder)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return removed
     for name in sorted(names):
-        if _TEMP.match(name):
+        found = _TEMP.match(name)
+        if found and dead_writers_only and (found.group(1) is None or _alive(int(found.group(1)))):
+            continue
+        if found:
             try:
                 os.unlink(os.path.join(folder, name))
                 removed.append(name)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from runs.errors import RunError, RunRefused
 from runs.files import describe_os_error, remove_stale_temps
@@ -43,16 +43,36 @@ def is_finished(folder: str, final_file: str = "model_final.pth") -> bool:
     return os.path.isfile(os.path.join(folder, final_file))
 
 
+def finished_run_drift(folder: str, config_text: str, same_run: Sequence[str] = (),
+                       defaults_text: Optional[str] = None) -> List[Tuple[str, Any, Any]]:
+    """How the resolved config ``config_text`` differs from the run in ``folder`` (its
+    ``config.yaml``), outside the keys of ``same_run``: empty when the request asks for exactly
+    that run (or the folder has no config.yaml to compare with)."""
+    path = os.path.join(folder, "config.yaml")
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise RunError(f"{path}: cannot read ({describe_os_error(err)})") from None
+    return config_drift(old, config_text, same_run, defaults_text)
+
+
 class RunFolder:
     """One stage's run in ``folder``; see the module docstring for the rules."""
 
     def __init__(self, folder: str, *, stage: str, config_text: str, resume: bool, method: str = "",
                  command: Optional[Sequence[str]] = None, resume_command: str = "", allowed: Sequence[str] = (),
-                 artefacts: Sequence[str] = (), final_file: str = "model_final.pth", main: bool = True) -> None:
+                 artefacts: Sequence[str] = (), final_file: str = "model_final.pth", main: bool = True,
+                 same_run: Sequence[str] = (), defaults_text: Optional[str] = None) -> None:
         self.folder, self.stage, self.config_text, self.resume = folder, stage, config_text, resume
         self.method, self.resume_command = method, resume_command
         self.command = list(command) if command is not None else []
         self.allowed, self.final_file, self.main = tuple(allowed), final_file, main
+        # Keys in which a request may differ from a finished run and still ask for that run
+        # (where things are, how it reports); everything else asks for another run.
+        self.same_run, self.defaults_text = tuple(same_run), defaults_text
         self.artefacts = tuple(artefacts) + (MANIFEST, "config.yaml", final_file)
         self.lock: Optional[RunLock] = None
         self.manifest: Dict[str, Any] = {}
@@ -82,6 +102,11 @@ class RunFolder:
                              "choose another OUTPUT_DIR")
         if finished:
             if self.resume:
+                drift = finished_run_drift(self.folder, self.config_text, self.same_run, self.defaults_text)
+                if drift:
+                    raise RunRefused(f"--resume: OUTPUT_DIR {self.folder} holds a finished run{self._method(manifest)} "
+                                     f"whose config differs from the one asked for in {describe_drift(drift)}; a "
+                                     "finished run is never changed (nothing was touched): choose another OUTPUT_DIR")
                 return FINISHED
             ended = f", ended {manifest['ended']}" if manifest.get("ended") else ""
             raise RunRefused(f"OUTPUT_DIR {self.folder} holds a finished run{self._method(manifest)}{ended}; "
@@ -119,7 +144,7 @@ class RunFolder:
             return  # nothing ran yet with a config: nothing to drift from
         except OSError as err:
             raise RunError(f"{path}: cannot read ({describe_os_error(err)})") from None
-        drift = config_drift(old, self.config_text, self.allowed)
+        drift = config_drift(old, self.config_text, self.allowed, self.defaults_text)
         if drift:
             raise RunRefused(f"--resume: the config differs from the run's {path} in {describe_drift(drift)}; "
                              "resume with the run's config (only "

@@ -116,16 +116,26 @@ def _allowed(key: str, allowed: Sequence[str]) -> bool:
     return any(key == a or (a.endswith(".*") and key.startswith(a[:-1])) for a in allowed)
 
 
-def config_drift(old_text: str, new_text: str, allowed: Sequence[str] = ()) -> List[Tuple[str, Any, Any]]:
+def config_drift(old_text: str, new_text: str, allowed: Sequence[str] = (),
+                 defaults_text: Optional[str] = None) -> List[Tuple[str, Any, Any]]:
     """``(key, old, new)`` for every dotted key whose value differs between two YAML configs,
     except the keys in ``allowed`` (exact keys, or ``"TRAIN.*"`` for every key under ``TRAIN``).
-    A key present in one config only shows ``<absent>`` for the other."""
+    A key present in one config only shows ``<absent>`` for the other; with ``defaults_text`` (the
+    stage's default config), a key the old config does not have (the run was made before the key
+    existed) is no drift while the new config keeps the key's default, which is the behaviour the
+    old code had."""
     old = flatten(yaml.safe_load(old_text) or {})
     new = flatten(yaml.safe_load(new_text) or {})
+    defaults = flatten(yaml.safe_load(defaults_text) or {}) if defaults_text else {}
     absent = "<absent>"
     keys = sorted(set(old) | set(new))
-    return [(k, old.get(k, absent), new.get(k, absent)) for k in keys
-            if old.get(k, absent) != new.get(k, absent) and not _allowed(k, allowed)]
+
+    def differs(key: str) -> bool:
+        if old.get(key, absent) == new.get(key, absent):
+            return False
+        return not (key not in old and key in defaults and new.get(key, absent) == defaults[key])
+
+    return [(k, old.get(k, absent), new.get(k, absent)) for k in keys if differs(k) and not _allowed(k, allowed)]
 
 
 def describe_drift(drift: Sequence[Tuple[str, Any, Any]], limit: int = 6) -> str:

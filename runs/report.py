@@ -15,14 +15,15 @@ import math
 import os
 import statistics
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import yaml
 
 from runs.files import atomic_write, atomic_write_json, atomic_write_text
 
 __all__ = ["ReportError", "csv_text", "format_mean_std", "markdown_table", "mean_std", "print_warning", "read_json",
-           "read_yaml", "save_figure", "student_t_two_sided_p", "unique_run_dirs", "welch_test", "write_report_files"]
+           "read_yaml", "recipe_conflict", "save_figure", "student_t_two_sided_p", "unique_run_dirs", "welch_test",
+           "write_report_files"]
 
 
 class ReportError(ValueError):
@@ -79,6 +80,27 @@ def read_yaml(path: str, error: Type[Exception] = ReportError, strict: bool = Tr
             return {}
         raise error(f"{path}: expected a mapping of config keys")
     return data
+
+
+def recipe_conflict(runs: Sequence[Tuple[str, Mapping[str, Any]]], ignore: Sequence[str] = ()) -> Optional[str]:
+    """The first difference between runs meant to be averaged into one row: ``runs`` are
+    ``(run folder, config)`` pairs (nested dicts, e.g. the saved ``config.yaml`` plus what the
+    run recorded about its data); keys in ``ignore`` (exact, or ``"A.*"``) may differ. Returns one
+    line naming the key, both values and both folders, or None when they agree."""
+    from runs.manifest import _allowed, flatten
+
+    if len(runs) < 2:
+        return None
+    first_dir, first = runs[0][0], flatten(dict(runs[0][1]))
+    absent = "<absent>"
+    for run_dir, config in runs[1:]:
+        flat = flatten(dict(config))
+        for key in sorted(set(first) | set(flat)):
+            if _allowed(key, ignore) or first.get(key, absent) == flat.get(key, absent):
+                continue
+            return (f"{key} is {first.get(key, absent)!r} in {first_dir} but {flat.get(key, absent)!r} in {run_dir}: "
+                    "runs of another recipe or data are never averaged into one row")
+    return None
 
 
 def mean_std(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:

@@ -17,8 +17,8 @@ Optional measures:
 - ``--methods M ...``: each method also timed with fresh saliency, in the same turns:
   ``step_ms_<method>``; with ``--project-epochs E``, ``projected_<E>ep_hours_<method>``: that step
   time x (``--project-train-images`` // batch) steps x E epochs, on this one device (evaluation
-  and data loading not counted). A method that fails here (e.g. SaliencyMix's official mode
-  without opencv-contrib) is reported and left out.
+  and data loading not counted). A method that fails here (e.g. PuzzleMix without gco) is
+  reported and left out.
 - ``--suspects``: what a training step pays besides the training work, for ``none`` and
   ``hybridmix_v3`` (fresh): ``<method>_trainer_step_ms`` (``Trainer.train_step``, median of
   rounds of ``--suspect-steps`` steps); on the model part of the step (forward, mixed loss,

@@ -26,6 +26,8 @@ import numpy as np  # noqa: E402
 from detection.convert import convert_state_dict, read_checkpoint, write_detectron2_pickle  # noqa: E402
 from detection.errors import DetectionSetupError  # noqa: E402
 from runs.errors import RunError  # noqa: E402
+from runs.files import remove_stale_temps  # noqa: E402
+from runs.signals import Interrupted, StopSignals  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -47,14 +49,19 @@ def main(args: argparse.Namespace) -> str:
         raise DetectionSetupError(f"{args.input}: checkpoint not found")
     if os.path.exists(args.output) and not args.force:
         raise DetectionSetupError(f"{args.output}: exists; pass --force to replace it")
-    state, note = read_checkpoint(args.input)
-    try:
-        model = convert_state_dict(state)
-    except DetectionSetupError as err:
-        raise DetectionSetupError(f"{args.input}: {err}") from None
-    if note:
-        print(f"note: {note}")
-    write_detectron2_pickle(model, args.output)
+    remove_stale_temps(os.path.dirname(args.output) or ".", dead_writers_only=True)  # of a killed conversion
+    # A stop signal waits for the (atomic) write to end: OUT is then complete, or not there at all.
+    with StopSignals() as stop:
+        state, note = read_checkpoint(args.input)
+        try:
+            model = convert_state_dict(state)
+        except DetectionSetupError as err:
+            raise DetectionSetupError(f"{args.input}: {err}") from None
+        if note:
+            print(f"note: {note}")
+        write_detectron2_pickle(model, args.output)
+    if stop.signum is not None:
+        raise Interrupted(stop.signum, f"after writing {args.output} (complete)")
     n_params = sum(int(np.prod(v.shape)) for v in model.values())
     has_fc = any(k.startswith(("fc.", "module.fc.")) for k in state)
     print(
@@ -69,3 +76,6 @@ if __name__ == "__main__":
         main(get_parser().parse_args())
     except (DetectionSetupError, RunError) as err:
         sys.exit(f"error: {err}")
+    except Interrupted as err:
+        print(str(err), file=sys.stderr)
+        sys.exit(err.exit_code)

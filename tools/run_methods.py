@@ -50,7 +50,8 @@ def main(args: argparse.Namespace) -> Dict[str, str]:
                               opts_words(args.det_opts, "--det-opts"), args.num_gpus)
 
     report_out = args.report_out or os.path.join(args.out, "report")
-    return execute("run_methods", plan, lambda plans, ctx: run_methods(plans, ctx, report_out, args.note, args.quiet))
+    return execute("run_methods", plan, lambda plans, ctx: run_methods(plans, ctx, report_out, args.note, args.quiet),
+                   report_out)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def main(args: argparse.Namespace) -> Any:
             f"--num-machines {args.num_machines}: give --dist-url tcp://<address of machine 0>:<port> on every "
             "machine ('auto' takes a free port on this machine only)"
         )
-    finished = already_finished(args)
+    finished = already_finished(args, world_size)
     if finished:  # a --resume of a finished run: nothing to launch, nothing to touch
         print(finished)
         return None

@@ -35,12 +35,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for report.md/.csv/.json/.png")
     p.add_argument("--dataset", default=None, help="test dataset to report (default: voc_2007_test, or the only one)")
     p.add_argument("--note", default=None, help="a line printed under the title and kept in report.json (e.g. the data's origin)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="show runs evaluated before their last iteration, in rows of their own (default: refused)")
     return p
 
 
 def main(args: argparse.Namespace) -> Dict[str, str]:
     """Write the report files; print the markdown table; return the paths."""
-    report = build_report(args.run_dirs, args.dataset, args.note)
+    report = build_report(args.run_dirs, args.dataset, args.note, allow_incomplete=args.allow_incomplete,
+                          out_dir=args.out)
     paths = write_report(report, args.out)
     with open(paths["md"], encoding="utf-8") as f:
         print(f.read(), end="")

@@ -30,8 +30,21 @@ from runs.signals import Interrupted, StopSignals
 RESUME_MAY_CHANGE = ("OUTPUT_DIR", "SOLVER.MAX_EPOCHS", "TRAIN.PROGRESS", "TRAIN.EVAL_PERIOD",
                      "TRAIN.KEEP_CHECKPOINTS", "TRAIN.CHECKPOINT_PERIOD", "TRAIN.LOG_PERIOD", "TRAIN.COMPILE",
                      "DATA.ROOT", "DATA.CACHE_DIR", "TEST.BATCH_SIZE")
+# Keys in which a request may differ from a finished run and still ask for that very run (where the
+# run, its data and caches are; how it reports): a --resume, a pipeline or a study that finds the
+# run finished reuses it only then. SOLVER.MAX_EPOCHS is not among them: more epochs is another run.
+SAME_RUN = ("OUTPUT_DIR", "TRAIN.PROGRESS", "TRAIN.EVAL_PERIOD", "TRAIN.KEEP_CHECKPOINTS", "TRAIN.CHECKPOINT_PERIOD",
+            "TRAIN.LOG_PERIOD", "TRAIN.COMPILE", "DATA.ROOT", "DATA.CACHE_DIR", "TEST.BATCH_SIZE")
 # The files of a pretraining run besides run.json, config.yaml and model_final.pth.
 ARTEFACTS = ("metrics.jsonl", "model_epoch*.pth", "last_checkpoint", "tb")
+
+
+def defaults_text() -> str:
+    """The pretraining config's defaults, resolved as a run's config.yaml is: a run made before a
+    key existed compares as if it had the key's default (see :func:`runs.manifest.config_drift`)."""
+    from pretrain.config import get_cfg_defaults
+
+    return get_cfg_defaults().dump()
 
 
 @dataclass
@@ -57,7 +70,8 @@ def run_pretraining(cfg: CfgNode, resume: bool = False, command: Optional[Sequen
     rank = int(os.environ.get("RANK", "0"))
     run = RunFolder(cfg.OUTPUT_DIR, stage="pretrain", config_text=cfg.dump(), resume=resume, method=cfg.MIX.METHOD,
                     command=command if command is not None else [sys.executable, *sys.argv], resume_command=resume_cmd,
-                    allowed=RESUME_MAY_CHANGE, artefacts=ARTEFACTS, main=rank == 0)
+                    allowed=RESUME_MAY_CHANGE, artefacts=ARTEFACTS, main=rank == 0, same_run=SAME_RUN,
+                    defaults_text=defaults_text())
     if run.open() == FINISHED:
         records = read_records(os.path.join(cfg.OUTPUT_DIR, "metrics.jsonl"))
         return PretrainResult("already finished", cfg.OUTPUT_DIR, records[-1] if records else {})
@@ -74,7 +88,11 @@ def run_pretraining(cfg: CfgNode, resume: bool = False, command: Optional[Sequen
             if rank == 0:
                 log(f"resuming from {resumed} (epoch {trainer.start_epoch})" if resumed else
                     "no checkpoint found: starting from epoch 1")
-        run.start(epoch=trainer.start_epoch - 1)
+        # What the run trained on, beside the config (whose DATA.ROOT may move): reports never
+        # average runs of different data.
+        data = {"name": cfg.DATA.NAME, "classes": trainer.data.num_classes, "train_images": len(trainer.data.train),
+                "test_images": len(trainer.data.test)}
+        run.start(epoch=trainer.start_epoch - 1, data=data)
         with StopSignals() as stop:
             trainer.should_stop = lambda: stop.signum
             trainer.on_checkpoint = lambda epoch: run.update(epoch=epoch)

@@ -7,7 +7,6 @@ except the augmentation and mixing generators, which are seeded per rank.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import signal

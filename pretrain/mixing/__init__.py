@@ -1,7 +1,8 @@
 """Mixing augmentations: SalfMix, HybridMix and the methods the paper compares against.
 
-Needs only torch and numpy (plus OpenCV for SaliencyMix's official mode and gco for PuzzleMix's
-graph cut), so it can be lifted into any training loop::
+Needs only torch and numpy (plus gco for PuzzleMix's graph cut, imported when PuzzleMix first
+mixes, and OpenCV's contrib module for SaliencyMix's ``backend="opencv"`` reference only), so it
+can be lifted into any training loop::
 
     from pretrain.mixing import make_mixer, mix_loss
     mixer = make_mixer("hybridmix_v3", n=8, r=0.3)

@@ -42,7 +42,7 @@ def test_report_groups_seeds_and_writes_every_file(load_detection_tool, tmp_path
         _fake_run(tmp_path, "my_run", None, 0, (30.0, 60.0, 30.0)),
     ]
     tool = load_detection_tool("voc_report")
-    paths = tool.main(argparse.Namespace(run_dirs=runs, out=str(tmp_path / "report"), dataset=None, note=None))
+    paths = tool.main(argparse.Namespace(run_dirs=runs, out=str(tmp_path / "report"), dataset=None, note=None, allow_incomplete=False))
     for ext in ("md", "csv", "json", "png"):
         assert os.path.getsize(paths[ext]) > 0
     with open(paths["json"]) as f:
@@ -75,20 +75,64 @@ def test_report_errors_name_the_folder(load_detection_tool, tmp_path) -> None:
     (tmp_path / "unfinished").mkdir()
     tool = load_detection_tool("voc_report")
     with pytest.raises(DetectionSetupError, match=r"unfinished: no evaluation results \(eval_results\.json\)"):
-        tool.main(argparse.Namespace(run_dirs=[good, str(tmp_path / "unfinished")], out=str(tmp_path / "r"), dataset=None, note=None))
+        tool.main(argparse.Namespace(run_dirs=[good, str(tmp_path / "unfinished")], out=str(tmp_path / "r"), dataset=None, note=None, allow_incomplete=False))
     with pytest.raises(DetectionSetupError, match="run folder not found"):
-        tool.main(argparse.Namespace(run_dirs=[str(tmp_path / "nope")], out=str(tmp_path / "r"), dataset=None, note=None))
+        tool.main(argparse.Namespace(run_dirs=[str(tmp_path / "nope")], out=str(tmp_path / "r"), dataset=None, note=None, allow_incomplete=False))
     with pytest.raises(DetectionSetupError, match="no results for voc_2012_test"):
-        tool.main(argparse.Namespace(run_dirs=[good], out=str(tmp_path / "r"), dataset="voc_2012_test", note=None))
+        tool.main(argparse.Namespace(run_dirs=[good], out=str(tmp_path / "r"), dataset="voc_2012_test", note=None, allow_incomplete=False))
     assert not (tmp_path / "r").exists()
 
 
-def test_intermediate_evaluation_is_flagged(load_detection_tool, tmp_path, capsys) -> None:
-    run = _fake_run(tmp_path, "half", "cutmix", iteration=5000)
+def test_an_unfinished_run_is_never_averaged_with_finished_ones(load_detection_tool, tmp_path, capsys) -> None:
+    """A run killed after a periodic evaluation is refused; --allow-incomplete shows it in a row
+    of its own, never averaged with the finished seeds of its method."""
+    done = _fake_run(tmp_path, "done", "cutmix", seed=0)
+    half = _fake_run(tmp_path, "half", "cutmix", seed=1, iteration=5000)
     tool = load_detection_tool("voc_report")
-    paths = tool.main(argparse.Namespace(run_dirs=[run], out=str(tmp_path / "r"), dataset=None, note=None))
-    assert "evaluated before their last iteration" in open(paths["md"]).read()
-    assert "warning:" in capsys.readouterr().err
+    with pytest.raises(DetectionSetupError, match=r"half: its results are not its finished model's"):
+        tool.main(tool.get_parser().parse_args([done, half, "--out", str(tmp_path / "r")]))
+    paths = tool.main(tool.get_parser().parse_args([done, half, "--out", str(tmp_path / "r"), "--allow-incomplete"]))
+    rows = {m["method"]: m for m in json.load(open(paths["json"]))["methods"]}
+    assert rows["cutmix"]["runs"] == 1 and rows["cutmix (incomplete)"]["runs"] == 1
+    assert "(incomplete)" in open(paths["md"]).read() and "warning:" in capsys.readouterr().err
+
+
+def test_evaluation_of_other_weights_is_not_a_runs_result(load_detection_tool, tmp_path) -> None:
+    """An --eval-only result in a training run's folder counts only if it evaluated that run's own
+    model_final.pth (older results: as run_info.json's eval_weights says)."""
+    from detection.report import has_final_results
+
+    run = _fake_run(tmp_path, "run", "cutmix", iteration=None)
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"stage": "detection", "status": "finished"}))
+    (tmp_path / "run" / "model_final.pth").write_bytes(b"final")
+    (tmp_path / "other.pth").write_bytes(b"other")
+    results = json.loads((tmp_path / "run" / "eval_results.json").read_text())
+    for weights, final in ((str(tmp_path / "other.pth"), False), (str(tmp_path / "run" / "model_final.pth"), True)):
+        (tmp_path / "run" / "eval_results.json").write_text(json.dumps({**results, "weights": weights}))
+        assert has_final_results(run) is final
+    (tmp_path / "run" / "eval_results.json").write_text(json.dumps(results))  # no record of the weights
+    assert not has_final_results(run)
+
+
+def test_runs_of_one_row_share_their_recipe(load_detection_tool, tmp_path) -> None:
+    a = _fake_run(tmp_path, "a", "cutmix", seed=0, config_method="cutmix")
+    b = _fake_run(tmp_path, "b", "cutmix", seed=1, config_method="cutmix")
+    with open(os.path.join(b, "config.yaml"), "a") as f:
+        f.write("SOLVER:\n  BASE_LR: 0.5\n")
+    tool = load_detection_tool("voc_report")
+    with pytest.raises(DetectionSetupError, match=r"cutmix: SOLVER.BASE_LR is '<absent>' in .*a but 0.5 in .*b"):
+        tool.main(tool.get_parser().parse_args([a, b, "--out", str(tmp_path / "r")]))
+
+
+def test_a_report_folder_among_the_runs_is_left_out(load_detection_tool, tmp_path, capsys) -> None:
+    """``voc_report.py out/* --out out/report`` a second time: the glob now matches the report."""
+    runs = [_fake_run(tmp_path, "a", "cutmix", seed=0), _fake_run(tmp_path, "b", "cutmix", seed=1)]
+    tool = load_detection_tool("voc_report")
+    out = str(tmp_path / "report")
+    first = json.load(open(tool.main(tool.get_parser().parse_args(runs + ["--out", out]))["json"]))
+    second = tool.main(tool.get_parser().parse_args(runs + [out, "--out", out]))
+    assert json.load(open(second["json"])) == first
+    assert "a report folder, not a run: left out" in capsys.readouterr().err
 
 
 def test_note_goes_in_every_output(load_detection_tool, tmp_path, capsys) -> None:

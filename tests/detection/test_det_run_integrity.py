@@ -75,12 +75,29 @@ def test_a_finished_run_its_config_and_its_lock(load_detection_tool, voc_demo_di
         _main(load_detection_tool, argv)
     assert _snapshot(out) == before
 
-    # --eval-only in the run's folder: new results, but config.yaml still says how it was trained
+    # --resume of the finished run asking for another recipe: refused, naming what differs
+    with pytest.raises(RunRefused, match=r"finished run of demo whose config differs .* SOLVER.BASE_LR"):
+        _main(load_detection_tool, argv + ["--resume", "SOLVER.BASE_LR", "0.01"])
+    assert _snapshot(out) == before
+
+    # --eval-only never writes into a finished run: not over its final results, not another
+    # model's results (e.g. an intermediate checkpoint of the run)
     evaluate = ["--eval-only", "--config-file", str(out / "config.yaml"), "MODEL.WEIGHTS", str(out / "model_final.pth"),
                 "SEED", "-1"]
+    with pytest.raises(RunRefused, match="already holds the finished run's final results"):
+        _main(load_detection_tool, evaluate)
+    other = tmp_path / "model_0000004.pth"
+    other.write_bytes((out / "model_final.pth").read_bytes())
+    with pytest.raises(RunRefused, match=r"model_0000004.pth is not .*model_final.pth: an evaluation of other weights"):
+        _main(load_detection_tool, evaluate[:4] + [str(other), "SEED", "-1"])
+    assert _snapshot(out) == before
+    # its own model's missing results are filled in; config.yaml still says how it was trained
+    (out / "eval_results.json").unlink()
     _main(load_detection_tool, evaluate)
     assert (out / "config.yaml").read_bytes() == before["config.yaml"][1]
-    assert json.loads((out / "eval_results.json").read_text())["iteration"] is None
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["iteration"] is None and results["weights"] == str(out / "model_final.pth")
+    (out / "eval_results.json").unlink()
 
     with RunLock(str(out), ["someone", "else"]) as lock:
         lock.record_holder()
@@ -118,9 +135,16 @@ def test_a_stop_saves_a_checkpoint_and_resume_refuses_drift(load_detection_tool,
 
     out = tmp_path / "run"
     argv = ["--config-file", DEMO_CONFIG] + _opts(voc_demo_dir, converted_r50, out, 6, SEED="-1")
-    monkeypatch.setattr(train_mod, "StopSignals", StopAfter(3))
-    with pytest.raises(Interrupted, match=r"stopped by SIGINT after iteration 3 of 6"):
+    # a signal during the setup (the first poll is before training): the run says so, nothing trained
+    monkeypatch.setattr(train_mod, "StopSignals", StopAfter(1))
+    with pytest.raises(Interrupted, match=r"stopped by SIGINT before training started"):
         _main(load_detection_tool, argv)
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "interrupted" and "before training started" in manifest["interrupted"]
+    assert manifest["command"] and not (out / "last_checkpoint").exists()
+    monkeypatch.setattr(train_mod, "StopSignals", StopAfter(4))  # the setup's poll, then iterations 1-3
+    with pytest.raises(Interrupted, match=r"stopped by SIGINT after iteration 3 of 6"):
+        _main(load_detection_tool, argv + ["--resume"])
     monkeypatch.undo()
     assert (out / "last_checkpoint").read_text().strip() == "model_0000002.pth"
     manifest = json.loads((out / "run.json").read_text())

@@ -59,21 +59,27 @@ def test_short_cpu_training_then_eval_only_then_report(load_detection_tool, voc_
     assert json.loads((out / "pretrain_metrics.json").read_text())["top1_err"] == 61.5
     assert (out / "config.yaml").is_file() and (out / "model_final.pth").is_file()
 
-    # evaluation only, from the trained checkpoint and the run's saved config, into the same folder
-    argv = ["--eval-only", "--config-file", str(out / "config.yaml")]
-    _train(load_detection_tool, argv + ["MODEL.WEIGHTS", str(out / "model_final.pth"), "SEED", "-1"])
-    again = json.loads((out / "eval_results.json").read_text())
-    assert again["iteration"] is None
+    # evaluation only, from the trained checkpoint and the run's saved config: never over the finished
+    # run's own results (refused, nothing touched), into another folder it gives the same AP
+    argv = ["--eval-only", "--config-file", str(out / "config.yaml"), "MODEL.WEIGHTS", str(out / "model_final.pth"),
+            "SEED", "-1"]
+    from runs.errors import RunRefused
+
+    with pytest.raises(RunRefused, match="already holds the finished run's final results"):
+        _train(load_detection_tool, argv + ["OUTPUT_DIR", str(out)])
+    assert json.loads((out / "eval_results.json").read_text()) == results
+    _train(load_detection_tool, argv + ["OUTPUT_DIR", str(tmp_path / "eval")])
+    again = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
+    assert again["iteration"] is None and again["weights"] == str(out / "model_final.pth")
     assert again["datasets"]["voc_demo_test"]["AP50"] == pytest.approx(entry["AP50"], abs=1e-6)
-    info = json.loads((out / "run_info.json").read_text())
-    assert info["seed"] == 3 and info["eval_weights"].endswith("model_final.pth")  # training record kept
-    assert info["protocol"].startswith("R50-FPN GN")
+    info = json.loads((tmp_path / "eval" / "run_info.json").read_text())
+    assert info["eval_weights"].endswith("model_final.pth") and info["method"] == "demo_random"
 
     report = load_detection_tool("voc_report")
     paths = report.main(report.get_parser().parse_args([str(out), "--out", str(tmp_path / "report")]))
     methods = json.loads(Path(paths["json"]).read_text())["methods"]
     assert methods[0]["method"] == "demo_random" and methods[0]["top5_err"] == 35.25
-    assert methods[0]["protocol"] == info["protocol"]
+    assert methods[0]["protocol"] == json.loads((out / "run_info.json").read_text())["protocol"]
 
 
 def test_checks_before_training(load_detection_tool, voc_demo_dir, torchvision_r50_state, tmp_path) -> None:

@@ -59,3 +59,58 @@ def test_a_signal_reaches_the_child_once_and_its_status_comes_back(tmp_path) -> 
     assert result["rc"] == 143 and signals.signum == signal.SIGTERM
     assert count.read_text() == "1"
     assert signal.getsignal(signal.SIGTERM) is before  # the handler was put back
+
+
+CHILD = """
+import os, signal, sys, time
+marker = sys.argv[1]
+def handle(signum, frame):
+    open(marker, "w").write(str(signum))
+    sys.exit(143)
+signal.signal(signal.SIGTERM, handle)
+open(marker + ".started", "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+
+PARENT = """
+import sys
+from pipeline.output import ChildSignals
+with ChildSignals() as signals:
+    signals.run([sys.executable, sys.argv[1], sys.argv[2]])
+"""
+
+
+def test_a_killed_orchestrator_takes_its_children_with_it(tmp_path):
+    """SIGKILL (the out-of-memory killer) of the process that started a run: the run gets a
+    SIGTERM and stops at its own safe point, instead of training on, orphaned."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child, parent = tmp_path / "child.py", tmp_path / "parent.py"
+    child.write_text(CHILD)
+    parent.write_text(PARENT)
+    marker = tmp_path / "marker"
+    repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    env = dict(os.environ, PYTHONPATH=repo)
+    proc = subprocess.Popen([sys.executable, str(parent), str(child), str(marker)], env=env)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(str(marker) + ".started"):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    child_pid = int(open(str(marker) + ".started").read())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the child was not told that its parent died"
+        time.sleep(0.05)
+    assert marker.read_text() == str(int(signal.SIGTERM))
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the child is still alive")

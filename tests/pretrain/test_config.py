@@ -113,3 +113,13 @@ def test_cosine_schedule_anneals_to_zero_over_the_run():
     assert lrs[0] == 0.1 and lrs[5] == pytest.approx(0.05) and all(a > b for a, b in zip(lrs, lrs[1:]))
     with pytest.raises(ValueError, match="SOLVER.LR_SCHEDULE: expected one of"):
         load_config(leaf, ["SOLVER.LR_SCHEDULE", "linear"])
+
+
+@pytest.mark.parametrize("method", [m for m, cls in MIXERS.items() if cls.start_epoch > 1])
+def test_a_method_that_would_never_mix_is_refused(method):
+    """SalfMix's own rule mixes from epoch 2: a 1-epoch run would be labelled SalfMix and train the baseline."""
+    leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
+    with pytest.raises(ValueError, match=rf"MIX.START_EPOCH: {method} mixes from epoch 2 but SOLVER.MAX_EPOCHS is 1"):
+        load_config(leaf, ["MIX.METHOD", method, "SOLVER.MAX_EPOCHS", "1"])
+    assert load_config(leaf, ["MIX.METHOD", method, "SOLVER.MAX_EPOCHS", "1", "MIX.START_EPOCH", "1"]).MIX.START_EPOCH == 1
+    assert load_config(leaf, ["MIX.METHOD", "none", "SOLVER.MAX_EPOCHS", "1", "MIX.START_EPOCH", "5"])  # nothing to mix

@@ -57,10 +57,14 @@ def test_digits_low_data_subset_keeps_test_whole(load_tool, tmp_path):
 
 # --------------------------------------------------------------------------------------------
 # cls_report on hand-made run folders
-def _fake_run(folder, method, seed, top1, top5, epochs=3, r=0.3, last_epoch=None, tag=None):
+def _fake_run(folder, method, seed, top1, top5, epochs=3, r=0.3, last_epoch=None, tag=None, lr=0.05, data=None):
     os.makedirs(folder)
     with open(os.path.join(folder, "config.yaml"), "w") as f:
-        f.write(f"MIX:\n  METHOD: {method}\n  R: {r}\nSEED: {seed}\nSOLVER:\n  MAX_EPOCHS: {epochs}\n")
+        f.write(f"MIX:\n  METHOD: {method}\n  R: {r}\nSEED: {seed}\nOUTPUT_DIR: {folder}\n"
+                f"SOLVER:\n  MAX_EPOCHS: {epochs}\n  BASE_LR: {lr}\n")
+    if data is not None:
+        with open(os.path.join(folder, "run.json"), "w") as f:
+            json.dump({"stage": "pretrain", "status": "finished", "method": method, "data": data}, f)
     with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
         last = epochs if last_epoch is None else last_epoch
         for epoch in range(1, last):
@@ -111,6 +115,18 @@ def test_cls_report_refuses_bad_runs(load_tool, tmp_path):
     b = _fake_run(tmp_path / "b", "none", 0, 11.0, 1.0)
     with pytest.raises(SystemExit, match="are both none seed 0"):
         tool.main(tool.get_parser().parse_args([a, b, "--out", str(tmp_path / "o")]))
+    # one row never averages runs of another recipe or data: the key is named
+    c = _fake_run(tmp_path / "c", "none", 1, 11.0, 1.0, lr=0.1)
+    with pytest.raises(SystemExit, match=r"none: config.SOLVER.BASE_LR is 0.05 in .*a but 0.1 in .*c"):
+        tool.main(tool.get_parser().parse_args([a, c, "--out", str(tmp_path / "o")]))
+    d = _fake_run(tmp_path / "d", "none", 2, 11.0, 1.0, epochs=5)
+    with pytest.raises(SystemExit, match=r"none: config.SOLVER.MAX_EPOCHS is 3 .* but 5 "):
+        tool.main(tool.get_parser().parse_args([a, d, "--out", str(tmp_path / "o")]))
+    four = {"name": "cifar10", "classes": 4, "train_images": 40, "test_images": 40}
+    e = _fake_run(tmp_path / "e", "none", 3, 11.0, 1.0, data=four)
+    f = _fake_run(tmp_path / "f", "none", 4, 11.0, 1.0, data={**four, "classes": 10})
+    with pytest.raises(SystemExit, match=r"none: data.classes is 4 in .*e but 10 in .*f"):
+        tool.main(tool.get_parser().parse_args([e, f, "--out", str(tmp_path / "o")]))
     noeval = tmp_path / "noeval"
     noeval.mkdir()
     (noeval / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 1.0}) + "\n")
@@ -173,7 +189,8 @@ def test_run_study_tiny_runs_then_skips(load_tool, tmp_path, capsys):
     data = write_cifar(str(tmp_path / "data"), "cifar10", images[:12], labels[:12], images[12:], labels[12:], ["a", "b", "c"])
     tool = load_tool("run_study")
     argv = ["--data-root", data, "--output-root", str(tmp_path / "study"), "--methods", "none", "salfmix",
-            "--ablations", "--seeds", "0", "--epochs", "1", "--batch-size", "4", "--input-size", "16"]
+            "--ablations", "--seeds", "0", "--epochs", "1", "--batch-size", "4", "--input-size", "16",
+            "--start-epoch", "1"]
     first = tool.main(tool.get_parser().parse_args(argv))
     assert not first["failed"] and len(first["ran"]) == 2 and not first["skipped"]
     run = tmp_path / "study" / "salfmix" / "seed0"
@@ -186,6 +203,11 @@ def test_run_study_tiny_runs_then_skips(load_tool, tmp_path, capsys):
     second = tool.main(tool.get_parser().parse_args(argv))
     assert not second["ran"] and len(second["skipped"]) == 2
     assert "already done" in capsys.readouterr().out
+    # the same folders asked for another recipe: refused before anything runs, naming the keys
+    for extra, key in ((["--epochs", "2"], "SOLVER.MAX_EPOCHS"), (["--lr", "0.05"], "SOLVER.BASE_LR")):
+        with pytest.raises(SystemExit, match=f"{key}: .* never reused for another recipe"):
+            tool.main(tool.get_parser().parse_args(argv + extra))
+    assert not list((tmp_path / "study").glob("*/seed1"))
 
 
 def test_run_study_refuses_a_config_that_trains_another_method(load_tool, tmp_path):
@@ -211,6 +233,7 @@ def test_run_study_jobs_run_as_child_processes(load_tool, tmp_path):
     tool = load_tool("run_study")
     argv = ["--data-root", data, "--output-root", str(tmp_path / "study"), "--methods", "none", "cutout",
             "--ablations", "--seeds", "0", "--epochs", "1", "--batch-size", "4", "--input-size", "16", "--jobs", "2",
+            "--start-epoch", "1",
             "--no-report"]
     first = tool.main(tool.get_parser().parse_args(argv))
     assert not first["failed"] and len(first["ran"]) == 2

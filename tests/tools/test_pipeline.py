@@ -272,9 +272,128 @@ def test_ctrl_c_stops_the_stage_and_the_same_command_continues(data: dict, tmp_p
     assert pretrain_state(str(Path(out, "pretrain", "none_s0")), "none") == RESUME
 
 
+@pytest.mark.slow
+def test_sigterm_with_two_processes_is_a_clean_stop(data: dict, tmp_path: Path) -> None:
+    """--num-gpus 2 (two gloo processes through torchrun): SIGTERM stops the workers at their safe
+    point and the command ends 143 with the resume line, not with torchrun's traceback and 1."""
+    out = str(tmp_path / "stop2")
+    cmd = [sys.executable, PIPELINE, "--method", "none", "--num-gpus", "2", *_options(data, out, epochs=200)]
+    proc = subprocess.Popen(cmd, cwd=str(REPO), env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = Path(out, "pretrain", "none_s0", "metrics.jsonl")
+    deadline = time.time() + 600
+    while not metrics.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith("run_pipeline: stopped by SIGTERM"), stderr[-3000:]
+    assert "Traceback" not in stderr and "exited with status" not in stderr, stderr[-3000:]
+    assert "resume with" in stdout + stderr  # rank 0's line, from its safe point
+    manifest = json.loads(Path(out, "pretrain", "none_s0", "run.json").read_text())
+    assert manifest["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_a_stopped_conversion_leaves_a_complete_file_or_none(data: dict, tmp_path: Path) -> None:
+    """SIGTERM while converting: the (atomic) write finishes or never starts; no temp file stays.
+    A temp file that a killed conversion left is removed by the next one (its writer is gone)."""
+    out = str(tmp_path / "conv")
+    _run([PIPELINE, "--method", "none", *_options(data, out)])
+    source = Path(out, "pretrain", "none_s0", "model_final.pth")
+    target = tmp_path / "w" / "none.pkl"
+    target.parent.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = target.parent / f".none.pkl.{int(dead.stdout)}-0123456789ab.tmp"
+    stale.write_bytes(b"half")
+    live = target.parent / f".other.pkl.{os.getpid()}-0123456789ab.tmp"  # a live writer's: kept
+    live.write_bytes(b"writing")
+    tool = [sys.executable, str(REPO / "tools" / "convert_to_detectron2.py"), str(source), str(target)]
+    proc = subprocess.Popen(tool, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode in (0, 143), stderr
+    assert "Traceback" not in stderr
+    left = sorted(p.name for p in target.parent.iterdir())
+    assert not stale.exists() and live.exists()
+    assert left in (sorted(["none.pkl", live.name]), [live.name])
+    if target.exists():
+        import pickle
+
+        with open(target, "rb") as f:
+            assert "model" in pickle.load(f)
+
+
 @pytest.mark.parametrize("tool, start", [(PIPELINE, "usage: run_pipeline"), (METHODS, "usage: run_methods"),
                                          (str(REPO / "tools" / "run_pipeline.sh"), "usage: run_pipeline"),
                                          (str(REPO / "tools" / "run_methods.sh"), "usage: run_methods")])
 def test_help(tool: str, start: str) -> None:
     proc = _run([tool, "--help"])
     assert proc.stdout.startswith(start) and ("One method" in proc.stdout or "Several methods" in proc.stdout)
+
+
+@pytest.mark.slow
+def test_decisions_come_from_the_manifests_before_anything_runs(data: dict, tmp_path: Path) -> None:
+    """One finished pipeline, then: another recipe is refused naming the keys (nothing runs); the
+    converted weights or the pretraining folder deleted to save disk leave the finished detection
+    run done (nothing is redone or misattributed); an unfinished detection run whose pretraining
+    run is gone is refused at once."""
+    import shutil
+
+    out = str(tmp_path / "runs")
+    _run([PIPELINE, "--method", "none", *_options(data, out)])
+    name = "none_s0"
+    pre, det, weights = Path(out, "pretrain", name), Path(out, "detection", name), Path(out, "weights", f"{name}.pkl")
+    assert json.loads((det / "run_info.json").read_text())["backbone"]["config_hash"]
+    results = (det / "eval_results.json").read_bytes()
+
+    other = _options(data, out)
+    other[other.index("--pretrain-opts") + 1] += " SOLVER.BASE_LR 0.05"
+    proc = _run([PIPELINE, "--method", "none", *other], check=False)
+    assert proc.returncode == 2 and "SOLVER.BASE_LR" in proc.stderr and "never reused" in proc.stderr, proc.stderr
+    assert proc.stdout.strip() == ""  # refused before the first stage
+    other = _options(data, out)
+    other[other.index("--det-opts") + 1] += " SOLVER.BASE_LR 0.001"
+    proc = _run([PIPELINE, "--method", "none", *other], check=False)
+    assert proc.returncode == 2 and "detection" in proc.stderr and "SOLVER.BASE_LR" in proc.stderr, proc.stderr
+
+    weights.unlink()
+    again = _run([PIPELINE, "--method", "none", *_options(data, out)])
+    assert "fine-tune + evaluate: done" in again.stdout and "not needed" in again.stdout, again.stdout
+    assert not weights.exists() and (det / "eval_results.json").read_bytes() == results
+    shutil.rmtree(pre)
+    again = _run([PIPELINE, "--method", "none", *_options(data, out)])
+    assert "fine-tune + evaluate: done" in again.stdout and not pre.exists(), again.stdout
+
+    manifest = json.loads((det / "run.json").read_text())
+    (det / "run.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    (det / "eval_results.json").unlink()
+    proc = _run([PIPELINE, "--method", "none", *_options(data, out)], check=False)
+    assert proc.returncode == 2 and "no longer in" in proc.stderr and not pre.exists(), proc.stderr
+
+
+def test_folders_and_datasets_are_checked_before_anything_runs(data: dict, tmp_path: Path, load_tool, capsys) -> None:
+    tool = load_tool("run_methods")
+
+    def refused(*extra: str, out: str = str(tmp_path / "runs")) -> str:
+        args = tool.get_parser().parse_args(["--methods", "none", *_options(data, out), *extra])
+        with pytest.raises(SystemExit) as exit_:
+            tool.main(args)
+        assert exit_.value.code == 2
+        return capsys.readouterr().err
+
+    Path(tmp_path, "afile").write_text("x")
+    err = refused(out=str(tmp_path / "afile"))
+    assert "--out" in err and "not a folder" in err
+    assert "--report-out" in refused("--report-out", str(tmp_path / "afile"))
+    os.makedirs(tmp_path / "runs2")
+    Path(tmp_path, "runs2", "weights").write_text("x")
+    assert "weights" in refused(out=str(tmp_path / "runs2"))
+    opts = _options(data, str(tmp_path / "runs3"))
+    opts[opts.index("--det-opts") + 1] = opts[opts.index("--det-opts") + 1].replace(data["voc"], data["voc"] + "_typo")
+    args = tool.get_parser().parse_args(["--methods", "none", *opts])
+    with pytest.raises(SystemExit) as exit_:
+        tool.main(args)
+    assert exit_.value.code == 2 and "--det-config" in capsys.readouterr().err
+    assert not Path(tmp_path, "runs3", "pretrain").exists()  # nothing ran, not even pretraining

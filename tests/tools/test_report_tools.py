@@ -1,7 +1,6 @@
 """tools/voc_report.py and tools/cls_report.py: a run folder given twice (d, d/, d/./) is one run."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -14,8 +13,7 @@ def test_voc_report_counts_a_repeated_folder_once(load_tool, tmp_path, capsys) -
     (run / "eval_results.json").write_text(json.dumps(results))
     (run / "run_info.json").write_text(json.dumps({"method": "none", "seed": 0}))
     tool = load_tool("voc_report")
-    paths = tool.main(argparse.Namespace(run_dirs=[str(run), str(run) + "/"], out=str(tmp_path / "r"), dataset=None,
-                                         note=None))
+    paths = tool.main(tool.get_parser().parse_args([str(run), str(run) + "/", "--out", str(tmp_path / "r")]))
     (entry,) = json.load(open(paths["json"]))["methods"]
     assert entry["runs"] == 1 and entry["AP_std"] is None
     assert "is the same folder as" in capsys.readouterr().err
