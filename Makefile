@@ -12,13 +12,13 @@ PYTEST_ARGS ?=
 install: $(STAMP)
 
 # Re-runs only when the venv is new or the install recipe changed; every step is idempotent.
-$(STAMP): setup.py tools/install_detectron2.py Makefile
+$(STAMP): setup.py salfmix/install/detectron2.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "setuptools<82" wheel
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q "opencv-contrib-python-headless>=4.9"
-	$(PY) tools/install_detectron2.py
+	$(PY) -m salfmix.install.detectron2
 	touch $(STAMP)
 
 test: install
@@ -29,15 +29,15 @@ demo: install
 	PYTHON=$(PY) bash tools/demo.sh
 
 bench: install
-	$(PY) tools/bench_mixing.py
-	$(PY) tools/bench_pretrain.py
+	$(PY) -m salfmix.bench.mixing
+	$(PY) -m salfmix.bench.pretrain --suspects
 
 # The GPU validation kit (tools/gpu_check.sh; README "Checking a GPU install"). gpu-wheels, on a
 # machine with network: the files a CUDA machine without network needs, into .wheels/ (its total
 # and the repository's are printed). gpu-check, on the CUDA machine: install what is missing
 # from .wheels/, test, measure; the summary is $OUT/gpu_check.md (default output/gpu_check/).
 gpu-wheels: install
-	$(PY) tools/gpu_check_wheels.py download --dest .wheels
+	$(PY) -m salfmix.install.wheels download --dest .wheels
 
 gpu-check:
 	bash tools/gpu_check.sh

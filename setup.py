@@ -2,15 +2,27 @@
 Detectron2 detection-transfer pipeline."""
 from setuptools import find_packages, setup
 
+# Every module of salfmix/cli is a command: ``python -m salfmix.cli.<name>`` or ``salfmix-<name>``.
+CLI = ("pretrain", "train_detection", "convert_to_detectron2", "run_pipeline", "run_methods", "run_study", "demo",
+       "cls_report", "voc_report", "visualize_mixing", "make_demo_data", "make_digits_dataset")
+
 setup(
     name="salfmix",
     version="0.1.0",
     description="SalfMix / HybridMix data augmentation and its pretraining + detection-transfer pipeline",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
-    packages=find_packages(include=["pretrain", "pretrain.*", "detection", "detection.*", "runs", "runs.*", "pipeline",
-                                    "pipeline.*", "salfmix", "salfmix.*"]),
+    python_requires=">=3.10",
+    # Three top-level packages only: the two stages the layout names and the project's own
+    # namespace (``salfmix.runs``, ``salfmix.pipeline``, ``salfmix.cli``, ...). The shipped configs
+    # travel as package data ``salfmix/configs`` (see salfmix/config_files.py).
+    packages=find_packages(include=["pretrain", "pretrain.*", "detection", "detection.*", "salfmix", "salfmix.*"])
+    + ["salfmix.configs"],
+    package_dir={"salfmix.configs": "configs"},
+    package_data={"salfmix.configs": ["pretrain/*.yaml", "detection/*.yaml"],
+                  "salfmix.install": ["gpu_requirements.txt"]},
+    entry_points={"console_scripts": [f"salfmix-{name.replace('_', '-')}=salfmix.cli.{name}:run" for name in CLI]
+                  + ["salfmix-install-detectron2=salfmix.install.detectron2:run"]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -20,6 +32,8 @@ setup(
         "pycocotools>=2.0.7",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        # The reports' Welch tests (scipy.stats).
+        "scipy>=1.10",
         # Pretraining metrics as TensorBoard events beside metrics.jsonl.
         "tensorboard>=2.10",
         # OpenCV is not listed: Detectron2's transforms need some cv2, and an environment that
@@ -31,7 +45,7 @@ setup(
         # Detectron2 0.6 imports pkg_resources, which setuptools 82 removed.
         "setuptools<82",
     ],
-    extras_require={"test": ["pytest>=7", "scikit-learn>=1.3"], "study": ["scikit-learn>=1.3"],
+    extras_require={"test": ["pytest>=7", "scikit-learn>=1.3", "ruff==0.17.6"], "study": ["scikit-learn>=1.3"],
                     # SaliencyMix's OpenCV reference backend (the default runs without it).
                     "opencv": ["opencv-contrib-python-headless>=4.9"]},
 )

@@ -3,7 +3,7 @@ to the newest intact checkpoint, and initial weights that must fit the model.
 
 - **Atomic saves.** Detectron2 writes ``model_NNNNNNN.pth`` and ``last_checkpoint`` in place: a
   process killed while saving leaves a truncated checkpoint (seen: 73 of 165 MB) that the next
-  resume loads. Here both are written to a temp file and renamed (:mod:`runs.files`).
+  resume loads. Here both are written to a temp file and renamed (:mod:`salfmix.runs.files`).
 - **Resume.** A ``last_checkpoint`` that names a missing, empty or unreadable file (a run killed
   by an older version, a disk that filled up) does not end the resume with a traceback: the
   newest ``model_*.pth`` that loads is used instead, and the log says which and why.
@@ -26,8 +26,8 @@ import torch
 import detection  # noqa: F401  (before Detectron2)
 from detectron2.checkpoint import DetectionCheckpointer
 
-from detection.errors import DetectionSetupError
-from runs.files import atomic_torch_save, atomic_write_text
+from salfmix.errors import DetectionSetupError
+from salfmix.runs.files import atomic_torch_save, atomic_write_text
 
 __all__ = ["SafeCheckpointer", "trunk_keys"]
 

@@ -14,7 +14,7 @@ import yaml
 import detection  # noqa: F401  (restores the names Detectron2 0.6 needs before it is imported)
 from detectron2.config import CfgNode, get_cfg
 
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 
 __all__ = ["add_salfmix_detection_config", "get_detection_cfg", "load_config", "resolve_seed"]
 
@@ -23,7 +23,7 @@ def add_salfmix_detection_config(cfg: CfgNode) -> None:
     """Add the ``SALFMIX.*`` keys to a Detectron2 config (in place), each with its default."""
     cfg.SALFMIX = CfgNode()
     # The backbone's pretraining method ("baseline", "cutmix", "hybridmix_v3", ...). Written to
-    # OUTPUT_DIR/run_info.json; tools/voc_report.py groups runs by it. "" = the run folder's name.
+    # OUTPUT_DIR/run_info.json; salfmix.cli.voc_report groups runs by it. "" = the run folder's name.
     cfg.SALFMIX.METHOD = ""
     # The backbone's pretraining errors: a JSON file with "top1_err" and "top5_err" (percent),
     # or a JSON-lines file (pretraining's metrics.jsonl) whose last record with both counts.
@@ -67,9 +67,12 @@ def load_config(config_file: str, opts: Optional[Sequence[str]] = None) -> CfgNo
     Every problem (missing file, bad YAML, unknown key, wrong type, odd override list) is a
     one-line :class:`DetectionSetupError` naming the file or key.
     """
+    from salfmix.config_files import resolve
+
     cfg = get_detection_cfg()
     if not config_file:
         raise DetectionSetupError("--config-file: a config file is required (see configs/detection/)")
+    config_file = resolve(config_file)  # a path, or a shipped config's name (detection/X.yaml)
     if not os.path.isfile(config_file):
         raise DetectionSetupError(f"{config_file}: config file not found")
     try:

@@ -22,8 +22,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from detection.errors import DetectionSetupError
-from runs.files import atomic_write
+from salfmix.errors import DetectionSetupError
+from salfmix.runs.files import atomic_write
 
 __all__ = [
     "AUTHOR",
@@ -299,7 +299,7 @@ def _check_layout(path: str, what: str, layout: Optional[str], input_format: str
     elif layout == CAFFE2_LAYOUT and input_format != "BGR":
         # MSRA's ResNets also have their stride in the 1x1 conv; FAIR's Caffe2 ResNeXts do not
         expects = "BGR input with Caffe2 means and std 1; MSRA ResNets with STRIDE_IN_1X1 True"
-        fix = "convert a torchvision ResNet-50 with tools/convert_to_detectron2.py, or use a config for Caffe2 weights"
+        fix = "convert a torchvision ResNet-50 with salfmix.cli.convert_to_detectron2, or use a config for Caffe2 weights"
     else:
         return
     raise DetectionSetupError(
@@ -360,7 +360,7 @@ def _classify_torch(data: Any, path: str) -> str:
     if sum(bool(_TORCHVISION_HINT.match(k)) for k in names) > len(names) // 2:
         raise DetectionSetupError(
             f"{path}: a torchvision checkpoint, which Detectron2 cannot load; "
-            "convert it first with tools/convert_to_detectron2.py IN OUT.pkl"
+            "convert it first with salfmix.cli.convert_to_detectron2 IN OUT.pkl"
         )
     raise DetectionSetupError(
         f"{path}: neither a Detectron2 checkpoint nor a converted ResNet-50 (keys like {names[:2]})"

@@ -18,7 +18,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 from detection.image_check import check_voc_images
 
 __all__ = [

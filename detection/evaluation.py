@@ -19,7 +19,7 @@ from detectron2.evaluation import pascal_voc_evaluation as d2_voc
 from detectron2.utils import comm
 
 from detection.files import EVAL_RESULTS_FILE
-from runs.files import atomic_write_json
+from salfmix.runs.files import atomic_write_json
 
 __all__ = ["PER_CLASS_PREFIX", "PerClassVOCEvaluator", "save_eval_results"]
 

@@ -1,4 +1,4 @@
-"""The files of a detection run folder (writes go through :mod:`runs.files`, atomic and path first).
+"""The files of a detection run folder (writes go through :mod:`salfmix.runs.files`, atomic and path first).
 
 A run folder is Detectron2's ``OUTPUT_DIR``. Besides Detectron2's own files (``config.yaml``,
 ``log.txt``, ``metrics.json`` with the training events, ``model_final.pth``) and the run layer's

@@ -7,7 +7,7 @@ every image of a split: the header gives the format and size (compared with the 
 rotation applied as Detectron2 does), then a decode at 1/8 scale (JPEG draft mode: the whole
 compressed stream is read, so a truncated or garbled file fails as it would in training, at a
 fraction of a full decode's cost), in threads. The first bad image is a one-line
-:class:`~detection.errors.DetectionSetupError` naming the file.
+:class:`~salfmix.errors.DetectionSetupError` naming the file.
 
 Good verdicts are remembered in a small JSON file keyed by the image's name, byte size, mtime
 and the annotated size, so a re-run checks only new or changed images: ``<VOC dir>/.salfmix_cache/
@@ -23,9 +23,9 @@ from typing import Dict, List, Optional, Tuple
 
 from PIL import Image
 
-from detection.errors import DetectionSetupError
-from runs.errors import RunError
-from runs.files import atomic_write_json
+from salfmix.errors import DetectionSetupError
+from salfmix.errors import RunError
+from salfmix.runs.files import atomic_write_json
 
 __all__ = ["CACHE_FILE", "check_voc_images", "image_cache_path"]
 

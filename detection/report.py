@@ -1,6 +1,6 @@
 """Put detection runs side by side like the paper's Table 8: one row per pretraining method.
 
-A run folder is a Detectron2 ``OUTPUT_DIR`` written by ``tools/train_detection.py``:
+A run folder is a Detectron2 ``OUTPUT_DIR`` written by ``salfmix.cli.train_detection``:
 
 - ``eval_results.json`` (required): ``{"iteration", "max_iter", "datasets": {name: {"AP",
   "AP50", "AP75", "per_class_AP50": {...}}}}``;
@@ -20,10 +20,10 @@ import textwrap
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 from detection.files import EVAL_RESULTS_FILE, PRETRAIN_METRICS_FILE, RUN_INFO_FILE
 from detection.protocol import protocol_from_config
-from runs import report as shared
+from salfmix.runs import report as shared
 
 __all__ = ["PAPER_TABLE8", "aggregate", "build_report", "has_final_results", "is_final", "read_run", "write_report"]
 

@@ -27,11 +27,11 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 
 from detection.config import load_config
-from detection.errors import DetectionSetupError
-from runs.files import atomic_write_bytes
-from runs.folder import FINISHED, RunFolder, is_finished
-from runs.lock import RunLock
-from runs.signals import Interrupted, StopSignals
+from salfmix.errors import DetectionSetupError
+from salfmix.runs.files import atomic_write_bytes
+from salfmix.runs.folder import FINISHED, RunFolder, is_finished
+from salfmix.runs.lock import RunLock
+from salfmix.runs.signals import Interrupted, StopSignals
 
 __all__ = ["ARTEFACTS", "RESUME_MAY_CHANGE", "StopHook", "adopt_recorded_seed", "already_finished",
            "check_training_run", "keep_run_config", "lock_for_evaluation", "open_training_run"]
@@ -49,7 +49,7 @@ ARTEFACTS = ("metrics.json", "model_*.pth", "last_checkpoint", "eval_results.jso
 
 def defaults_text() -> str:
     """The detection config's defaults (Detectron2's plus ours): a run made before a key existed
-    compares as if it had the key's default (see :func:`runs.manifest.config_drift`)."""
+    compares as if it had the key's default (see :func:`salfmix.runs.manifest.config_drift`)."""
     from detection.config import get_detection_cfg
 
     return get_detection_cfg().dump()
@@ -59,7 +59,7 @@ def already_finished(args: argparse.Namespace, world_size: int = 1) -> Optional[
     """For a training ``--resume`` into a finished run that asked for that very run: the line
     saying so (nothing is touched); else None. A config that differs from the finished run's
     (outside :data:`SAME_RUN`, compared as it would run on ``world_size`` processes) is refused
-    with :class:`runs.errors.RunRefused` naming the keys."""
+    with :class:`salfmix.errors.RunRefused` naming the keys."""
     if not args.resume or getattr(args, "eval_only", False):
         return None
     cfg = load_config(args.config_file, args.opts)
@@ -107,9 +107,9 @@ def check_training_run(cfg: CfgNode, args: argparse.Namespace, world_size: int) 
 def open_training_run(cfg: CfgNode, args: argparse.Namespace) -> RunFolder:
     """Open the run folder of a training run (every process; only the main one locks and writes).
 
-    Check its ``mode``: :data:`runs.folder.FINISHED` means a ``--resume`` of a finished run
+    Check its ``mode``: :data:`salfmix.runs.folder.FINISHED` means a ``--resume`` of a finished run
     (nothing was touched). Otherwise ``run.json`` says ``running``. Raises
-    :class:`runs.errors.RunError` subclasses with one-line messages.
+    :class:`salfmix.errors.RunError` subclasses with one-line messages.
     """
     run = RunFolder(cfg.OUTPUT_DIR, stage="detection", config_text=cfg.dump(), resume=args.resume,
                     method=cfg.SALFMIX.METHOD, resume_command=getattr(args, "resume_command", ""),
@@ -136,8 +136,8 @@ def check_evaluation_target(folder: str, weights: str) -> None:
     over an evaluation folder's results of other weights. One line, nothing touched."""
     from detection.files import EVAL_RESULTS_FILE
     from detection.report import has_final_results
-    from runs.errors import RunRefused
-    from runs.manifest import read_manifest
+    from salfmix.errors import RunRefused
+    from salfmix.runs.manifest import read_manifest
 
     if not os.path.isdir(folder):
         return
@@ -217,7 +217,7 @@ def keep_run_config(folder: str, active: bool) -> Iterator[None]:
 
 class StopHook(HookBase):
     """After every iteration: on a stop signal (on any process), save a checkpoint and raise
-    :class:`runs.signals.Interrupted` (which Detectron2's loop does not log as a crash)."""
+    :class:`salfmix.runs.signals.Interrupted` (which Detectron2's loop does not log as a crash)."""
 
     def __init__(self, stop: StopSignals) -> None:
         self.stop = stop

@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 from typing import Any, Dict, Optional
 
 import torch
@@ -34,15 +33,15 @@ from detection.checkpoint import SafeCheckpointer
 from detection.config import load_config, resolve_seed
 from detection.convert import check_detection_weights
 from detection.data import prepare_datasets
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 from detection.evaluation import PerClassVOCEvaluator, save_eval_results
 from detection.files import PRETRAIN_METRICS_FILE, RUN_INFO_FILE
 from detection.protocol import UNKNOWN, protocol_label
 from detection.run_folder import (StopHook, adopt_recorded_seed, check_evaluation_target, keep_run_config,
                                   lock_for_evaluation, open_training_run, truncate_metrics)
-from runs.files import atomic_write_json
-from runs.folder import FINISHED
-from runs.signals import Interrupted, StopSignals
+from salfmix.runs.files import atomic_write_json
+from salfmix.runs.folder import FINISHED
+from salfmix.runs.signals import Interrupted, StopSignals
 
 __all__ = ["Trainer", "check_setup", "init_torchrun", "read_pretrain_metrics", "run", "setup"]
 
@@ -123,7 +122,7 @@ def check_setup(args: argparse.Namespace) -> CfgNode:
 def _check_datasets(cfg: CfgNode, validated: bool) -> None:
     """Register and check the datasets; parse every annotation in one process only.
 
-    ``validated``: the launching process already parsed them (``tools/train_detection.py``
+    ``validated``: the launching process already parsed them (``salfmix.cli.train_detection``
     does before spawning GPU workers). Otherwise, in a multi-process job (torchrun), the main
     process parses them and every process raises the first error any of them found, so a bad
     file stops the whole job in one line instead of leaving the others waiting.
@@ -251,36 +250,24 @@ def run(args: argparse.Namespace) -> Any:
     # The handlers cover the setup too (logging, datasets, model, weights): a signal there stops
     # the run before training with run.json saying so, instead of killing it mid-setup.
     stop = StopSignals()
-    try:
-        with stop:
-            _start_logging(cfg, args)
-            trainer = Trainer(cfg)
-            resuming = args.resume and trainer.checkpointer.has_checkpoint()
-            if cfg.SALFMIX.CHECK_WEIGHTS and cfg.MODEL.WEIGHTS and not resuming:
-                trainer.checkpointer.check_trunk_coverage(cfg.MODEL.WEIGHTS)
-            trainer.resume_or_load(resume=args.resume)
-            if comm.is_main_process():  # a record per iteration, never two: cut back to the checkpoint
-                truncate_metrics(cfg.OUTPUT_DIR, trainer.start_iter)
-            signum = stop.signum or 0
-            if comm.get_world_size() > 1:  # every process stops, or none
-                signum = max(comm.all_gather(signum))
-            if signum:
-                raise Interrupted(signum, "before training started")
-            trainer.register_hooks([StopHook(stop)])
-            results = trainer.train()
+    with folder.recording(), stop:
+        _start_logging(cfg, args)
+        trainer = Trainer(cfg)
+        resuming = args.resume and trainer.checkpointer.has_checkpoint()
+        if cfg.SALFMIX.CHECK_WEIGHTS and cfg.MODEL.WEIGHTS and not resuming:
+            trainer.checkpointer.check_trunk_coverage(cfg.MODEL.WEIGHTS)
+        trainer.resume_or_load(resume=args.resume)
+        if comm.is_main_process():  # a record per iteration, never two: cut back to the checkpoint
+            truncate_metrics(cfg.OUTPUT_DIR, trainer.start_iter)
+        signum = stop.signum or 0
+        if comm.get_world_size() > 1:  # every process stops, or none
+            signum = max(comm.all_gather(signum))
+        if signum:
+            raise Interrupted(signum, "before training started")
+        trainer.register_hooks([StopHook(stop)])
+        results = trainer.train()
         folder.finish(iteration=cfg.SOLVER.MAX_ITER)
         return results
-    except Interrupted as err:
-        folder.interrupt(err.signum, err.where)
-        raise
-    except KeyboardInterrupt:  # before the handlers were installed (building the model, the data)
-        folder.interrupt(signal.SIGINT, "before training started")
-        raise Interrupted(signal.SIGINT, "before training started") from None
-    except Exception as err:
-        folder.fail(" ".join(str(err).split()) or type(err).__name__)
-        raise
-    finally:
-        folder.close()
 
 
 def init_torchrun() -> bool:

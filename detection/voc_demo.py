@@ -24,9 +24,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from detection.errors import DetectionSetupError
-from runs.errors import RunError
-from runs.files import atomic_write_bytes
+from salfmix.errors import DetectionSetupError
+from salfmix.errors import RunError
+from salfmix.runs.files import atomic_write_bytes
 
 __all__ = ["DEMO_CLASSES", "MARKER", "make_voc_demo", "write_voc_xml"]
 

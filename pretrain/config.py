@@ -7,9 +7,11 @@ Configs are YAML files that override these defaults, with ``_BASE_`` inheritance
 from __future__ import annotations
 
 import os
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 from fvcore.common.config import CfgNode
+
+from salfmix.config_files import resolve
 
 _C = CfgNode()
 
@@ -208,10 +210,12 @@ def _explain(err: Exception) -> str:
 
 
 def load_config(config_file: Optional[str] = None, opts: Optional[List[str]] = None) -> CfgNode:
-    """Defaults, merged with ``config_file`` (``_BASE_`` chains allowed) and ``KEY VALUE`` opts,
-    checked and frozen. An unknown key or a malformed file raises ValueError naming it."""
+    """Defaults, merged with ``config_file`` (a path, or a shipped config's name such as
+    ``pretrain/Base-Demo-R50.yaml``; ``_BASE_`` chains allowed) and ``KEY VALUE`` opts, checked
+    and frozen. An unknown key or a malformed file raises ValueError naming it."""
     cfg = get_cfg_defaults()
     if config_file:
+        config_file = resolve(config_file)  # a path, or a shipped config's name (pretrain/X.yaml)
         try:
             cfg.merge_from_file(config_file)
         except FileNotFoundError as err:
@@ -237,6 +241,58 @@ def load_config(config_file: Optional[str] = None, opts: Optional[List[str]] = N
                          "MIX.START_EPOCH (e.g. 1), or MIX.METHOD none")
     cfg.freeze()
     return cfg
+
+
+def config_sets(config_file: str, key: str) -> Optional[object]:
+    """The value a config file (or one of its ``_BASE_`` files) sets for the dotted ``key``, None
+    if none of them sets it (the tree's default then applies): tells a base config, which leaves
+    ``MIX.METHOD`` to the command, from a leaf that trains one method."""
+    import yaml
+
+    path, seen = resolve(config_file), set()
+    while path and os.path.isfile(path) and path not in seen:
+        seen.add(path)
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        value: object = data
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            return value
+        base = data.get("_BASE_") if isinstance(data, dict) else None
+        path = os.path.join(os.path.dirname(path), base) if base else None
+    return None
+
+
+#: In a config path, stands for the method: ``my_configs/{method}.yaml`` is a leaf per method.
+METHOD_FIELD = "{method}"
+
+
+def method_config(config: str, method: str, opts: Sequence[str] = ()) -> Tuple[str, List[str]]:
+    """The config file and the ``KEY VALUE`` overrides that train ``method`` (the one resolver of
+    the pipeline and the studies).
+
+    ``config`` is a base config (it sets no ``MIX.METHOD``: ``MIX.METHOD method`` is added after
+    ``opts``), a leaf of that very method, or a path with ``{method}`` (a leaf per method); a path
+    or a shipped name (``pretrain/Base-CIFAR10-PreAct18.yaml``). Raises FileNotFoundError or
+    ValueError naming the file when the result would not train ``method``.
+    """
+    path = resolve(config.replace(METHOD_FIELD, method))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: config file not found"
+                                + (f" (no config for method {method!r})" if METHOD_FIELD in config else ""))
+    set_method = config_sets(path, "MIX.METHOD") is None
+    keys = list(opts)[::2]
+    if set_method and "MIX.METHOD" in keys:
+        raise ValueError(f"the overrides set MIX.METHOD {list(opts)[keys.index('MIX.METHOD') * 2 + 1]}; it is set "
+                         f"from the method ({method}): remove it from the overrides")
+    extra = list(opts) + (["MIX.METHOD", method] if set_method else [])
+    trained = load_config(path, extra).MIX.METHOD
+    if trained != method:
+        raise ValueError(f"{path}{' with the overrides' if opts else ''} trains MIX.METHOD {trained}, not {method}; "
+                         f"the run would be labelled {method} but train {trained}. Use a base config, which sets no "
+                         "MIX.METHOD (e.g. pretrain/Base-TinyImageNet-R50.yaml)")
+    return path, extra
 
 
 def resolve_method_defaults(cfg: CfgNode) -> None:

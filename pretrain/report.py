@@ -1,8 +1,8 @@
 """Compare pretraining runs like the paper's Tables 4/5: one row per method, mean ± std over seeds.
 
-A run folder is an OUTPUT_DIR of tools/pretrain.py. Its result is the LAST record of
+A run folder is an OUTPUT_DIR of salfmix.cli.pretrain. Its result is the LAST record of
 ``metrics.jsonl`` (the final epoch's ``top1_err`` / ``top5_err``, in percent). Its name and seed
-come from ``run_info.json`` (written by tools/run_study.py: ``tag``, ``method``, ``seed``, ``r``)
+come from ``run_info.json`` (written by salfmix.cli.run_study: ``tag``, ``method``, ``seed``, ``r``)
 or else from the saved ``config.yaml`` (``MIX.METHOD``, ``MIX.R``, ``SEED``): methods that take
 a patch ratio get ``_r<R>`` appended when R is not the paper's 0.3, and a run whose config says
 ``MIX.SALIENCY cached`` gets ``+cached``. Runs sharing a name are averaged; the spread is the
@@ -21,8 +21,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from pretrain.mixing import MIXERS, takes_patch_ratio
-from runs import report as shared
-from runs.files import atomic_write_bytes
+from salfmix.runs import report as shared
+from salfmix.runs.files import atomic_write_bytes
 
 PAPER_R = 0.3
 BASELINE = "none"

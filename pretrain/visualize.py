@@ -18,7 +18,7 @@ from pretrain.mixing.hybridmix import HybridMix
 from pretrain.mixing.geometry import cell_kernel, extreme_cells, paste_patches, pool_cells
 from pretrain.mixing.saliency import gradient_saliency
 from pretrain.mixing.salfmix import check_n, patch_side, position_draws, salfmix_positions
-from runs.files import atomic_write
+from salfmix.runs.files import atomic_write
 
 # The torchvision ImageNet statistics, used by every shipped pretraining config.
 MEAN = (0.485, 0.456, 0.406)

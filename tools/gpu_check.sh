@@ -111,45 +111,45 @@ importable="import torch, pretrain.mixing, detection, detectron2"
 # The step limits add up to the budget less the summary's reserve (460 s full: every step gets
 # its time within a lent GPU's 15 minutes, start-up and transfers included; 410 s smoke, which
 # runs on a CPU shared with other work).
-step preflight 30 install.log "$py" tools/gpu_check_wheels.py preflight
+step preflight 30 install.log "$py" -m salfmix.install.wheels preflight
 if [ "$smoke" = 1 ]; then
     if [ -f .wheels/SHA256SUMS ]; then
-        step install 60 install.log "$py" tools/gpu_check_wheels.py verify --pip-check
+        step install 60 install.log "$py" -m salfmix.install.wheels verify --pip-check
     else
         skip install install.log "no .wheels/ (make gpu-wheels): the wheels are not checked"
     fi
 elif "$py" -c "$importable" > /dev/null 2>&1; then
     skip install install.log "this Python already has the project's packages"
 else
-    step install 90 install.log "$py" tools/gpu_check_wheels.py install
+    step install 90 install.log "$py" -m salfmix.install.wheels install
 fi
 
 if [ "$smoke" = 1 ]; then
     data_opts=(--batch 8 --size 32 --arch resnet20)
     step tests 70 tests.log "$py" -m pytest -q -rs -m gpu -p no:cacheprovider --continue-on-collection-errors tests/pretrain
-    step bench_throughput 30 bench.log "$py" tools/gpu_check_bench.py --device "$device" --batch 2 --size 32 --steps 1 --warmup 1
-    step detection 110 detection.log "$py" tools/gpu_check_detection.py --work "$work/detection" --device "$device" \
+    step bench_throughput 30 bench.log "$py" -m salfmix.bench.throughput --device "$device" --batch 2 --size 32 --steps 1 --warmup 1
+    step detection 110 detection.log "$py" -m salfmix.bench.detection --work "$work/detection" --device "$device" \
         --smoke --iters 4 --batch 1 --pretrain-epochs 0 --run-timeout 90
-    step bench_pretrain 40 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" "${data_opts[@]}" --steps 1 \
+    step bench_pretrain 40 bench.log "$py" -m salfmix.bench.pretrain --data "$work/bench_data" "${data_opts[@]}" --steps 1 \
         --loader-batch 8 --loader-batches 1 --loader-workers 0 --loader-repeats 1 \
         --methods none cutout salfmix mixup saliencymix cutmix hybridmix_v1 hybridmix_v2 hybridmix_v3 --project-epochs 300
-    step bench_mixing 20 bench.log "$py" tools/bench_mixing.py --device "$device" --batch 4 --size 32 --repeats 1
-    step bench_suspects 20 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" "${data_opts[@]}" --steps 1 \
+    step bench_mixing 20 bench.log "$py" -m salfmix.bench.mixing --device "$device" --batch 4 --size 32 --repeats 1
+    step bench_suspects 20 bench.log "$py" -m salfmix.bench.pretrain --data "$work/bench_data" "${data_opts[@]}" --steps 1 \
         --skip-steps --skip-loader --suspects --suspect-steps 1 --sync-steps 2
-    step bench_compile 30 bench.log "$py" tools/gpu_check_bench.py --device "$device" --arch resnet20 --classes 10 \
+    step bench_compile 30 bench.log "$py" -m salfmix.bench.throughput --device "$device" --arch resnet20 --classes 10 \
         --batch 4 --size 32 --steps 2 --warmup 1 --compile --compile-backend aot_eager
 else
     paper=(none cutout salfmix mixup saliencymix cutmix hybridmix_v1 hybridmix_v2 hybridmix_v3)
     step tests 60 tests.log "$py" -m pytest -q -rs -m gpu -p no:cacheprovider --continue-on-collection-errors tests/pretrain
-    step bench_throughput 30 bench.log "$py" tools/gpu_check_bench.py --device "$device"
-    step detection 100 detection.log "$py" tools/gpu_check_detection.py --work "$work/detection" --device "$device" \
+    step bench_throughput 30 bench.log "$py" -m salfmix.bench.throughput --device "$device"
+    step detection 100 detection.log "$py" -m salfmix.bench.detection --work "$work/detection" --device "$device" \
         --iters 60 --batch 8 --pretrain-epochs 1 --run-timeout 60
-    step bench_pretrain 45 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" --batch 128 --steps 3 \
+    step bench_pretrain 45 bench.log "$py" -m salfmix.bench.pretrain --data "$work/bench_data" --batch 128 --steps 3 \
         --opts MODEL.CHANNELS_LAST True --methods "${paper[@]}" --project-epochs 300 --loader-batches 10
-    step bench_mixing 25 bench.log "$py" tools/bench_mixing.py --device "$device" --repeats 3
-    step bench_suspects 35 bench.log "$py" tools/bench_pretrain.py --data "$work/bench_data" --batch 128 --steps 3 \
+    step bench_mixing 25 bench.log "$py" -m salfmix.bench.mixing --device "$device" --repeats 3
+    step bench_suspects 35 bench.log "$py" -m salfmix.bench.pretrain --data "$work/bench_data" --batch 128 --steps 3 \
         --opts MODEL.CHANNELS_LAST True --skip-steps --skip-loader --suspects --suspect-steps 5
-    step bench_compile 45 bench.log "$py" tools/gpu_check_bench.py --device "$device" --compile
+    step bench_compile 45 bench.log "$py" -m salfmix.bench.throughput --device "$device" --compile
 fi
 
 if [ "$smoke" = 1 ]; then
@@ -158,7 +158,7 @@ if [ "$smoke" = 1 ]; then
 else
     title="GPU check ($device)"; note=""
 fi
-"$py" tools/gpu_check_report.py --out "$out" --title "$title" --note "$note" > /dev/null \
+"$py" -m salfmix.bench.gpu_report --out "$out" --title "$title" --note "$note" > /dev/null \
     || { echo "error: the summary could not be written" >&2; failures=$((failures + 1)); }
 echo "=== summary: $out/gpu_check.md ($failures step(s) did not pass, $SECONDS s in all)"
 [ -f "$out/gpu_check.md" ] && awk '/^## Steps/ {on = 1; next} /^## / {on = 0} on && NF' "$out/gpu_check.md"

@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# Kept so that existing commands work: the tool is tools/run_pipeline.py (see its --help).
+# Kept so that existing commands work: the tool is salfmix.cli.run_pipeline (see its --help).
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"; py="${PYTHON:-$root/.venv/bin/python}"; [[ -x "$py" ]] || py=python3
-exec "$py" "$root/tools/run_pipeline.py" "$@"
+exec "$py" -m salfmix.cli.run_pipeline "$@"

@@ -16,19 +16,19 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${1:-output/study_fashion}
 DATA=${2:-/usr/share/datasets/fashion-mnist}
-common=(--data-root "$DATA" --config-pattern "fashion_resnet20_{method}.yaml" --epochs 15 --batch-size 64
+common=(--data-root "$DATA" --config-file pretrain/Base-FashionMNIST-ResNet20.yaml --epochs 15 --batch-size 64
         --lr 0.05 --input-size 32 --n 4 --r 0.3 --jobs 2 --threads 1 --ablations)
 opts=(--opts DATA.TRAIN_PER_CLASS 300 DATA.CACHE_DIR "${OUT}_cache")
 # --ablations without names: MIXERS already holds the ablations' methods (cutout_saliency,
 # salfmix_random, salfmix_nopool); the r sweep is left out.
-"$PY" tools/run_study.py --output-root "$OUT" "${common[@]}" --seeds 0 1 2 "${opts[@]}"
-"$PY" tools/run_study.py --output-root "${OUT}_cached" "${common[@]}" --methods salfmix hybridmix_v3 \
+"$PY" -m salfmix.cli.run_study --output-root "$OUT" "${common[@]}" --seeds 0 1 2 "${opts[@]}"
+"$PY" -m salfmix.cli.run_study --output-root "${OUT}_cached" "${common[@]}" --methods salfmix hybridmix_v3 \
     --saliency cached --seeds 0 1 2 "${opts[@]}"
-"$PY" tools/run_study.py --output-root "$OUT" "${common[@]}" --methods none cutmix salfmix hybridmix_v3 \
+"$PY" -m salfmix.cli.run_study --output-root "$OUT" "${common[@]}" --methods none cutmix salfmix hybridmix_v3 \
     --seeds 3 4 "${opts[@]}"
-"$PY" tools/run_study.py --output-root "${OUT}_cached" "${common[@]}" --methods salfmix hybridmix_v3 \
+"$PY" -m salfmix.cli.run_study --output-root "${OUT}_cached" "${common[@]}" --methods salfmix hybridmix_v3 \
     --saliency cached --seeds 3 4 "${opts[@]}"
-"$PY" tools/cls_report.py "$OUT"/*/seed* "${OUT}_cached"/*/seed* --out "$OUT/report" \
+"$PY" -m salfmix.cli.cls_report "$OUT"/*/seed* "${OUT}_cached"/*/seed* --out "$OUT/report" \
     --title "Fashion-MNIST (real; 300 train/class, full 10k test), ResNet-20, 15 epochs" \
     --compare hybridmix_v3 cutmix --compare salfmix cutout_saliency --compare salfmix salfmix_random \
     --compare salfmix salfmix_nopool --compare cutout_saliency cutout --compare salfmix none \

@@ -26,10 +26,10 @@ common=(--data-root "$DATA" --config-file "$BASE" --epochs "$EPOCHS" --batch-siz
 opts=(--opts DATA.CACHE_DIR "${OUT}_cache")
 methods=(none cutout cutout_saliency salfmix salfmix_random mixup cutmix saliencymix resizemix
          hybridmix_v1 hybridmix_v2 hybridmix_v3)
-"$PY" tools/run_study.py --output-root "$OUT" "${common[@]}" --methods "${methods[@]}" --seeds 0 1 2 "${opts[@]}"
-"$PY" tools/run_study.py --output-root "${OUT}_cached" "${common[@]}" --methods hybridmix_v3 --saliency cached \
+"$PY" -m salfmix.cli.run_study --output-root "$OUT" "${common[@]}" --methods "${methods[@]}" --seeds 0 1 2 "${opts[@]}"
+"$PY" -m salfmix.cli.run_study --output-root "${OUT}_cached" "${common[@]}" --methods hybridmix_v3 --saliency cached \
     --seeds 0 1 2 "${opts[@]}"
-"$PY" tools/cls_report.py "$OUT"/*/seed* "${OUT}_cached"/*/seed* --out "$OUT/report" \
+"$PY" -m salfmix.cli.cls_report "$OUT"/*/seed* "${OUT}_cached"/*/seed* --out "$OUT/report" \
     --title "Fashion-MNIST, memorising regime (real; 100 train/class, full 10k test), ResNet-20, $EPOCHS epochs" \
     --compare hybridmix_v3 cutmix --compare hybridmix_v3 none --compare salfmix none \
     --compare salfmix salfmix_random --compare cutout_saliency cutout --compare salfmix cutout_saliency \

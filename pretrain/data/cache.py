@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image, ImageFile
 from tqdm import tqdm
 
-from runs.errors import WriteError
-from runs.files import describe_os_error
+from salfmix.errors import WriteError
+from salfmix.runs.files import describe_os_error
 
 from .cifar import cifar_files, read_cifar, resolve_cifar
 from .fashion_mnist import fashion_files, read_fashion_mnist

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from runs.files import atomic_write_bytes
+from salfmix.runs.files import atomic_write_bytes
 
 VARIANTS = {
     "cifar10": {

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from pretrain.data.cifar import write_cifar
-from runs.files import atomic_write_bytes
+from salfmix.runs.files import atomic_write_bytes
 
 MARKER = "DIGITS.txt"
 SPLIT_FILE = "split.json"

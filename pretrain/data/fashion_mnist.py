@@ -34,7 +34,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from runs.files import atomic_write_bytes
+from salfmix.runs.files import atomic_write_bytes
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 # The dataset's documented labels, in label order.

@@ -1,4 +1,6 @@
-"""``build_*(cfg)``: the only functions that read the pretraining config."""
+"""The trainer's parts from the pretraining config: ``build_*(cfg)`` and the few helpers and
+checks they need are the only functions that read it; everything they build takes plain
+arguments (a mixer its hyperparameters, a model its architecture name)."""
 from __future__ import annotations
 
 import re

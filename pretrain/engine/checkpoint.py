@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from runs.files import atomic_torch_save, atomic_write_text
+from salfmix.runs.files import atomic_torch_save, atomic_write_text
 
 LAST = "last_checkpoint"
 
@@ -41,7 +41,7 @@ def save_epoch_checkpoint(state: Dict[str, Any], output_dir: str, epoch: int, ke
     """Write the checkpoint of ``epoch``, point ``last_checkpoint`` at it, prune older ones.
 
     The older ones are removed only after the new one is complete, so a failed write (a full disk:
-    :class:`runs.errors.WriteError`) leaves the last good checkpoint in place.
+    :class:`salfmix.errors.WriteError`) leaves the last good checkpoint in place.
     """
     path = os.path.join(output_dir, epoch_checkpoint_name(epoch))
     atomic_torch_save(path, state)

@@ -7,8 +7,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-from runs.errors import WriteError
-from runs.files import atomic_write_text, describe_os_error
+from salfmix.errors import WriteError
+from salfmix.runs.files import atomic_write_text, describe_os_error
 
 
 def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) -> Tuple[int, ...]:

@@ -1,17 +1,16 @@
-"""A pretraining run in its folder: the stage's library entry point, used by ``tools/pretrain.py``.
+"""A pretraining run in its folder: the stage's library entry point, used by ``salfmix.cli.pretrain``.
 
 :func:`run_pretraining` wraps the :class:`~pretrain.engine.trainer.Trainer` in the run layer
 (:mod:`runs`): the lock on ``OUTPUT_DIR``, the manifest ``run.json``, the refusal of a new run
 over another run's files and of a ``--resume`` whose config drifted, the stale temp files of a
 killed run, and SIGINT / SIGTERM stopping at the end of a step. Every refusal or failure is a
-one-line exception (:class:`runs.errors.RunError`, ``ValueError``, ``FileNotFoundError``,
-:class:`~pretrain.engine.trainer.NonFiniteLossError`) or :class:`runs.signals.Interrupted`.
+one-line exception (:class:`salfmix.errors.RunError`, ``ValueError``, ``FileNotFoundError``,
+:class:`~pretrain.engine.trainer.NonFiniteLossError`) or :class:`salfmix.runs.signals.Interrupted`.
 """
 from __future__ import annotations
 
 import math
 import os
-import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence
@@ -19,9 +18,9 @@ from typing import Callable, Dict, Optional, Sequence
 from fvcore.common.config import CfgNode
 
 from pretrain.engine.metrics import read_records
-from runs.errors import RunError
-from runs.folder import FINISHED, RESUME, RunFolder
-from runs.signals import Interrupted, StopSignals
+from salfmix.errors import RunError
+from salfmix.runs.folder import FINISHED, RESUME, RunFolder
+from salfmix.runs.signals import StopSignals
 
 # Keys a --resume may change: where the data and caches are, how the run reports and keeps
 # checkpoints, how often it reads its loss, whether it compiles (the same numbers), the evaluation
@@ -41,7 +40,7 @@ ARTEFACTS = ("metrics.jsonl", "model_epoch*.pth", "last_checkpoint", "tb")
 
 def defaults_text() -> str:
     """The pretraining config's defaults, resolved as a run's config.yaml is: a run made before a
-    key existed compares as if it had the key's default (see :func:`runs.manifest.config_drift`)."""
+    key existed compares as if it had the key's default (see :func:`salfmix.runs.manifest.config_drift`)."""
     from pretrain.config import get_cfg_defaults
 
     return get_cfg_defaults().dump()
@@ -60,7 +59,7 @@ class PretrainResult:
 
 def run_pretraining(cfg: CfgNode, resume: bool = False, command: Optional[Sequence[str]] = None,
                     resume_cmd: str = "", log: Callable[[str], None] = print) -> PretrainResult:
-    """Train ``cfg`` in ``cfg.OUTPUT_DIR`` under the rules of :mod:`runs.folder`.
+    """Train ``cfg`` in ``cfg.OUTPUT_DIR`` under the rules of :mod:`salfmix.runs.folder`.
 
     ``resume``: continue from the newest checkpoint (a ``--resume`` of a finished run returns
     status "already finished" and touches nothing). ``command`` (default: this process's) and
@@ -75,7 +74,7 @@ def run_pretraining(cfg: CfgNode, resume: bool = False, command: Optional[Sequen
     if run.open() == FINISHED:
         records = read_records(os.path.join(cfg.OUTPUT_DIR, "metrics.jsonl"))
         return PretrainResult("already finished", cfg.OUTPUT_DIR, records[-1] if records else {})
-    try:
+    with run.recording():
         from pretrain.engine.trainer import Trainer
 
         trainer = Trainer(cfg)  # checks the data, the batch size and the mixer's geometry up front
@@ -100,14 +99,3 @@ def run_pretraining(cfg: CfgNode, resume: bool = False, command: Optional[Sequen
         finite = {k: v for k, v in record.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         run.finish(epoch=cfg.SOLVER.MAX_EPOCHS, metrics=finite)
         return PretrainResult("finished", cfg.OUTPUT_DIR, record, resumed, trainer.start_epoch)
-    except Interrupted as err:
-        run.interrupt(err.signum, err.where)
-        raise
-    except KeyboardInterrupt:  # before the handlers were installed: while loading data or building
-        run.interrupt(signal.SIGINT, "before training started")
-        raise Interrupted(signal.SIGINT, "before training started") from None
-    except Exception as err:
-        run.fail(" ".join(str(err).split()) or type(err).__name__)
-        raise
-    finally:
-        run.close()

@@ -31,8 +31,8 @@ from pretrain.engine.saliency_cache import CachedSaliency, CropGeometry, probe_s
 from pretrain.mixing import mix_loss
 from pretrain.mixing.base import unmixed
 from pretrain.mixing.saliency import gradient_saliency
-from runs.files import atomic_torch_save, atomic_write_text
-from runs.signals import Interrupted
+from salfmix.runs.files import atomic_torch_save, atomic_write_text
+from salfmix.runs.signals import Interrupted
 
 
 class NonFiniteLossError(RuntimeError):
@@ -265,7 +265,7 @@ class Trainer:
         raise Interrupted(signum, where)
 
     def check_stop(self, where: str) -> None:
-        """Raise :class:`runs.signals.Interrupted` if a stop signal arrived (on any rank: they
+        """Raise :class:`salfmix.runs.signals.Interrupted` if a stop signal arrived (on any rank: they
         agree). Between epochs: one small all-reduce under DDP."""
         if self.should_stop is None:
             return

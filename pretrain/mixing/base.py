@@ -190,6 +190,10 @@ def host_to_device(draws: Draws, device: torch.device) -> Draws:
     return _rebuild(draws, moved)
 
 
+#: The values of :attr:`Mixer.composite`.
+COMPOSITES = ("identity", "single_image", "paste", "blend", "graph_cut")
+
+
 class Mixer:
     """Base class: validates inputs, resolves saliency, draws, and applies.
 
@@ -215,6 +219,12 @@ class Mixer:
     - ``runs_on_host``: whether ``apply`` needs the host (PuzzleMix's graph cut): it then reads
       device data back and cannot be compiled;
     - ``start_epoch``: the first epoch (1-based) its method mixes by default;
+    - ``composite``: what an output image is made of (the tests select methods on it):
+      ``"identity"`` the input itself; ``"single_image"`` one image with regions moved or erased
+      (lam 1, one label); ``"paste"`` pixels taken from the image or its partner, lam their
+      ratio; ``"blend"`` a weighted sum of the two images, lam the weight; ``"graph_cut"`` a
+      mask with fractional levels (PuzzleMix). ``MixResult.own`` is reported by the
+      ``single_image`` and ``paste`` methods (and a blend after such a step: HybridMix v1);
     - ``config_args``: the constructor arguments that are the method's own hyperparameters; the
       config tree gets a node ``MIX.<NAME>`` (the registered name in capitals) with one key per
       argument, its default the constructor's (:meth:`config_defaults`), e.g. ``MIX.CUTMIX.BETA``;
@@ -229,6 +239,7 @@ class Mixer:
     pixel_saliency: bool = False
     runs_on_host: bool = False
     start_epoch: int = 1  # the baselines' official code mixes from the first epoch
+    composite: str = "identity"
     config_args: Tuple[str, ...] = ()
     config_keys: Dict[str, str] = {}
 
@@ -363,6 +374,9 @@ def register(name: str) -> Callable[[Type[Mixer]], Type[Mixer]]:
     def add(cls: Type[Mixer]) -> Type[Mixer]:
         if name in REGISTRY and REGISTRY[name] is not cls:
             raise ValueError(f"mixing method {name!r} is registered twice ({REGISTRY[name].__name__}, {cls.__name__})")
+        if cls.composite not in COMPOSITES:
+            raise ValueError(f"mixing method {name!r}: {cls.__name__}.composite must be one of {', '.join(COMPOSITES)}, "
+                             f"got {cls.composite!r}")
         cls.name = name
         REGISTRY[name] = cls
         return cls

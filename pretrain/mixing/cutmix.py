@@ -29,7 +29,7 @@ def cutmix_boxes(lam: Tensor, h: int, w: int, u: Tensor) -> Tensor:
 @register("cutmix")
 class CutMix(PairMixer):
     """CutMix with ``lam ~ Beta(beta, beta)``, area-corrected lam."""
-
+    composite = "paste"
     config_args = ("beta", "prob", "per_sample")
 
     def __init__(self, beta: float = 1.0, per_sample: bool = False, prob: float = 1.0, **kwargs) -> None:

@@ -42,7 +42,7 @@ def cutout(images: Tensor, length: int, u: Tensor) -> Tensor:
 @register("cutout")
 class Cutout(Mixer):
     """Cutout with a hole of side ``size * H`` (``size`` in (0, 1]), one per image."""
-
+    composite = "single_image"
     config_args = ("size",)
 
     def __init__(self, size: float = 0.5, **kwargs) -> None:
@@ -63,7 +63,7 @@ class Cutout(Mixer):
 @register("cutout_saliency")
 class CutoutSaliency(Mixer):
     """Cutout that drops the least salient patch P_l (paper section 6.2)."""
-
+    composite = "single_image"
     needs_saliency = True
     start_epoch = 2  # an ablation of SalfMix: the same schedule (Algorithm 2)
     config_keys = {"n": "MIX.N", "r": "MIX.R"}

@@ -107,7 +107,7 @@ class HybridMix(Mixer):
 @register("hybridmix_v1")
 class HybridMixV1(HybridMix):
     """HybridMix v1: SalfMix + Mixup."""
-
+    composite = "blend"
     config_args = ("partner", "per_pair", "alpha", "prob")
     pair_class = Mixup
 
@@ -115,7 +115,7 @@ class HybridMixV1(HybridMix):
 @register("hybridmix_v2")
 class HybridMixV2(HybridMix):
     """HybridMix v2: SalfMix + SaliencyMix (per pair: each box on its own partner's saliency)."""
-
+    composite = "paste"
     pair_class = SaliencyMix
 
     @staticmethod
@@ -130,5 +130,5 @@ class HybridMixV2(HybridMix):
 @register("hybridmix_v3")
 class HybridMixV3(HybridMix):
     """HybridMix v3: SalfMix + CutMix."""
-
+    composite = "paste"
     pair_class = CutMix

@@ -24,7 +24,7 @@ def mixup(x1: Tensor, x2: Tensor, lam: Tensor) -> Tensor:
 @register("mixup")
 class Mixup(PairMixer):
     """Mixup with ``lam ~ Beta(alpha, alpha)``, applied with probability ``prob`` per batch."""
-
+    composite = "blend"
     config_args = ("alpha", "prob", "per_sample")
 
     def __init__(self, alpha: float = 1.0, per_sample: bool = False, prob: float = 1.0, **kwargs) -> None:

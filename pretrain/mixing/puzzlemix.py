@@ -328,7 +328,7 @@ class PuzzleMix(PairMixer):
     official values: CIFAR-100 mean (129.3, 124.1, 112.4) / 255, std (68.2, 65.4, 70.4) / 255;
     CIFAR-10 (125.3, 123.0, 113.9) / 255, (63.0, 62.1, 66.7) / 255; Tiny-ImageNet 0.5, 0.5.
     """
-
+    composite = "graph_cut"
     needs_saliency = True
     saliency_reduction = "rms"
     runs_on_host = True  # the graph cut (gco) solves each pair on the host

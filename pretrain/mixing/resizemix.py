@@ -85,7 +85,7 @@ def resize_paste(x1: Tensor, x2: Tensor, tau: Tensor, top: Tensor, left: Tensor)
 @register("resizemix")
 class ResizeMix(PairMixer):
     """ResizeMix with side scale ``tau ~ U(scale[0], scale[1])``."""
-
+    composite = "paste"
     config_args = ("scale", "prob", "per_sample")
 
     def __init__(

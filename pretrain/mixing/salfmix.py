@@ -122,7 +122,7 @@ def random_self_mix(images: Tensor, r: float, u: Tensor) -> Tuple[Tensor, Tensor
 @register("salfmix")
 class SalfMix(Mixer):
     """SalfMix as a mixer: single-image, lam = 1. ``n`` pooled grid, ``r`` patch ratio."""
-
+    composite = "single_image"
     needs_saliency = True
     start_epoch = 2  # Algorithm 2: the saliency of an untrained net is noise
     config_keys = {"n": "MIX.N", "r": "MIX.R"}
@@ -163,7 +163,7 @@ class SalfMixNoPool(SalfMix):
 @register("salfmix_random")
 class SalfMixRandom(Mixer):
     """Ablation "w/o saliency": P_m and P_l drawn uniformly (no saliency pass)."""
-
+    composite = "single_image"
     start_epoch = 2  # an ablation of SalfMix: the same schedule
     config_keys = {"r": "MIX.R"}
 

@@ -167,7 +167,7 @@ class SaliencyMix(PairMixer):
     ``mix_pair`` draws exactly one ``beta(self.beta, k, generator)`` (k = 1 in "official" mode,
     k = B in "per_sample" mode) and nothing else, so a test can replay its draws.
     """
-
+    composite = "paste"
     config_args = ("beta", "prob", "mode", "backend")
 
     def __init__(self, beta: float = 1.0, prob: float = 1.0, mode: str = "official", backend: str = "torch",

@@ -15,16 +15,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def load_detection_tool() -> Callable[[str], object]:
-    """``load_detection_tool("name")`` imports tools/name.py and returns the module."""
-
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(f"det_tool_{name}", REPO_ROOT / "tools" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    return load
+def load_detection_tool(load_tool) -> Callable[[str], object]:
+    """``load_detection_tool("name")``: the module behind ``tools/name.py`` (tests/conftest.py)."""
+    return load_tool
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from detection.checkpoint import SafeCheckpointer, trunk_keys
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 
 DEMO_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "detection",
                            "voc_demo_faster_rcnn_R_50_FPN_cpu.yaml")

@@ -10,7 +10,7 @@ import detection.roi_heads  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
 from detectron2.engine import DefaultTrainer
 
 from detection.config import load_config, resolve_seed
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "detection"
 DEMO_CONFIG = CONFIG_DIR / "voc_demo_faster_rcnn_R_50_FPN_cpu.yaml"

@@ -17,7 +17,7 @@ from detection.convert import (
     expected_resnet50_shapes,
     rename_key,
 )
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 
 
 def test_rename_key_follows_detectron2_names() -> None:
@@ -239,7 +239,7 @@ def test_caffe2_msra_pickles_are_refused_for_rgb_configs(tmp_path) -> None:
             check_detection_weights(path, "RGB", False)
         message = str(err.value)
         assert "\n" not in message and message.startswith(f"MODEL.WEIGHTS {path}: a Caffe2/MSRA pickle")
-        assert "INPUT.FORMAT RGB" in message and "tools/convert_to_detectron2.py" in message
+        assert "INPUT.FORMAT RGB" in message and "salfmix.cli.convert_to_detectron2" in message
         assert check_detection_weights(path, "BGR", True) == "a Caffe2/MSRA pickle"  # Detectron2's own setting
     with pytest.raises(DetectionSetupError, match="Caffe2/MSRA layout"):
         check_detection_weights("detectron2://ImageNetPretrained/MSRA/R-50.pkl", "RGB", False)

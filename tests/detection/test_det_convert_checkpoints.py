@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import detection  # noqa: F401  (before Detectron2)
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from detection.config import get_detection_cfg
 from detection.data import prepare_datasets, register_voc_folder, validate_voc_annotations
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 from detection.voc_demo import DEMO_CLASSES
 
 CLASSES = list(DEMO_CLASSES)

@@ -12,7 +12,7 @@ import detection  # noqa: F401  (before Detectron2)
 from detection import image_check
 from detection.config import get_detection_cfg
 from detection.data import prepare_datasets, read_split, validate_voc_split
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 from detection.voc_demo import DEMO_CLASSES
 
 CLASSES = list(DEMO_CLASSES)

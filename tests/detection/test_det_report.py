@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 
 
 def _fake_run(root, name, method=None, seed=0, ap=(40.0, 70.0, 41.0), pretrain=None, config_method=None, iteration=24000,

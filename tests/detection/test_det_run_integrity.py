@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import detection  # noqa: F401  (before Detectron2)
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = str(REPO_ROOT / "configs" / "detection" / "voc_demo_faster_rcnn_R_50_FPN_cpu.yaml")
@@ -51,8 +51,8 @@ def test_flags_anywhere_on_the_command_line(load_detection_tool) -> None:
 @pytest.mark.slow
 def test_a_finished_run_its_config_and_its_lock(load_detection_tool, voc_demo_dir, converted_r50, tmp_path,
                                                 capsys) -> None:
-    from runs.errors import RunLocked, RunRefused
-    from runs.lock import RunLock
+    from salfmix.errors import RunLocked, RunRefused
+    from salfmix.runs.lock import RunLock
 
     out = tmp_path / "run"
     argv = ["--config-file", DEMO_CONFIG] + _opts(voc_demo_dir, converted_r50, out, 4,
@@ -106,7 +106,7 @@ def test_a_finished_run_its_config_and_its_lock(load_detection_tool, voc_demo_di
 
 
 class StopAfter:
-    """Stands in for runs.signals.StopSignals: a SIGINT arrives during the ``polls``-th iteration."""
+    """Stands in for salfmix.runs.signals.StopSignals: a SIGINT arrives during the ``polls``-th iteration."""
 
     def __init__(self, polls: int) -> None:
         self.polls, self.count = polls, 0
@@ -130,8 +130,8 @@ class StopAfter:
 def test_a_stop_saves_a_checkpoint_and_resume_refuses_drift(load_detection_tool, voc_demo_dir, converted_r50,
                                                            tmp_path, monkeypatch) -> None:
     import detection.train as train_mod
-    from runs.errors import RunRefused
-    from runs.signals import Interrupted
+    from salfmix.errors import RunRefused
+    from salfmix.runs.signals import Interrupted
 
     out = tmp_path / "run"
     argv = ["--config-file", DEMO_CONFIG] + _opts(voc_demo_dir, converted_r50, out, 6, SEED="-1")
@@ -189,7 +189,7 @@ def test_ctrl_c_is_one_line_with_the_resume_command(voc_demo_dir, converted_r50,
 
 def test_missing_base_and_output_dir_that_is_a_file(load_detection_tool, voc_demo_dir, converted_r50,
                                                     tmp_path) -> None:
-    from runs.errors import RunError
+    from salfmix.errors import RunError
 
     leaf = tmp_path / "leaf.yaml"
     leaf.write_text('_BASE_: "Base-Missing.yaml"\nSEED: 1\n')

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import detection  # noqa: F401  (before Detectron2)
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = str(REPO_ROOT / "configs" / "detection" / "voc_demo_faster_rcnn_R_50_FPN_cpu.yaml")
@@ -63,7 +63,7 @@ def test_short_cpu_training_then_eval_only_then_report(load_detection_tool, voc_
     # run's own results (refused, nothing touched), into another folder it gives the same AP
     argv = ["--eval-only", "--config-file", str(out / "config.yaml"), "MODEL.WEIGHTS", str(out / "model_final.pth"),
             "SEED", "-1"]
-    from runs.errors import RunRefused
+    from salfmix.errors import RunRefused
 
     with pytest.raises(RunRefused, match="already holds the finished run's final results"):
         _train(load_detection_tool, argv + ["OUTPUT_DIR", str(out)])

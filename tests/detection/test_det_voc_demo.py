@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from detection.errors import DetectionSetupError
+from salfmix.errors import DetectionSetupError
 from detection.voc_demo import MARKER, make_voc_demo
 
 REPO = Path(__file__).resolve().parents[2]

@@ -27,11 +27,8 @@ NEEDS_D2 = pytest.mark.skipif(
 
 
 def _load_install_script() -> types.ModuleType:
-    path = REPO_ROOT / "tools" / "install_detectron2.py"
-    spec = importlib.util.spec_from_file_location("install_detectron2", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
+    import salfmix.install.detectron2 as module
+
     return module
 
 

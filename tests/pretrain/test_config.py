@@ -7,9 +7,11 @@ import pytest
 from pretrain.config import load_config
 from pretrain.engine.builders import build_mixer, mixer_params
 from pretrain.mixing import MIXERS, make_mixer
+from salfmix.config_files import config_dir
 
-CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "pretrain", "*.yaml")))
-LEAVES = [c for c in CONFIGS if not os.path.basename(c).startswith("Base-")]
+CONFIGS = sorted(glob.glob(os.path.join(config_dir("pretrain"), "*.yaml")))
+BASES = [c for c in CONFIGS if os.path.basename(c).startswith("Base-")]
+CIFAR10 = os.path.join(config_dir("pretrain"), "Base-CIFAR10-PreAct18.yaml")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
@@ -18,34 +20,46 @@ def test_every_yaml_loads(path):
     assert cfg.is_frozen()
 
 
-@pytest.mark.parametrize("path", LEAVES, ids=os.path.basename)
-def test_every_leaf_builds_its_mixer(path):
+def test_the_shipped_configs_are_one_base_per_family():
+    """A base sets no MIX.METHOD: every method runs from it (leaves only where a recipe differs)."""
+    from pretrain.config import config_sets
+
+    assert CONFIGS == BASES
+    assert all(config_sets(path, "MIX.METHOD") is None for path in BASES)
+
+
+@pytest.mark.parametrize("path", BASES, ids=os.path.basename)
+@pytest.mark.parametrize("method", list(MIXERS))
+def test_every_method_runs_from_every_base(path, method):
     import torch
 
-    cfg = load_config(path)
-    assert cfg.MIX.METHOD in os.path.basename(path)
+    cfg = load_config(path, ["MIX.METHOD", method])
     mixer = build_mixer(cfg, torch.Generator().manual_seed(0))
-    assert type(mixer) is MIXERS[cfg.MIX.METHOD]
+    assert type(mixer) is MIXERS[method]
 
 
-def test_every_method_has_a_leaf_per_family():
-    names = {os.path.basename(c)[:-5] for c in LEAVES}
-    for prefix in ("tinyimagenet_r50", "cifar100_preact18", "demo_r50", "fashion_resnet20"):
-        for method in MIXERS:
-            assert f"{prefix}_{method}" in names
+def test_shipped_configs_are_found_by_name():
+    """A tool's --config-file takes a path or a shipped config's name (installed: no checkout)."""
+    cfg = load_config("pretrain/Base-Demo-R50.yaml")
+    assert cfg == load_config("configs/pretrain/Base-Demo-R50.yaml") == load_config(
+        os.path.join(config_dir("pretrain"), "Base-Demo-R50.yaml"))
+    with pytest.raises(FileNotFoundError, match="pretrain/Nope.yaml: config file not found"):
+        load_config("pretrain/Nope.yaml")
 
 
 def test_paper_recipe_values():
-    tiny = load_config(LEAVES[0].replace(os.path.basename(LEAVES[0]), "tinyimagenet_r50_hybridmix_v3.yaml"))
+    tiny = load_config("pretrain/Base-TinyImageNet-R50.yaml", ["MIX.METHOD", "hybridmix_v3"])
     assert (tiny.SOLVER.BASE_LR, tiny.SOLVER.MOMENTUM, tiny.SOLVER.WEIGHT_DECAY) == (0.05, 0.9, 1e-4)
     assert tuple(tiny.SOLVER.STEPS) == (75, 150, 225) and tiny.SOLVER.BATCH_SIZE == 128 and tiny.MIX.N == 8
     assert mixer_params(tiny) == {"n": 8, "r": 0.3, "partner": "uniform", "per_pair": True, "beta": 1.0, "prob": 1.0}
     assert tiny.MIX.START_EPOCH == 2  # Algorithm 2's rule, resolved into the saved config
+    cifar = load_config(CIFAR10, ["MIX.METHOD", "cutmix"])
+    assert mixer_params(cifar)["prob"] == 0.5  # the official CIFAR CutMix setting, in the family's base
 
 
 def test_overrides_and_errors(tmp_path):
-    leaf = [c for c in LEAVES if c.endswith("demo_r50_salfmix.yaml")][0]
-    cfg = load_config(leaf, ["MIX.R", "0.5", "SEED", "3"])
+    leaf = "pretrain/Base-Demo-R50.yaml"
+    cfg = load_config(leaf, ["MIX.METHOD", "salfmix", "MIX.R", "0.5", "SEED", "3"])
     assert cfg.MIX.R == 0.5 and cfg.SEED == 3
     with pytest.raises(ValueError, match="overrides: unknown config key.*MIX.RR"):
         load_config(leaf, ["MIX.RR", "0.5"])
@@ -65,16 +79,14 @@ def test_overrides_and_errors(tmp_path):
 
 @pytest.mark.parametrize("method", list(MIXERS))
 def test_start_epoch_is_the_methods_rule(method):
-    leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
-    cfg = load_config(leaf, ["MIX.METHOD", method])
-    salf_family = method in ("salfmix", "salfmix_random", "salfmix_nopool", "cutout_saliency") or method.startswith("hybridmix")
-    assert cfg.MIX.START_EPOCH == (2 if salf_family else 1)
-    assert load_config(leaf, ["MIX.METHOD", method, "MIX.START_EPOCH", "5"]).MIX.START_EPOCH == 5
+    cfg = load_config(CIFAR10, ["MIX.METHOD", method])
+    assert cfg.MIX.START_EPOCH == MIXERS[method].start_epoch >= 1
+    assert load_config(CIFAR10, ["MIX.METHOD", method, "MIX.START_EPOCH", "5"]).MIX.START_EPOCH == 5
 
 
 @pytest.mark.parametrize("method", list(MIXERS))
 def test_mixer_params_come_from_the_methods_own_node(method):
-    leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
+    leaf = CIFAR10
     cls = MIXERS[method]
     opts = ["MIX.METHOD", method, "MIX.R", "0.4"]
     if "prob" in cls.config_args:
@@ -92,7 +104,7 @@ def test_mixer_params_come_from_the_methods_own_node(method):
 
 
 def test_a_key_of_the_former_flat_tree_names_where_it_went():
-    leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
+    leaf = CIFAR10
     with pytest.raises(ValueError, match=r"MIX.BETA: each method's hyperparameters are in its own node now"):
         load_config(leaf, ["MIX.BETA", "0.7"])
 
@@ -102,7 +114,7 @@ def test_cosine_schedule_anneals_to_zero_over_the_run():
 
     from pretrain.engine.builders import build_scheduler
 
-    leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
+    leaf = CIFAR10
     cfg = load_config(leaf, ["SOLVER.LR_SCHEDULE", "cosine", "SOLVER.MAX_EPOCHS", "10", "SOLVER.BASE_LR", "0.1"])
     optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=cfg.SOLVER.BASE_LR)
     scheduler, lrs = build_scheduler(cfg, optimizer), []
@@ -118,8 +130,9 @@ def test_cosine_schedule_anneals_to_zero_over_the_run():
 @pytest.mark.parametrize("method", [m for m, cls in MIXERS.items() if cls.start_epoch > 1])
 def test_a_method_that_would_never_mix_is_refused(method):
     """SalfMix's own rule mixes from epoch 2: a 1-epoch run would be labelled SalfMix and train the baseline."""
-    leaf = [c for c in LEAVES if c.endswith("cifar10_preact18_none.yaml")][0]
-    with pytest.raises(ValueError, match=rf"MIX.START_EPOCH: {method} mixes from epoch 2 but SOLVER.MAX_EPOCHS is 1"):
+    leaf = CIFAR10
+    start = MIXERS[method].start_epoch
+    with pytest.raises(ValueError, match=rf"MIX.START_EPOCH: {method} mixes from epoch {start} but SOLVER.MAX_EPOCHS is 1"):
         load_config(leaf, ["MIX.METHOD", method, "SOLVER.MAX_EPOCHS", "1"])
     assert load_config(leaf, ["MIX.METHOD", method, "SOLVER.MAX_EPOCHS", "1", "MIX.START_EPOCH", "1"]).MIX.START_EPOCH == 1
     assert load_config(leaf, ["MIX.METHOD", "none", "SOLVER.MAX_EPOCHS", "1", "MIX.START_EPOCH", "5"])  # nothing to mix

@@ -1,5 +1,5 @@
 """The demo's pretraining recipe learns: with MIX.SALIENCY cached, 4 epochs of
-configs/pretrain/demo_r50_salfmix.yaml on the demo data serve saliency that agrees with a fresh
+configs/pretrain/Base-Demo-R50.yaml with MIX.METHOD salfmix on the demo data serve saliency that agrees with a fresh
 pass clearly above chance (pretrain/README.md, "Saliency sources"). A model that learns nothing
 has saliency that does not depend on the image, and the agreement stays at chance."""
 from __future__ import annotations
@@ -17,10 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_cached_saliency_agrees_with_fresh_after_four_demo_epochs(load_tool, tmp_path: Path) -> None:
     data = load_tool("make_demo_data")
     made = data.main(data.get_parser().parse_args(["--out", str(tmp_path / "data"), "--datasets", "tinyimagenet"]))
-    tool = load_tool("pretrain")
+    tool = load_tool("pretrain_net")
     out = tmp_path / "salfmix_cached"
     tool.main(tool.get_parser().parse_args([
-        "--config-file", str(REPO / "configs" / "pretrain" / "demo_r50_salfmix.yaml"),
+        "--config-file", "pretrain/Base-Demo-R50.yaml", "MIX.METHOD", "salfmix",
         "DATA.ROOT", made["tinyimagenet"], "OUTPUT_DIR", str(out), "MIX.SALIENCY", "cached", "SOLVER.MAX_EPOCHS", "4",
         "DATA.CACHE_DIR", str(tmp_path / "cache"),
     ]))

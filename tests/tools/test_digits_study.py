@@ -137,7 +137,7 @@ def test_cls_report_refuses_bad_runs(load_tool, tmp_path):
 # --------------------------------------------------------------------------------------------
 # run_study
 def test_study_plan_adds_ablations(load_tool):
-    from pretrain.study import Recipe, plan_tags
+    from salfmix.pipeline.study import Recipe, plan_tags
 
     tags = plan_tags(["none"], ["saliency", "r"], [0.1, 0.3, 0.5], "salfmix", 0.3)
     assert tags == [("none", "none", 0.3), ("salfmix", "salfmix", 0.3), ("salfmix_random", "salfmix_random", 0.3),
@@ -168,13 +168,13 @@ def test_run_study_named_methods_are_exactly_the_runs(load_tool, capsys):
 def test_run_study_one_base_config_for_every_method(load_tool, capsys, tmp_path):
     """--config-file: one (base) config, each run sets its MIX.METHOD and is checked to train it."""
     from pretrain.config import load_config
-    from pretrain.study import Recipe, StudyRun, run_opts
+    from salfmix.pipeline.study import Recipe, StudyRun, run_opts
 
-    base = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "pretrain", "Base-FashionMNIST-ResNet20.yaml")
+    base = "pretrain/Base-FashionMNIST-ResNet20.yaml"
     tool = load_tool("run_study")
     assert _dry_run_tags(tool, capsys, "--methods", "cutmix", "salfmix", "--config-file", base) == ["salfmix", "cutmix"]
     run = StudyRun("cutmix", "cutmix", 0, 0.3, str(tmp_path / "cutmix" / "seed0"))
-    cfg = load_config(base, run_opts(run, Recipe(set_method=True), "."))
+    cfg = load_config(base, run_opts(run, Recipe(config=base), "."))
     assert cfg.MIX.METHOD == "cutmix" and cfg.MIX.CUTMIX.PROB == 0.5  # the family's CutMix setting
     with pytest.raises(SystemExit, match="--config-file .*nope.yaml: config file not found"):
         tool.main(tool.get_parser().parse_args(["--data-root", ".", "--output-root", ".", "--config-file",
@@ -211,14 +211,16 @@ def test_run_study_tiny_runs_then_skips(load_tool, tmp_path, capsys):
 
 
 def test_run_study_refuses_a_config_that_trains_another_method(load_tool, tmp_path):
-    """--config-pattern without {method} would train one method under every tag's name."""
+    """A leaf of one method as --config-file would train that method under every tag's name."""
+    from leaves import leaf_config
+
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
     data = write_cifar(str(tmp_path / "data"), "cifar10", images[:4], np.arange(4) % 2, images[4:], np.arange(4) % 2,
                        ["a", "b"])
     tool = load_tool("run_study")
     argv = ["--data-root", data, "--output-root", str(tmp_path / "study"), "--methods", "none", "cutmix",
-            "--ablations", "--seeds", "0", "--config-pattern", "cifar10_preact18_none.yaml"]
+            "--ablations", "--seeds", "0", "--config-file", leaf_config("cifar10_preact18_none")]
     with pytest.raises(SystemExit, match="cutmix: .*cifar10_preact18_none.yaml trains MIX.METHOD none, not cutmix"):
         tool.main(tool.get_parser().parse_args(argv))
     assert not (tmp_path / "study").exists()

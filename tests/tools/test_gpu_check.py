@@ -87,7 +87,7 @@ def test_verify_accepts_a_complete_folder_and_names_what_is_wrong(wheels, tmp_pa
     with pytest.raises(wheels.WheelsError, match=r"not listed: \['extra-1.0-py3-none-any.whl'\]"):
         wheels.verify(str(folder))
     wheels.write_manifest(str(folder))
-    with pytest.raises(wheels.WheelsError, match=r"packages not in gpu_check_requirements.txt: \['extra'\]"):
+    with pytest.raises(wheels.WheelsError, match=r"packages not in gpu_requirements.txt: \['extra'\]"):
         wheels.verify(str(folder))
 
 
@@ -184,8 +184,8 @@ def test_step_limits_fit_the_budget():
     smoke = text[text.index('    data_opts=('):text.index('else\n    paper=(')]
     limit = lambda block: sum(int(m) for m in re.findall(r"^\s*step \w+ (\d+) ", block, re.M))  # noqa: E731
     common = int(re.search(r"^step preflight (\d+) ", text, re.M).group(1))
-    install = int(re.search(r"step install (\d+) install.log \"\$py\" tools/gpu_check_wheels.py install", text).group(1))
-    verify = int(re.search(r"step install (\d+) install.log \"\$py\" tools/gpu_check_wheels.py verify", text).group(1))
+    install = int(re.search(r"step install (\d+) install.log \"\$py\" -m salfmix.install.wheels install", text).group(1))
+    verify = int(re.search(r"step install (\d+) install.log \"\$py\" -m salfmix.install.wheels verify", text).group(1))
     reserve = int(re.search(r"^reserve=(\d+)", text, re.M).group(1))
     assert common + install + limit(full) <= 470 - reserve
     assert common + verify + limit(smoke) <= 420 - reserve

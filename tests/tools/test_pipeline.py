@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 PIPELINE = str(REPO / "tools" / "run_pipeline.py")
 METHODS = str(REPO / "tools" / "run_methods.py")
 DET_CONFIG = str(REPO / "configs" / "detection" / "voc_demo_faster_rcnn_R_50_FPN_cpu.yaml")
-PRETRAIN_CONFIGS = str(REPO / "configs" / "pretrain" / "demo_r50_{method}.yaml")
+PRETRAIN_CONFIGS = "pretrain/Base-Demo-R50.yaml"  # a shipped base: the pipeline sets MIX.METHOD
 
 
 def _run(cmd: List[str], check: bool = True) -> subprocess.CompletedProcess:
@@ -121,7 +121,7 @@ def _main(tool: str, argv: List[str], load_tool, capsys) -> tuple:
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "--pretrain-config"),
+        ([], "does not set MIX.METHOD: give --method"),
         (["--method", "nomethod"], "unknown method 'nomethod'; valid: none, "),
         (["--method", "none", "--seed", "x"], "argument --seed: 'x': expected a non-negative integer"),
         (["--method", "none", "--num-gpus", "0"], "argument --num-gpus: '0': expected a positive integer"),
@@ -143,12 +143,14 @@ def test_pipeline_bad_options(args: List[str], message: str, tmp_path: Path, loa
 
 def test_a_method_that_contradicts_the_config_is_refused(tmp_path: Path, load_tool, capsys) -> None:
     """--method cutmix with the config of none would train none and label it cutmix."""
-    none_config = PRETRAIN_CONFIGS.replace("{method}", "none")
+    from leaves import leaf_config
+
+    none_config = leaf_config("demo_r50_none")  # a config of one method
     code, last = _main("run_pipeline", ["--method", "cutmix", "--pretrain-config", none_config, "--out", str(tmp_path)],
                        load_tool, capsys)
     assert code == 2 and "--method cutmix: " in last and "trains MIX.METHOD none, not cutmix" in last
     assert not list(tmp_path.iterdir())
-    from pipeline.plan import plan_pipelines
+    from salfmix.pipeline.plan import plan_pipelines
 
     # without --method the config names the run; MIX.METHOD in the overrides counts too
     (plan,) = plan_pipelines([None], [0], str(tmp_path), none_config, DET_CONFIG)
@@ -168,9 +170,9 @@ def test_every_method_is_checked_before_the_first_run(tmp_path: Path, load_tool,
 
 
 def test_a_folder_holding_another_method_is_refused(tmp_path: Path) -> None:
-    from pipeline.plan import PipelineError, plan_pipelines
-    from pipeline.runner import run_pipeline
-    from pipeline.stages import Context
+    from salfmix.pipeline.plan import PipelineError, plan_pipelines
+    from salfmix.pipeline.runner import run_pipeline
+    from salfmix.pipeline.stages import Context
 
     (plan,) = plan_pipelines(["none"], [0], str(tmp_path), PRETRAIN_CONFIGS, DET_CONFIG)
     os.makedirs(plan.pretrain_dir)
@@ -181,7 +183,7 @@ def test_a_folder_holding_another_method_is_refused(tmp_path: Path) -> None:
 
 
 def test_conversion_is_redone_only_for_another_pretraining_run(tmp_path: Path) -> None:
-    from pipeline import stages
+    from salfmix.pipeline import stages
 
     pre = tmp_path / "pre"
     pre.mkdir()
@@ -202,9 +204,9 @@ def test_conversion_is_redone_only_for_another_pretraining_run(tmp_path: Path) -
 
 
 def test_a_detection_run_of_earlier_weights_is_not_credited_to_new_ones(tmp_path: Path) -> None:
-    from pipeline.plan import PipelineError, plan_pipelines
-    from pipeline.runner import run_pipeline
-    from pipeline.stages import Context, conversion_done
+    from salfmix.pipeline.plan import PipelineError, plan_pipelines
+    from salfmix.pipeline.runner import run_pipeline
+    from salfmix.pipeline.stages import Context, conversion_done
 
     (plan,) = plan_pipelines(["none"], [0], str(tmp_path), PRETRAIN_CONFIGS, DET_CONFIG)
     for folder, manifest in ((plan.pretrain_dir, {"stage": "pretrain", "config_hash": "h", "ended": "t2"}),
@@ -267,7 +269,7 @@ def test_ctrl_c_stops_the_stage_and_the_same_command_continues(data: dict, tmp_p
     assert "Traceback" not in stderr
     manifest = json.loads(Path(out, "pretrain", "none_s0", "run.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["method"] == "none"
-    from pipeline.stages import RESUME, pretrain_state
+    from salfmix.pipeline.stages import RESUME, pretrain_state
 
     assert pretrain_state(str(Path(out, "pretrain", "none_s0")), "none") == RESUME
 

@@ -5,13 +5,9 @@ import shutil
 
 import pytest
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "tools", "make_demo_data.py")
-
-
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("tool_make_demo_data", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    import salfmix.cli.make_demo_data as module
+
     return module
 
 

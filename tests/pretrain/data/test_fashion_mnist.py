@@ -1,6 +1,5 @@
 """Fashion-MNIST IDX reader and writer, its packed cache, the stratified training subset, and the
 real files' headers when Debian's dataset-fashion-mnist is installed."""
-import glob
 import gzip
 import os
 import struct
@@ -15,8 +14,9 @@ from pretrain.data.fashion_mnist import (CLASSES, DEFAULT_ROOT, IMAGES_MAGIC, LA
                                          read_fashion_mnist, read_idx, write_fashion_mnist)
 from pretrain.engine.training_data import build_data
 from pretrain.mixing import MIXERS
+from salfmix.config_files import config_dir
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs", "pretrain")
+CONFIGS = config_dir("pretrain")
 NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
@@ -205,8 +205,8 @@ def test_subset_copies_the_samples_and_records_their_positions(written, tmp_path
 
 
 def _cfg(root, tmp_path, *opts):
-    leaf = os.path.join(CONFIGS, "fashion_resnet20_none.yaml")
-    return load_config(leaf, ["DATA.ROOT", root, "DATA.CACHE_DIR", str(tmp_path / "cache"), "OUTPUT_DIR",
+    base = os.path.join(CONFIGS, "Base-FashionMNIST-ResNet20.yaml")
+    return load_config(base, ["DATA.ROOT", root, "DATA.CACHE_DIR", str(tmp_path / "cache"), "OUTPUT_DIR",
                               str(tmp_path / "out"), "SOLVER.BATCH_SIZE", "4", *opts])
 
 
@@ -229,12 +229,12 @@ def test_build_data_trains_on_the_subset_and_tests_on_everything(written, tmp_pa
         _cfg(root, tmp_path, "DATA.TRAIN_PER_CLASS", "-1")
 
 
-def test_every_method_has_a_fashion_leaf():
-    for method in MIXERS:
-        cfg = load_config(os.path.join(CONFIGS, f"fashion_resnet20_{method}.yaml"))
-        assert cfg.MIX.METHOD == method and cfg.DATA.NAME == "fashion_mnist" and cfg.MODEL.ARCH == "resnet20"
-        assert cfg.DATA.ROOT == DEFAULT_ROOT and cfg.OUTPUT_DIR.endswith(f"fashion_resnet20_{method}")
-    assert len(glob.glob(os.path.join(CONFIGS, "fashion_resnet20_*.yaml"))) == len(MIXERS)
+def test_every_method_runs_from_the_fashion_bases():
+    for name in ("Base-FashionMNIST-ResNet20.yaml", "Base-FashionMNIST-ResNet20-Memorising.yaml"):
+        for method in MIXERS:
+            cfg = load_config(os.path.join(CONFIGS, name), ["MIX.METHOD", method])
+            assert cfg.MIX.METHOD == method and cfg.DATA.NAME == "fashion_mnist" and cfg.MODEL.ARCH == "resnet20"
+            assert cfg.DATA.ROOT == DEFAULT_ROOT
 
 
 @pytest.mark.skipif(not os.path.isdir(DEFAULT_ROOT), reason="Debian's dataset-fashion-mnist is not installed")

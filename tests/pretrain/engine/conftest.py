@@ -1,4 +1,4 @@
-"""Fixtures of the engine tests: small generated data and tools/pretrain.py as a module."""
+"""Fixtures of the engine tests: small generated data and tools/pretrain_net.py as a module."""
 from typing import Dict, List
 
 import pytest
@@ -25,13 +25,13 @@ def tiny_root(engine_data) -> str:
 
 @pytest.fixture(scope="session")
 def pretrain_tool():
-    """tools/pretrain.py as a module (``get_parser()``, ``main(args)``)."""
+    """tools/pretrain_net.py as a module (``get_parser()``, ``main(args)``)."""
     return load_pretrain_tool()
 
 
 @pytest.fixture
 def run_pretrain(pretrain_tool):
-    """``run_pretrain(config_name, opts, resume=False)``: tools/pretrain.py's main in this process."""
+    """``run_pretrain(config_name, opts, resume=False)``: tools/pretrain_net.py's main in this process."""
 
     def run(name: str, opts: List[str], resume: bool = False):
         argv = ["--config-file", config(name)] + (["--resume"] if resume else []) + list(opts)

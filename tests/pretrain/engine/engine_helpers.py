@@ -1,4 +1,4 @@
-"""Helpers of the engine tests: cheap run options, running tools/pretrain.py, reading its outputs.
+"""Helpers of the engine tests: cheap run options, running tools/pretrain_net.py, reading its outputs.
 
 The generated data: TinyImageNet layout with 4 classes x 2 training images (2 steps of batch 4
 per epoch) and 2 test images per class; CIFAR-10 layout with 10 classes x 1 training image (2
@@ -17,7 +17,7 @@ from typing import Dict, List
 import torch
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-TOOL = os.path.join(REPO, "tools", "pretrain.py")
+TOOL = "salfmix.cli.pretrain"  # the pretraining tool's module (python -m)
 CONFIGS = os.path.join(REPO, "configs", "pretrain")
 BATCH = 4
 # (classes, training images per class, test images per class) of each generated dataset
@@ -25,16 +25,15 @@ SIZES = {"tinyimagenet": (4, 2, 2), "cifar10": (10, 1, 1)}
 
 
 def config(name: str) -> str:
-    """Path of ``configs/pretrain/<name>.yaml``."""
-    return os.path.join(CONFIGS, f"{name}.yaml")
+    """Path of a leaf config ``<family>_<method>`` over the family's shipped base (tests/leaves.py)."""
+    from leaves import leaf_config
+
+    return leaf_config(name)
 
 
 def load_pretrain_tool():
-    """tools/pretrain.py as a module."""
-    spec = importlib.util.spec_from_file_location("tool_pretrain", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The pretraining tool's module (tools/pretrain_net.py is its entry point)."""
+    return importlib.import_module(TOOL)
 
 
 def small_opts(data_root: str, out: str, **overrides) -> List[str]:
@@ -52,8 +51,8 @@ def small_opts(data_root: str, out: str, **overrides) -> List[str]:
 
 
 def tool_command(name: str, opts: List[str], resume: bool = False) -> List[str]:
-    """The command line running tools/pretrain.py in a fresh interpreter."""
-    return [sys.executable, TOOL, "--config-file", config(name)] + (["--resume"] if resume else []) + list(opts)
+    """The command line running tools/pretrain_net.py in a fresh interpreter."""
+    return [sys.executable, "-m", TOOL, "--config-file", config(name)] + (["--resume"] if resume else []) + list(opts)
 
 
 def subprocess_env(threads: int = 2) -> Dict[str, str]:

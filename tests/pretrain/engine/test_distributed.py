@@ -21,13 +21,13 @@ CONFIG = "tinyimagenet_preact18_hybridmix_v3"
 
 
 def torchrun_command(name, opts, resume=False):
-    """tools/pretrain.py under ``torchrun --standalone --nproc_per_node 2``."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", TOOL,
+    """tools/pretrain_net.py under ``torchrun --standalone --nproc_per_node 2``."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", TOOL,
             "--config-file", config(name)] + (["--resume"] if resume else []) + list(opts)
 
 
 def torchrun(name, opts, resume=False):
-    """Run tools/pretrain.py under torchrun with 2 processes (one thread each); fail unless it exits 0."""
+    """Run tools/pretrain_net.py under torchrun with 2 processes (one thread each); fail unless it exits 0."""
     return run_subprocess(torchrun_command(name, opts, resume), threads=1)
 
 

@@ -1,4 +1,4 @@
-"""The run folder of tools/pretrain.py under misuse: flags after the overrides, a locked folder, a
+"""The run folder of tools/pretrain_net.py under misuse: flags after the overrides, a locked folder, a
 finished run, config drift on --resume, metrics after a stop, full disks, bad sizes (issue 9)."""
 import errno
 import json
@@ -26,7 +26,7 @@ def snapshot(out):
 
 
 class StopAfter:
-    """Stands in for runs.signals.StopSignals: a SIGINT arrives before the ``polls``-th poll.
+    """Stands in for salfmix.runs.signals.StopSignals: a SIGINT arrives before the ``polls``-th poll.
 
     The trainer polls after every step and after every epoch but the last (2 steps per epoch here).
     """
@@ -71,7 +71,7 @@ def test_resume_after_the_overrides(tiny_root, pretrain_tool, tmp_path):
 
 
 def test_a_folder_in_use_is_refused(tiny_root, run_pretrain, tmp_path):
-    from runs.lock import RunLock
+    from salfmix.runs.lock import RunLock
 
     out = tmp_path / "out"
     out.mkdir()

@@ -1,4 +1,4 @@
-"""tools/pretrain.py stopped from outside: SIGINT / SIGTERM (one line, the resume command, exit
+"""tools/pretrain_net.py stopped from outside: SIGINT / SIGTERM (one line, the resume command, exit
 130 / 143), SIGKILL before the first checkpoint, and a second run started on a folder in use."""
 import json
 import os

@@ -8,7 +8,7 @@ import torch
 
 from pretrain.engine.checkpoint import (LAST, epoch_checkpoint_name, last_checkpoint, load_checkpoint,
                                         rng_states, save_epoch_checkpoint, set_rng_states)
-from runs.files import atomic_torch_save
+from salfmix.runs.files import atomic_torch_save
 
 
 def state(epoch):

@@ -2,10 +2,18 @@
 import pytest
 import torch
 
-from pretrain.mixing import MIXERS, MixResult, make_mixer, mix_loss
+from pretrain.mixing import MIXERS, PAPER_ORDER, MixResult, make_mixer, mix_loss
 
-CUT_AND_PASTE = ("cutmix", "saliencymix", "resizemix", "hybridmix_v3", "hybridmix_v2", "puzzlemix")
-SINGLE_IMAGE = ("none", "cutout", "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool")
+
+def methods(*composites):
+    """The registered methods whose ``composite`` is one of ``composites`` (a new method is
+    selected by what it declares, never by a list of names here)."""
+    return [name for name, cls in MIXERS.items() if cls.composite in composites]
+
+
+# Every output pixel comes from the image or its partner (a graph cut: a convex mix of the two).
+CUT_AND_PASTE = methods("paste", "graph_cut")
+SINGLE_IMAGE = methods("identity", "single_image")
 
 
 def build(name, seed=0, **kwargs):
@@ -47,7 +55,8 @@ def constant_batch(b=12):
 @pytest.mark.parametrize("name", CUT_AND_PASTE)
 def test_lam_is_true_pixel_ratio(name):
     images, targets, saliency = constant_batch()
-    per_sample = name in ("cutmix", "resizemix")  # HybridMix draws per pair by default
+    # Per-sample draws where a method offers them (HybridMix draws per pair by default).
+    per_sample = "per_sample" in MIXERS[name].config_args
     result = (build(name, per_sample=True) if per_sample else build(name))(images, targets, saliency=saliency)
     for i in range(12):
         a, p = int(result.targets_a[i]), int(result.targets_b[i])
@@ -56,7 +65,7 @@ def test_lam_is_true_pixel_ratio(name):
         px = result.images[i, 0]
         from_a = torch.isclose(px, torch.tensor(float(a)), atol=1e-3).float().mean()
         from_b = torch.isclose(px, torch.tensor(float(p)), atol=1e-3).float().mean()
-        if name != "puzzlemix":  # PuzzleMix's mask has fractional levels (n_labels > 2)
+        if MIXERS[name].composite == "paste":  # a graph cut's mask has fractional levels (n_labels > 2)
             assert float(from_a + from_b) == pytest.approx(1.0, abs=1e-6), "pixels come from the pair only"
             assert float(result.lam[i]) == pytest.approx(float(from_a), abs=1e-6)
         # For every method the image is, pixel by pixel, a convex mix of the pair with weight lam.
@@ -102,10 +111,21 @@ def test_non_finite_saliency_is_refused(name, bad, make_batch):
         build(name)(images, targets, saliency=saliency)
 
 
-def test_registry_names():
-    expected = {"none", "cutout", "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "mixup",
-                "cutmix", "saliencymix", "resizemix", "puzzlemix", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3"}
-    assert set(MIXERS) == expected
+def test_registry_holds_the_papers_methods_first():
+    assert len(PAPER_ORDER) == 14 and list(MIXERS)[:14] == list(PAPER_ORDER)
+    for name, cls in MIXERS.items():
+        assert cls.name == name and cls.__doc__, f"{name}: registered under its name, with a docstring"
+
+
+def test_register_refuses_an_unknown_composite():
+    from pretrain.mixing.base import Mixer, register
+
+    class Odd(Mixer):
+        composite = "collage"
+
+    with pytest.raises(ValueError, match="'odd': Odd.composite must be one of identity, single_image"):
+        register("odd")(Odd)
+    assert "odd" not in MIXERS
 
 
 def test_build_mixer_errors():
@@ -125,8 +145,7 @@ def test_mix_loss_weights():
     assert mix_loss(logits, MixResult(logits, a, b, lam)) == pytest.approx(float(expected), rel=1e-5)
 
 
-PASTING = ("cutout", "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "cutmix", "saliencymix",
-           "resizemix", "hybridmix_v2", "hybridmix_v3")
+PASTING = methods("single_image", "paste")
 
 
 @pytest.mark.parametrize("name", PASTING)
@@ -139,14 +158,16 @@ def test_own_marks_exactly_the_untouched_pixels(name, make_batch):
     same = (result.images == images).all(dim=1)  # [B, H, W]
     assert torch.equal(same | ~result.own, torch.ones_like(same)), "an own pixel was changed"
     paired_with_other = result.targets_b != result.targets_a
-    if name in ("cutmix", "saliencymix", "resizemix", "hybridmix_v2", "hybridmix_v3"):
+    if MIXERS[name].composite == "paste":
         assert paired_with_other.any()
     else:
         paired_with_other[:] = True
     assert not (same & ~result.own)[paired_with_other].any(), "a pixel marked as not own is unchanged"
 
 
-@pytest.mark.parametrize("name", ["none", "mixup", "puzzlemix"])
+# A blend reports an own mask only after a saliency-guided single-image step (HybridMix v1).
+@pytest.mark.parametrize("name", [n for n in methods("identity", "blend", "graph_cut")
+                                  if not (MIXERS[n].composite == "blend" and MIXERS[n].needs_saliency)])
 def test_own_is_none_for_blends_and_identity(name, make_batch):
     images, targets = make_batch(b=8)
     result = build(name)(images, targets, saliency=torch.rand(8, 32, 32))
@@ -163,5 +184,8 @@ def test_hybridmix_v1_own_is_the_self_mix_mask(make_batch):
 def test_patch_ratio_methods_are_derived_from_the_config_keys():
     from pretrain.mixing import takes_patch_ratio
 
-    assert {n for n in MIXERS if takes_patch_ratio(n)} == {
+    # The SalfMix family and its ablations share MIX.R; the paper's other baselines do not.
+    assert {n for n in PAPER_ORDER if takes_patch_ratio(n)} == {
         "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3"}
+    for name, cls in MIXERS.items():
+        assert takes_patch_ratio(name) == ("r" in cls.config_keys), name

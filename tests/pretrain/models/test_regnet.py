@@ -76,12 +76,9 @@ def test_bad_design_parameters_are_refused() -> None:
 
 @pytest.mark.parametrize("method", ["none", "cutmix", "hybridmix_v3"])
 def test_table6_configs_use_the_repository_recipe(method: str) -> None:
-    from pathlib import Path
-
     from pretrain.config import load_config
 
-    path = Path(__file__).resolve().parents[3] / "configs" / "pretrain" / f"cifar100_regnet200m_{method}.yaml"
-    cfg = load_config(str(path))
+    cfg = load_config("pretrain/Base-CIFAR100-RegNet200M.yaml", ["MIX.METHOD", method])
     assert (cfg.MODEL.ARCH, cfg.DATA.NAME, cfg.MIX.METHOD) == ("regnetx_200m", "cifar100", method)
     # yhhhli/RegNet-Pytorch CIFAR10/main.py: batch 128, lr 0.1, momentum 0.9, wd 1e-4, 300 epochs.
     assert (cfg.SOLVER.BATCH_SIZE, cfg.SOLVER.BASE_LR, cfg.SOLVER.MOMENTUM) == (128, 0.1, 0.9)
