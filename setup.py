@@ -19,7 +19,7 @@ setup(
     packages=find_packages(include=["pretrain", "pretrain.*", "detection", "detection.*", "salfmix", "salfmix.*"])
     + ["salfmix.configs"],
     package_dir={"salfmix.configs": "configs"},
-    package_data={"salfmix.configs": ["pretrain/*.yaml", "detection/*.yaml"],
+    package_data={"salfmix.configs": ["pretrain/*.yaml", "detection/*.yaml", "slurm/*.yaml"],
                   "salfmix.install": ["gpu_requirements.txt"]},
     entry_points={"console_scripts": [f"salfmix-{name.replace('_', '-')}=salfmix.cli.{name}:run" for name in CLI]
                   + ["salfmix-install-detectron2=salfmix.install.detectron2:run"]},
@@ -36,6 +36,8 @@ setup(
         "scipy>=1.10",
         # Pretraining metrics as TensorBoard events beside metrics.jsonl.
         "tensorboard>=2.10",
+        # --launcher slurm: jobs, dependencies, requeue (salfmix.pipeline.slurm).
+        "submitit>=1.5",
         # OpenCV is not listed: Detectron2's transforms need some cv2, and an environment that
         # already has one (opencv-python-headless on many GPU images) must keep it; installing
         # a second OpenCV distribution beside it breaks `import cv2`. `make install` adds

@@ -14,7 +14,7 @@ from typing import List, Optional
 __all__ = ["config_dir", "config_path", "list_configs", "resolve"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_STAGES = ("pretrain", "detection")
+_STAGES = ("pretrain", "detection", "slurm")  # slurm: the cluster defaults of --launcher slurm
 
 
 def config_dir(stage: str = "") -> str:

@@ -35,6 +35,34 @@ def load_tool():
     return tool_module
 
 
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A one-node SLURM cluster with accounting on this machine (salfmix.slurm_cluster), started
+    once per session and stopped at its end (a cluster already running is used and left alone);
+    skips with the reason where SLURM cannot start (no root, no packages, no network to get them)."""
+    from pathlib import Path
+
+    from salfmix.slurm_cluster import LocalSlurm, node_state
+
+    cluster = LocalSlurm()
+    reason = cluster.why_unavailable()
+    if reason is None:
+        try:
+            cluster.start(tmp_path_factory.mktemp("slurm"))
+        except RuntimeError as err:
+            reason = cluster.why_unavailable() or str(err)
+    if reason:
+        pytest.skip(f"no SLURM cluster: {reason}")
+    pids = [proc.pid for proc in cluster.started.values()]
+    yield cluster
+    cluster.stop()
+    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert not alive, f"daemons still running after stop(): {alive}"
+    if pids:  # we started the cluster: nothing of it is left
+        assert node_state() is None
+        assert not cluster.leftover_processes()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: a test that takes more than a few seconds")
     config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped without one (tools/gpu_check.sh runs them)")

@@ -9,7 +9,8 @@
 #    conversion, Faster R-CNN R50-FPN fine-tuning (160 iterations) and VOC evaluation;
 # 4. the report: output/demo/report.{md,csv,json,png}, printed at the end.
 # Each stage's full output is in output/demo/logs/.
-# Re-running skips what is done (delete output/demo to start over).
+# Re-running skips what is done (delete output/demo to start over). DEMO_LAUNCHER=slurm runs
+# every stage as a SLURM job on the default partition and prints the same report.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

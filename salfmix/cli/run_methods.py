@@ -49,7 +49,7 @@ def main(args: argparse.Namespace) -> Dict[str, str]:
 
     report_out = args.report_out or os.path.join(args.out, "report")
     return execute("run_methods", plan, lambda plans, ctx: run_methods(plans, ctx, report_out, args.note, args.quiet),
-                   report_out)
+                   report_out, args=args, note=args.note)
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -15,7 +15,9 @@ MIX.METHOD; default pretrain/Base-TinyImageNet-R50.yaml) or a path with "{method
 --method; a leaf of one method may omit --method, and a --method that contradicts it is refused. Each stage whose run.json says
 "finished" is skipped, an unfinished one is resumed, so running the same command again
 continues where it stopped (Ctrl-C stops the running stage at a safe point). Detection datasets
-are found through $DETECTRON2_DATASETS (see detection/README.md).
+are found through $DETECTRON2_DATASETS (see detection/README.md). --launcher slurm runs each
+stage as a SLURM job (salfmix.pipeline.slurm; README: "Running on a SLURM cluster"); --status
+prints where every stage stands.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def main(args: argparse.Namespace) -> str:
                               opts_words(args.pretrain_opts, "--pretrain-opts"),
                               opts_words(args.det_opts, "--det-opts"), args.num_gpus)
 
-    return execute("run_pipeline", plan, lambda plans, ctx: run_pipeline(plans[0], ctx, args.quiet))
+    return execute("run_pipeline", plan, lambda plans, ctx: run_pipeline(plans[0], ctx, args.quiet), args=args)
 
 
 def run(argv: list[str] | None = None) -> None:

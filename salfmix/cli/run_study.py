@@ -7,6 +7,8 @@ and checked before the first run starts. Runs go to OUTPUT_ROOT/<tag>/seed<k>; a
 run.json says finished is skipped, any other resumes from its last checkpoint, so the command
 can simply be repeated (Ctrl-C stops the running runs at a safe point). Runs are ordered seed by
 seed. At the end the report (salfmix.cli.cls_report) of every finished run goes to OUTPUT_ROOT/report.
+--launcher slurm makes each run a SLURM job (then the report a job after all of them; see
+salfmix.pipeline.slurm and the README's "Running on a SLURM cluster").
 
 Example (the digits study of docs/RESULTS.md)::
 
@@ -24,6 +26,7 @@ from typing import Any, Dict
 from pretrain.mixing import MIXERS
 from pretrain.report import ReportError, build_report, write_report
 from salfmix.errors import PipelineError
+from salfmix.pipeline.cli import add_launcher_options
 from salfmix.pipeline.study import (ABLATIONS, DEFAULT_R_VALUES, Recipe, check_study, execute_study,
                                     format_duration, plan_runs, plan_tags, run_opts)
 from salfmix.runs.signals import Interrupted
@@ -58,8 +61,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep model_epoch*.pth of finished runs")
     p.add_argument("--no-report", action="store_true", help="do not write OUTPUT_ROOT/report")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (with --launcher slurm: every job and its resources) and exit")
     p.add_argument("--opts", nargs="*", default=[], help="further KEY VALUE overrides for every run (flags may follow)")
+    add_launcher_options(p, dry_run=False)
     return p
 
 
@@ -86,6 +91,15 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
     except PipelineError as err:
         raise SystemExit(f"error: {err}")
     todo = [run for run in runs if not run.done]
+    title = f"{os.path.basename(os.path.normpath(args.output_root))}: final-epoch test error ({recipe.epochs} epochs)"
+    if args.launcher == "slurm":
+        from salfmix.pipeline.launch import launch_study_slurm
+
+        try:
+            paths = launch_study_slurm("run_study", runs, recipe, args, title)
+        except PipelineError as err:
+            raise SystemExit(f"error: {err}")
+        return {"ran": [], "skipped": [], "failed": {}, "report": paths or None, "wall_s": 0.0}
     print(f"study: {len(tags)} tags x {len(args.seeds)} seeds = {len(runs)} runs, {len(runs) - len(todo)} already done; "
           f"{recipe.epochs} epochs, lr {recipe.lr} steps {recipe.steps()}, batch {recipe.batch_size}, "
           f"input {recipe.input_size}px, n={recipe.n}", flush=True)
@@ -108,8 +122,7 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
     finished = [r.run_dir for r in runs if r.done]
     if not args.no_report and finished:
         try:
-            report = build_report(finished, title=f"{os.path.basename(os.path.normpath(args.output_root))}: "
-                                                  f"final-epoch test error ({recipe.epochs} epochs)")
+            report = build_report(finished, title=title)
         except ReportError as err:
             raise SystemExit(f"error: {err}")
         summary["report"] = write_report(report, os.path.join(args.output_root, "report"))

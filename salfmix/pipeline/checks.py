@@ -23,7 +23,7 @@ from salfmix.pipeline import stages
 from salfmix.errors import PipelineError
 from salfmix.pipeline.plan import Plan
 
-__all__ = ["backbone_key", "check_plans", "decide"]
+__all__ = ["backbone_key", "check_plans", "check_visible_gpus", "decide"]
 
 DONE_FROM_DETECTION = "done (detection)"  # the detection run is finished: nothing upstream is needed
 
@@ -97,7 +97,7 @@ def recorded_backbone(det_dir: str) -> Optional[Dict[str, Any]]:
     return info.get("backbone") if isinstance(info, dict) else None
 
 
-def decide(plan: Plan) -> str:
+def decide(plan: Plan, allow_live: bool = False) -> str:
     """The plan's starting point, decided from the manifests before anything runs:
     :data:`DONE_FROM_DETECTION` when its detection run is finished (whatever is left upstream),
     else "run" (the stages then skip what is finished). Raises :class:`PipelineError` (one line)
@@ -105,8 +105,9 @@ def decide(plan: Plan) -> str:
     from detection.run_folder import SAME_RUN as DET_SAME_RUN, defaults_text as det_defaults
     from pretrain.engine.runner import SAME_RUN as PRE_SAME_RUN, defaults_text as pre_defaults
 
-    refuse_live_run(plan.pretrain_dir, f"[{plan.name}] pretrain")
-    refuse_live_run(plan.det_dir, f"[{plan.name}] detection")
+    if not allow_live:  # (allowed when only looking, or when SLURM jobs of ours hold them)
+        refuse_live_run(plan.pretrain_dir, f"[{plan.name}] pretrain")
+        refuse_live_run(plan.det_dir, f"[{plan.name}] detection")
     pre_state = stages.pretrain_state(plan.pretrain_dir, plan.label)
     det_state = stages.detection_state(plan.det_dir, plan.label)
     if pre_state == stages.FINISHED:
@@ -130,7 +131,7 @@ def decide(plan: Plan) -> str:
     return "run"
 
 
-def check_plans(plans: Sequence[Plan], report_out: Optional[str] = None) -> List[str]:
+def check_plans(plans: Sequence[Plan], report_out: Optional[str] = None, allow_live: bool = False) -> List[str]:
     """The checks of the module docstring for every plan, before any stage; returns each plan's
     starting point (:func:`decide`). Raises :class:`PipelineError` with one line."""
     from detection.config import load_config
@@ -148,4 +149,23 @@ def check_plans(plans: Sequence[Plan], report_out: Optional[str] = None) -> List
             prepare_datasets(load_config(plan.det_config, plan.det_overrides()), validate=False)
         except DetectionSetupError as err:
             raise PipelineError(f"--det-config {plan.det_config}: {err}") from None
-    return [decide(plan) for plan in plans]
+    return [decide(plan, allow_live) for plan in plans]
+
+
+def check_visible_gpus(asked: int, option: str = "--num-gpus", cpu_ok: bool = False) -> None:
+    """One line when fewer CUDA devices are visible than ``asked`` (instead of an "invalid device
+    ordinal" inside every rank). Without CUDA, ``cpu_ok`` lets a count mean CPU processes."""
+    if asked < 1:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        if cpu_ok:
+            return
+        raise PipelineError(f"{option} {asked}: no CUDA device is visible on {os.uname().nodename} "
+                            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    count = torch.cuda.device_count()
+    if count < asked:
+        raise PipelineError(f"{option} {asked}: only {count} CUDA device{'s' if count != 1 else ''} visible on "
+                            f"{os.uname().nodename} (CUDA_VISIBLE_DEVICES="
+                            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")

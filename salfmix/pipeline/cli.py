@@ -19,7 +19,7 @@ from salfmix.pipeline.plan import Plan
 from salfmix.pipeline.stages import Context
 from salfmix.runs.signals import Interrupted, exit_code
 
-__all__ = ["add_common_options", "execute", "opts_words", "seed_number"]
+__all__ = ["add_common_options", "add_launcher_options", "execute", "opts_words", "seed_number", "slurm_overrides"]
 
 T = TypeVar("T")
 DEFAULT_PRETRAIN_CONFIG = "pretrain/Base-TinyImageNet-R50.yaml"  # shipped configs (salfmix.config_files)
@@ -63,19 +63,67 @@ def add_common_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--det-opts", default="", metavar="'KEY VALUE ...'", help="overrides for detection")
     p.add_argument("--quiet", action="store_true",
                    help="stage output only to OUT/logs/ (the end of the log is shown if a stage fails)")
+    p.add_argument("--status", action="store_true",
+                   help="print every (method, seed) and stage with its state (and SLURM job), run nothing")
+    add_launcher_options(p)
     return p
 
 
-def execute(prog: str, plan: Callable[[], List[Plan]], body: Callable[[List[Plan], Context], T],
-            report_out: Optional[str] = None) -> T:
-    """``body(plan(), context)`` with the exits of the module docstring; every check of
-    :func:`salfmix.pipeline.checks.check_plans` (folders, datasets, what the manifests say) runs first."""
-    from salfmix.pipeline.checks import check_plans
+def add_launcher_options(p: argparse.ArgumentParser, dry_run: bool = True) -> None:
+    """``--launcher`` and the SLURM resources (see salfmix.pipeline.slurm and configs/slurm/cluster.yaml);
+    ``dry_run``: add ``--dry-run`` too (a command that has its own leaves it out)."""
+    g = p.add_argument_group("launcher", "where the stages run: here (local) or as SLURM jobs (slurm, via submitit)")
+    g.add_argument("--launcher", choices=("local", "slurm"), default="local", help="default: %(default)s")
+    if dry_run:
+        g.add_argument("--dry-run", action="store_true", help="slurm: print every job, its resources and dependencies")
+    g.add_argument("--no-wait", action="store_true", help="slurm: submit and return (follow with --status)")
+    g.add_argument("--cluster-config", default=None, metavar="FILE",
+                   help="the cluster's defaults (default: the shipped slurm/cluster.yaml)")
+    for flag, key, kind, what in (
+            ("--partition", "partition", str, "partition (default: the cluster's default partition)"),
+            ("--account", "account", str, "account"), ("--qos", "qos", str, "quality of service"),
+            ("--time", "time_min", _positive, "time limit of a job, minutes"),
+            ("--nodes", "nodes", _positive, "nodes per training job"),
+            ("--gpus-per-node", "gpus_per_node", seed_number, "GPUs per node (0: CPU jobs)"),
+            ("--cpus-per-task", "cpus_per_task", _positive, "CPUs per node of a training job"),
+            ("--mem-gb", "mem_gb", seed_number, "memory per node, GB (0: the cluster's default)"),
+            ("--constraint", "constraint", str, "node features (sbatch --constraint)"),
+            ("--signal-delay", "signal_delay_s", seed_number,
+             "seconds before the time limit at which a job is told to checkpoint and requeue")):
+        g.add_argument(flag, dest=f"slurm_{key}", type=kind, default=None, metavar="V", help=what)
 
+
+def slurm_overrides(args: argparse.Namespace) -> dict:
+    """The SLURM resources given on the command line (None: from the cluster config)."""
+    return {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
+
+
+def execute(prog: str, plan: Callable[[], List[Plan]], body: Callable[[List[Plan], Context], T],
+            report_out: Optional[str] = None, args: Optional[argparse.Namespace] = None,
+            note: Optional[str] = None) -> Optional[T]:
+    """``body(plan(), context)`` with the exits of the module docstring; every check of
+    :func:`salfmix.pipeline.checks.check_plans` (folders, datasets, what the manifests say) runs first.
+    ``args`` with ``--status`` prints the states; with ``--launcher slurm`` the plans run as SLURM
+    jobs (:func:`salfmix.pipeline.launch.launch_slurm`) instead of ``body``."""
+    from salfmix.pipeline.checks import check_plans, check_visible_gpus
+
+    launcher = getattr(args, "launcher", "local")
+    # a run held by a live process is refused (an earlier command still going), unless SLURM runs it
+    watch_only = bool(getattr(args, "status", False)) or launcher == "slurm"
     try:
         plans = plan()
-        for item, start in zip(plans, check_plans(plans, report_out)):
+        for item, start in zip(plans, check_plans(plans, report_out, allow_live=watch_only)):
             item.start = start
+        if args is not None and args.status:
+            from salfmix.pipeline.launch import print_status
+
+            print_status(plans, args.out, report_out)
+            return None
+        if launcher == "slurm":
+            from salfmix.pipeline.launch import launch_slurm
+
+            return launch_slurm(prog, plans, args, report_out, note)  # type: ignore[return-value]
+        check_visible_gpus(plans[0].num_gpus if plans else 1, "--num-gpus", cpu_ok=True)
     except PipelineError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2)

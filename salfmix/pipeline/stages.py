@@ -58,6 +58,16 @@ class Context:
     again: str = ""
     python: str = sys.executable
     env: Optional[Dict[str, str]] = None
+    # Several machines (a multi-node SLURM job): this one's rank and the rendezvous of rank 0.
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = ""
+    master_port: int = 29500
+
+    def processes(self, per_node: int) -> bool:
+        """Whether a stage of ``per_node`` processes runs in child processes (several processes
+        or several machines), not in this one."""
+        return per_node > 1 or self.nnodes > 1
 
 
 # --- what the folders say ---------------------------------------------------------------------
@@ -137,14 +147,18 @@ def _child(ctx: Context, cmd: List[str], what: str) -> None:
 
 def _torchrun(ctx: Context, num_procs: int) -> List[str]:
     # torchrun that ends with the signal's status (no traceback) when its workers were stopped
-    return [ctx.python, "-m", "salfmix.torchrun", "--standalone", "--nproc_per_node", str(num_procs)]
+    cmd = [ctx.python, "-m", "salfmix.torchrun", "--nproc_per_node", str(num_procs)]
+    if ctx.nnodes > 1:
+        return cmd + ["--nnodes", str(ctx.nnodes), "--node_rank", str(ctx.node_rank),
+                      "--master_addr", ctx.master_addr, "--master_port", str(ctx.master_port)]
+    return cmd + ["--standalone"]
 
 
 def run_pretrain(config: str, opts: Sequence[str], resume: bool, ctx: Context, num_procs: int = 1) -> Optional[str]:
     """Pretrain ``config`` with ``opts`` (which set OUTPUT_DIR); returns a line with the final
     metrics (in this process). Raises :class:`StageFailed` (one line) or
     :class:`salfmix.runs.signals.Interrupted`."""
-    if num_procs > 1:
+    if ctx.processes(num_procs):
         cmd = _torchrun(ctx, num_procs) + ["-m", PRETRAIN_MODULE, "--config-file", config, *opts]
         _child(ctx, cmd + (["--resume"] if resume else []), f"torchrun {PRETRAIN_MODULE}")
         return None
@@ -269,11 +283,14 @@ def _detectron2_logging() -> Iterator[None]:
 
 
 def _detection(args_list: List[str], ctx: Context, num_procs: int) -> None:
-    if num_procs > 1:
+    if ctx.processes(num_procs):
         import torch
 
         if torch.cuda.is_available():  # Detectron2's launch: one process per GPU
             cmd = [ctx.python, "-m", DETECTION_MODULE, "--num-gpus", str(num_procs), *args_list]
+            if ctx.nnodes > 1:
+                cmd[3:3] = ["--num-machines", str(ctx.nnodes), "--machine-rank", str(ctx.node_rank),
+                            "--dist-url", f"tcp://{ctx.master_addr}:{ctx.master_port}"]
         else:  # launch cannot start CPU processes: torchrun with gloo
             cmd = _torchrun(ctx, num_procs) + ["-m", DETECTION_MODULE, *args_list]
         _child(ctx, cmd, DETECTION_MODULE)

@@ -333,3 +333,26 @@ def execute_study(runs: Sequence[StudyRun], recipe: Recipe, data_root: str, jobs
     sys.stdout.flush()
     skipped = [r.run_dir for r in runs if r.run_dir not in ran and states[r.run_dir] == stages.FINISHED]
     return {"ran": ran, "skipped": skipped, "failed": failed, "wall_s": time.time() - start}
+
+
+def study_report(runs: Sequence[StudyRun], report_out: str, title: str, show: bool = True) -> str:
+    """The classification report (:mod:`pretrain.report`) of the finished ``runs`` in
+    ``report_out``; returns its Markdown. Unfinished runs are named in a :class:`PipelineError`
+    raised after the report of the others is written."""
+    from pretrain.report import ReportError, build_report, write_report
+
+    finished = [r.run_dir for r in runs if r.done]
+    text = ""
+    if finished:
+        try:
+            paths = write_report(build_report(finished, title=title), report_out)
+        except ReportError as err:
+            raise PipelineError(f"report: {err}") from None
+        with open(paths["md"], encoding="utf-8") as f:
+            text = f.read()
+        if show:
+            print(text, end="", flush=True)
+    missing = [r.run_dir for r in runs if not r.done]
+    if missing:
+        raise PipelineError(f"report: {len(missing)} of {len(runs)} runs did not finish: {', '.join(missing)}")
+    return text

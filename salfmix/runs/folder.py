@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import signal
+import socket
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -59,6 +60,24 @@ def finished_run_drift(folder: str, config_text: str, same_run: Sequence[str] = 
     except OSError as err:
         raise RunError(f"{path}: cannot read ({describe_os_error(err)})") from None
     return config_drift(old, config_text, same_run, defaults_text)
+
+
+def _attempts(previous: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The attempts an earlier manifest recorded (a count, in manifests of older versions)."""
+    attempts = previous.get("attempts")
+    if isinstance(attempts, list):
+        return [dict(a) for a in attempts if isinstance(a, dict)]
+    return [{"started": None} for _ in range(int(attempts or 0))]
+
+
+def _attempt() -> Dict[str, Any]:
+    """This attempt: where and when it started, and under SLURM its job id and restart count."""
+    attempt: Dict[str, Any] = {"started": now(), "host": socket.gethostname(), "pid": os.getpid()}
+    if os.environ.get("SLURM_JOB_ID"):
+        attempt.update(slurm_job_id=os.environ["SLURM_JOB_ID"],
+                       slurm_restart_count=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0))
+    attempt.update(ended=None, end=None)
+    return attempt
 
 
 class RunFolder:
@@ -184,7 +203,7 @@ class RunFolder:
             "stage": self.stage, "status": "running", "method": self.method,
             "config_hash": config_hash(self.config_text),
             "started": previous.get("started") if self.mode == RESUME and previous.get("started") else now(),
-            "last_started": now(), "ended": None, "attempts": int(previous.get("attempts", 0) or 0) + 1,
+            "last_started": now(), "ended": None, "attempts": [*_attempts(previous), _attempt()],
             "command": self.command, "resume_command": self.resume_command, "versions": versions(), "error": None,
             "interrupted": None,
         }
@@ -203,6 +222,10 @@ class RunFolder:
     def _end(self, status: str, **fields: Any) -> None:
         if self.main and self.manifest:
             self.manifest.update(status=status, ended=now(), **fields)
+            attempts = self.manifest.get("attempts")
+            if isinstance(attempts, list) and attempts:
+                how = fields.get("interrupted") or fields.get("error")
+                attempts[-1].update(ended=self.manifest["ended"], end=f"{status}: {how}" if how else status)
             write_manifest(self.folder, self.manifest)
 
     def finish(self, **fields: Any) -> None:

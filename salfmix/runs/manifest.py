@@ -4,7 +4,8 @@
 
     {"stage": "pretrain" | "detection", "status": "running" | "finished" | "failed" | "interrupted",
      "method": ..., "config_hash": sha256 of the resolved config.yaml text, "started": ..., "ended": ...,
-     "command": [...], "resume_command": "...", "versions": {...}, "attempts": n, "error": ..., ...}
+     "command": [...], "resume_command": "...", "versions": {...}, "error": ..., "attempts": [
+         {"started", "host", "pid", "slurm_job_id", "slurm_restart_count", "ended", "end"}, ...], ...}
 
 plus what a stage adds (e.g. ``epoch``, the newest checkpointed epoch). Times are local ISO 8601.
 """

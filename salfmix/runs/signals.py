@@ -18,7 +18,8 @@ from typing import Any, Dict, Optional
 
 __all__ = ["Interrupted", "StopSignals", "die_with_parent", "exit_code", "signal_name"]
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+# SIGUSR2: what submitit asks SLURM to send before a time limit or a preemption.
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 def signal_name(signum: int) -> str:

@@ -1,14 +1,15 @@
 """A real one-node SLURM cluster (salfmix.slurm_cluster) runs, chains, requeues and signals jobs.
 
-The module-scoped fixture starts the cluster once (about 10 s; packages are installed first if
-missing) and stops it at the end; where SLURM cannot start it skips with the reason.
+The session's ``slurm_cluster`` fixture (tests/conftest.py) starts the cluster once (about 10 s;
+packages are installed first if missing) and stops it at the end; where SLURM cannot start it
+skips with the reason.
 """
 from __future__ import annotations
 
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable, List
 
 import pytest
 
@@ -16,28 +17,12 @@ from salfmix.slurm_cluster import LocalSlurm, node_state
 
 pytestmark = pytest.mark.slow
 
-WAIT_S = 120.0  # two busy cores: be patient
+WAIT_S = 300.0  # two busy cores, maybe other jobs queued first: be patient
 
 
 @pytest.fixture(scope="module")
-def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
-    cluster = LocalSlurm()
-    reason = cluster.why_unavailable()
-    if reason is None:
-        try:
-            cluster.start(tmp_path_factory.mktemp("slurm"))
-        except RuntimeError as err:
-            reason = cluster.why_unavailable() or str(err)
-    if reason:
-        pytest.skip(f"no SLURM cluster: {reason}")
-    pids = [proc.pid for proc in cluster.started.values()]
-    yield cluster
-    cluster.stop()
-    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
-    assert not alive, f"daemons still running after stop(): {alive}"
-    if pids:  # we started the cluster: nothing of it is left
-        assert node_state() is None
-        assert not cluster.leftover_processes()
+def slurm(slurm_cluster: LocalSlurm) -> LocalSlurm:
+    return slurm_cluster
 
 
 def _wait(what: str, ready: Callable[[], bool], timeout: float = WAIT_S) -> None:
