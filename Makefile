@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP      := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean gpu-wheels gpu-check
+.PHONY: install test lint demo bench clean gpu-wheels gpu-check
 
 install: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): setup.py salfmix/install/detectron2.py Makefile
 	$(PY) -m salfmix.install.detectron2
 	touch $(STAMP)
 
-test: install
+test: install lint
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+# ruff.toml: pycodestyle, pyflakes, import order, bugbear, pyupgrade; and the formatter's layout.
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # The whole pipeline on generated data (see tools/demo.sh); re-running skips finished stages.
 demo: install

@@ -1,10 +1,23 @@
 """salfmix: SalfMix and HybridMix (Choi et al., Sensors 2021) with a pretraining and a
 Detectron2 detection-transfer pipeline."""
+
 from setuptools import find_packages, setup
 
 # Every module of salfmix/cli is a command: ``python -m salfmix.cli.<name>`` or ``salfmix-<name>``.
-CLI = ("pretrain", "train_detection", "convert_to_detectron2", "run_pipeline", "run_methods", "run_study", "demo",
-       "cls_report", "voc_report", "visualize_mixing", "make_demo_data", "make_digits_dataset")
+CLI = (
+    "pretrain",
+    "train_detection",
+    "convert_to_detectron2",
+    "run_pipeline",
+    "run_methods",
+    "run_study",
+    "demo",
+    "cls_report",
+    "voc_report",
+    "visualize_mixing",
+    "make_demo_data",
+    "make_digits_dataset",
+)
 
 setup(
     name="salfmix",
@@ -19,10 +32,14 @@ setup(
     packages=find_packages(include=["pretrain", "pretrain.*", "detection", "detection.*", "salfmix", "salfmix.*"])
     + ["salfmix.configs"],
     package_dir={"salfmix.configs": "configs"},
-    package_data={"salfmix.configs": ["pretrain/*.yaml", "detection/*.yaml", "slurm/*.yaml"],
-                  "salfmix.install": ["gpu_requirements.txt"]},
-    entry_points={"console_scripts": [f"salfmix-{name.replace('_', '-')}=salfmix.cli.{name}:run" for name in CLI]
-                  + ["salfmix-install-detectron2=salfmix.install.detectron2:run"]},
+    package_data={
+        "salfmix.configs": ["pretrain/*.yaml", "detection/*.yaml", "slurm/*.yaml"],
+        "salfmix.install": ["gpu_requirements.txt"],
+    },
+    entry_points={
+        "console_scripts": [f"salfmix-{name.replace('_', '-')}=salfmix.cli.{name}:run" for name in CLI]
+        + ["salfmix-install-detectron2=salfmix.install.detectron2:run"]
+    },
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -47,7 +64,10 @@ setup(
         # Detectron2 0.6 imports pkg_resources, which setuptools 82 removed.
         "setuptools<82",
     ],
-    extras_require={"test": ["pytest>=7", "scikit-learn>=1.3", "ruff==0.17.6"], "study": ["scikit-learn>=1.3"],
-                    # SaliencyMix's OpenCV reference backend (the default runs without it).
-                    "opencv": ["opencv-contrib-python-headless>=4.9"]},
+    extras_require={
+        "test": ["pytest>=7", "scikit-learn>=1.3", "ruff==0.17.6"],
+        "study": ["scikit-learn>=1.3"],
+        # SaliencyMix's OpenCV reference backend (the default runs without it).
+        "opencv": ["opencv-contrib-python-headless>=4.9"],
+    },
 )

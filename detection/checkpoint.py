@@ -13,21 +13,22 @@ to the newest intact checkpoint, and initial weights that must fit the model.
   for a new run here refuses weights that leave any parameter of the pretrained trunk (stem,
   res2-res5, wherever the config puts them) unset, naming how many and an example.
 """
+
 from __future__ import annotations
 
 import glob
 import logging
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 
 import detection  # noqa: F401  (before Detectron2)
-from detectron2.checkpoint import DetectionCheckpointer
-
 from salfmix.errors import DetectionSetupError
 from salfmix.runs.files import atomic_torch_save, atomic_write_text
+
+from detectron2.checkpoint import DetectionCheckpointer
 
 __all__ = ["SafeCheckpointer", "trunk_keys"]
 
@@ -37,7 +38,7 @@ _TRUNK = re.compile(r"(^|\.)(stem|res[2-5])\.")
 _NUMBERED = re.compile(r"model_(\d+)\.pth$")
 
 
-def trunk_keys(names: List[str]) -> List[str]:
+def trunk_keys(names: list[str]) -> list[str]:
     """The names of ``names`` that belong to the pretrained trunk (not FPN, RPN or box heads)."""
     return [n for n in names if _TRUNK.search(n) and ".fpn_" not in n and not n.endswith("num_batches_tracked")]
 
@@ -48,7 +49,7 @@ class SafeCheckpointer(DetectionCheckpointer):
     def save(self, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
             return
-        data: Dict[str, Any] = {"model": self.model.state_dict()}
+        data: dict[str, Any] = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
@@ -61,7 +62,7 @@ class SafeCheckpointer(DetectionCheckpointer):
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
-    def _readable(self, path: str) -> Optional[str]:
+    def _readable(self, path: str) -> str | None:
         """None if ``path`` loads as a checkpoint, else why not."""
         if not os.path.isfile(path):
             return "missing"
@@ -76,8 +77,11 @@ class SafeCheckpointer(DetectionCheckpointer):
     def get_checkpoint_file(self) -> str:
         named = super().get_checkpoint_file()
         candidates = [named] if named else []
-        numbered = sorted(glob.glob(os.path.join(self.save_dir, "model_*.pth")),
-                          key=lambda p: int(_NUMBERED.search(p).group(1)) if _NUMBERED.search(p) else -1, reverse=True)
+        numbered = sorted(
+            glob.glob(os.path.join(self.save_dir, "model_*.pth")),
+            key=lambda p: int(_NUMBERED.search(p).group(1)) if _NUMBERED.search(p) else -1,
+            reverse=True,
+        )
         candidates += [p for p in numbered if _NUMBERED.search(p) and p != named]
         for path in candidates:
             why = self._readable(path)
@@ -85,7 +89,8 @@ class SafeCheckpointer(DetectionCheckpointer):
                 if path != named:
                     logging.getLogger("detectron2").warning(
                         f"last_checkpoint names {named or 'nothing'} ({self._readable(named) if named else 'empty'}): "
-                        f"resuming from {path}, the newest intact checkpoint")
+                        f"resuming from {path}, the newest intact checkpoint"
+                    )
                 return path
         return named
 
@@ -103,16 +108,21 @@ class SafeCheckpointer(DetectionCheckpointer):
             from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
             self._convert_ndarray_to_tensor(checkpoint["model"])
-            loaded = align_and_update_state_dicts(self.model.state_dict(), checkpoint["model"],
-                                                  c2_conversion=checkpoint.get("__author__", None) == "Caffe2")
+            loaded = align_and_update_state_dicts(
+                self.model.state_dict(),
+                checkpoint["model"],
+                c2_conversion=checkpoint.get("__author__", None) == "Caffe2",
+            )
         else:
             loaded = checkpoint["model"]
         shapes = self.model.state_dict()
-        missing = [k for k in trunk_keys(model_keys)
-                   if k not in loaded or tuple(loaded[k].shape) != tuple(shapes[k].shape)]
+        missing = [
+            k for k in trunk_keys(model_keys) if k not in loaded or tuple(loaded[k].shape) != tuple(shapes[k].shape)
+        ]
         if missing:
             raise DetectionSetupError(
-                f"MODEL.WEIGHTS {weights} leaves {len(missing)} of the model's {len(trunk_keys(model_keys))} pretrained "
-                f"trunk parameters unset (e.g. {missing[0]}): the weights do not fit this model (another depth or "
-                "layout than MODEL.RESNETS.DEPTH?); the run would train those from random and be credited to the "
-                "backbone (SALFMIX.CHECK_WEIGHTS False skips this check)")
+                f"MODEL.WEIGHTS {weights} leaves {len(missing)} of the model's {len(trunk_keys(model_keys))} "
+                f"pretrained trunk parameters unset (e.g. {missing[0]}): the weights do not fit this model "
+                "(another depth or layout than MODEL.RESNETS.DEPTH?); the run would train those from random and be "
+                "credited to the backbone (SALFMIX.CHECK_WEIGHTS False skips this check)"
+            )

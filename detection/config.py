@@ -3,18 +3,19 @@
 Everything else is Detectron2's own config (``detectron2.config.get_cfg``); the YAML files in
 ``configs/detection/`` are ordinary Detectron2 files with ``_BASE_`` inheritance.
 """
+
 from __future__ import annotations
 
 import os
 import re
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import yaml
 
 import detection  # noqa: F401  (restores the names Detectron2 0.6 needs before it is imported)
-from detectron2.config import CfgNode, get_cfg
-
 from salfmix.errors import DetectionSetupError
+
+from detectron2.config import CfgNode, get_cfg
 
 __all__ = ["add_salfmix_detection_config", "get_detection_cfg", "load_config", "resolve_seed"]
 
@@ -56,12 +57,12 @@ def get_detection_cfg() -> CfgNode:
     return cfg
 
 
-def _unknown_key(err: BaseException) -> Optional[str]:
+def _unknown_key(err: BaseException) -> str | None:
     match = re.search(r"Non-existent (?:config )?key: ([\w.]+)", str(err))
     return match.group(1) if match else None
 
 
-def load_config(config_file: str, opts: Optional[Sequence[str]] = None) -> CfgNode:
+def load_config(config_file: str, opts: Sequence[str] | None = None) -> CfgNode:
     """Merge ``config_file`` and ``KEY VALUE`` overrides into the project's config (not frozen).
 
     Every problem (missing file, bad YAML, unknown key, wrong type, odd override list) is a
@@ -111,5 +112,5 @@ def resolve_seed(cfg: CfgNode) -> int:
     ``config.yaml`` and ``run_info.json``, so every run folder says which seed it used.
     """
     if cfg.SEED < 0:
-        cfg.SEED = int.from_bytes(os.urandom(4), "little") % (2 ** 31)
+        cfg.SEED = int.from_bytes(os.urandom(4), "little") % (2**31)
     return cfg.SEED

@@ -11,6 +11,7 @@ outside ``layerN`` get the ``stem.`` prefix, ``layer1..4 -> res2..5``, ``bnK -> 
   GroupNorm have no such buffer, and its BatchNorm uses a fixed momentum, so the counter is
   never read.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,7 +19,8 @@ import os
 import pickle
 import re
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -45,9 +47,9 @@ RESNET50_BLOCKS = (3, 4, 6, 3)
 _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
 
-def expected_resnet50_shapes() -> "OrderedDict[str, Tuple[int, ...]]":
+def expected_resnet50_shapes() -> OrderedDict[str, tuple[int, ...]]:
     """Every backbone tensor of torchvision's ResNet-50 (no ``fc``) and its shape."""
-    shapes: "OrderedDict[str, Tuple[int, ...]]" = OrderedDict()
+    shapes: OrderedDict[str, tuple[int, ...]] = OrderedDict()
 
     def conv_bn(conv: str, bn: str, out_c: int, in_c: int, k: int) -> None:
         shapes[f"{conv}.weight"] = (out_c, in_c, k, k)
@@ -79,10 +81,10 @@ def rename_key(name: str) -> str:
     return name
 
 
-def _strip_prefix(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+def _strip_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     # DistributedDataParallel saves every key under "module.".
     if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
+        return {k[len("module.") :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 
@@ -100,8 +102,8 @@ def _group(name: str) -> str:
     return name.split(".")[0] if name.startswith("layer") else "stem"
 
 
-def _coverage_error(missing: List[str], expected: Mapping[str, Tuple[int, ...]]) -> str:
-    per_group: Dict[str, List[str]] = OrderedDict()
+def _coverage_error(missing: list[str], expected: Mapping[str, tuple[int, ...]]) -> str:
+    per_group: dict[str, list[str]] = OrderedDict()
     for k in missing:
         per_group.setdefault(_group(k), []).append(k)
     parts = []
@@ -112,7 +114,7 @@ def _coverage_error(missing: List[str], expected: Mapping[str, Tuple[int, ...]])
     return "not a complete ResNet-50 backbone: missing " + "; ".join(parts)
 
 
-def convert_state_dict(state_dict: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+def convert_state_dict(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Rename a torchvision ResNet-50 state dict to Detectron2's backbone names.
 
     Values become numpy arrays (floats as float32); ``fc.*`` (the classifier) and
@@ -121,11 +123,7 @@ def convert_state_dict(state_dict: Mapping[str, Any]) -> Dict[str, np.ndarray]:
     unexpected when the input is not a complete torchvision ResNet-50 backbone.
     """
     state = _strip_prefix(state_dict)
-    backbone = {
-        k: v
-        for k, v in state.items()
-        if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
-    }
+    backbone = {k: v for k, v in state.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
     expected = expected_resnet50_shapes()
     missing = [k for k in expected if k not in backbone]
     if missing:
@@ -137,14 +135,12 @@ def convert_state_dict(state_dict: Mapping[str, Any]) -> Dict[str, np.ndarray]:
             f"not a torchvision ResNet-50 backbone: {len(unexpected)} unexpected tensors{hint}, "
             f"e.g. {', '.join(unexpected[:3])}"
         )
-    converted: Dict[str, np.ndarray] = OrderedDict()
+    converted: dict[str, np.ndarray] = OrderedDict()
     for name, shape in expected.items():
         arr = _as_numpy(backbone[name])
         if tuple(arr.shape) != shape:
             hint = " (a 3x3 CIFAR-style stem cannot be converted)" if name == "conv1.weight" else ""
-            raise DetectionSetupError(
-                f"{name}: shape {tuple(arr.shape)}, expected {shape} for ResNet-50{hint}"
-            )
+            raise DetectionSetupError(f"{name}: shape {tuple(arr.shape)}, expected {shape} for ResNet-50{hint}")
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():  # a diverged run: refuse, do not pass it on
             bad = int(arr.size - np.isfinite(arr).sum())
             raise DetectionSetupError(f"{name}: {bad} of {arr.size} values are NaN or infinite; not converted")
@@ -152,7 +148,7 @@ def convert_state_dict(state_dict: Mapping[str, Any]) -> Dict[str, np.ndarray]:
     return converted
 
 
-def extract_state_dict(obj: Any, source: str = "checkpoint") -> Dict[str, Any]:
+def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, Any]:
     """The torchvision state dict inside a loaded checkpoint object.
 
     Accepts our pretraining checkpoints (a dict whose ``model`` entry is the state dict), a
@@ -164,13 +160,11 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> Dict[str, Any]:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not obj or not all(hasattr(v, "shape") for v in obj.values()):
-        raise DetectionSetupError(
-            f"{source}: expected a state dict or a dict with a 'model' state dict of tensors"
-        )
+        raise DetectionSetupError(f"{source}: expected a state dict or a dict with a 'model' state dict of tensors")
     return dict(obj)
 
 
-def _numpy_globals() -> List[Any]:
+def _numpy_globals() -> list[Any]:
     """The numpy types inside our training checkpoints (RNG states), safe for ``weights_only`` loading."""
     try:
         from numpy._core.multiarray import _reconstruct
@@ -179,7 +173,7 @@ def _numpy_globals() -> List[Any]:
     return [np.dtype, np.ndarray, _reconstruct, *{type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64)}]
 
 
-def read_checkpoint(path: str) -> Tuple[Dict[str, Any], Optional[str]]:
+def read_checkpoint(path: str) -> tuple[dict[str, Any], str | None]:
     """The torchvision state dict in the checkpoint file ``path``, and a note when it is not final.
 
     Loads with ``weights_only=True`` (no code runs), allowing the numpy types of the RNG states
@@ -201,8 +195,10 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, Any], Optional[str]]:
         except (yaml.YAMLError, AttributeError):
             total = None
         of = f" of {total}" if isinstance(total, int) else ""
-        note = (f"{path} is the training checkpoint of epoch {obj['epoch']}{of}, not a finished model_final.pth: "
-                "converting the weights of that intermediate epoch")
+        note = (
+            f"{path} is the training checkpoint of epoch {obj['epoch']}{of}, not a finished model_final.pth: "
+            "converting the weights of that intermediate epoch"
+        )
     return extract_state_dict(obj, path), note
 
 
@@ -252,11 +248,11 @@ def _load_torch(path: str) -> Any:
         raise DetectionSetupError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
 
 
-def _most(names: List[str], pattern: "re.Pattern[str]") -> bool:
+def _most(names: list[str], pattern: re.Pattern[str]) -> bool:
     return bool(names) and sum(bool(pattern.match(k)) for k in names) * 2 > len(names)
 
 
-def _classify_pickle(data: Any, path: str) -> Tuple[str, Optional[str]]:
+def _classify_pickle(data: Any, path: str) -> tuple[str, str | None]:
     """(what the pickle is, its input layout or None when the file does not say)."""
     if not isinstance(data, dict):
         raise DetectionSetupError(f"{path}: expected a dict in the pickle, got {type(data).__name__}")
@@ -279,18 +275,19 @@ def _classify_pickle(data: Any, path: str) -> Tuple[str, Optional[str]]:
         if author in _TORCHVISION_AUTHORS:
             return f"a Detectron2 pickle ({author}, torchvision layout)", TORCHVISION_LAYOUT
         return f"a Detectron2 pickle ({author or 'no author'})", None
-    raise DetectionSetupError(
-        f"{path}: neither a Detectron2 pickle nor a converted ResNet-50 (keys like {names[:2]})"
-    )
+    raise DetectionSetupError(f"{path}: neither a Detectron2 pickle nor a converted ResNet-50 (keys like {names[:2]})")
 
 
-def _check_layout(path: str, what: str, layout: Optional[str], input_format: str, stride_in_1x1: bool) -> None:
+def _check_layout(path: str, what: str, layout: str | None, input_format: str, stride_in_1x1: bool) -> None:
     """Refuse weights whose input convention differs from the config's; warn when unknown."""
     if layout is None:
         logging.getLogger(__name__).warning(
             "MODEL.WEIGHTS %s: %s does not say which input it was trained on; check that INPUT.FORMAT "
             "%s, MODEL.PIXEL_MEAN/PIXEL_STD and MODEL.RESNETS.STRIDE_IN_1X1 %s match it",
-            path, what, input_format, stride_in_1x1,
+            path,
+            what,
+            input_format,
+            stride_in_1x1,
         )
         return
     if layout == TORCHVISION_LAYOUT and (input_format, stride_in_1x1) != ("RGB", False):
@@ -299,7 +296,9 @@ def _check_layout(path: str, what: str, layout: Optional[str], input_format: str
     elif layout == CAFFE2_LAYOUT and input_format != "BGR":
         # MSRA's ResNets also have their stride in the 1x1 conv; FAIR's Caffe2 ResNeXts do not
         expects = "BGR input with Caffe2 means and std 1; MSRA ResNets with STRIDE_IN_1X1 True"
-        fix = "convert a torchvision ResNet-50 with salfmix.cli.convert_to_detectron2, or use a config for Caffe2 weights"
+        fix = (
+            "convert a torchvision ResNet-50 with salfmix.cli.convert_to_detectron2, or use a config for Caffe2 weights"
+        )
     else:
         return
     raise DetectionSetupError(
@@ -309,9 +308,7 @@ def _check_layout(path: str, what: str, layout: Optional[str], input_format: str
     )
 
 
-def check_detection_weights(
-    path: str, input_format: Optional[str] = None, stride_in_1x1: Optional[bool] = None
-) -> str:
+def check_detection_weights(path: str, input_format: str | None = None, stride_in_1x1: bool | None = None) -> str:
     """Check that ``path`` can initialise a Detectron2 model; return what it is, in words.
 
     Accepted: our converted pickles (coverage checked again), other Detectron2-format pickles
@@ -329,7 +326,7 @@ def check_detection_weights(
     ``STRIDE_IN_1X1`` False. A Detectron2 pickle that does not say is accepted with a
     warning. Remote URLs are not opened; the model zoo's are recognised by their path.
     """
-    layout: Optional[str] = None
+    layout: str | None = None
     if "://" in path:
         what = "a remote file (not checked)"
         layout = next((lay for part, lay in _REMOTE_LAYOUTS if part in path), None)

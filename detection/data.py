@@ -7,19 +7,20 @@ when ``detectron2.data`` is first imported: set the variable before that. Its lo
 folder, split file, annotation XML or image at fault, checked before any training starts (the
 images by :mod:`detection.image_check`: decoded once, the verdict remembered).
 """
+
 from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from typing import Dict, Iterable, List, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 import detection  # noqa: F401  (restores the names Detectron2 0.6 needs before it is imported)
+from detection.image_check import check_voc_images
+from salfmix.errors import DetectionSetupError
+
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.pascal_voc import load_voc_instances
-
-from salfmix.errors import DetectionSetupError
-from detection.image_check import check_voc_images
 
 __all__ = [
     "check_voc_folder",
@@ -57,7 +58,7 @@ def check_voc_folder(dirname: str, split: str, name: str = "") -> None:
         raise DetectionSetupError(f"{label}split file {split_file} not found")
 
 
-def read_split(dirname: str, split: str) -> List[str]:
+def read_split(dirname: str, split: str) -> list[str]:
     """The image ids listed in ``ImageSets/Main/SPLIT.txt``."""
     split_file = os.path.join(dirname, "ImageSets", "Main", f"{split}.txt")
     with open(split_file, encoding="utf-8") as f:
@@ -84,9 +85,7 @@ def _number(node: ET.Element, path: str, xml_file: str, integer: bool) -> float:
         raise DetectionSetupError(f"{xml_file}: <{path}> is {text!r}, expected {kind}") from None
 
 
-def validate_voc_annotations(
-    dirname: str, split: str, class_names: Sequence[str], for_evaluation: bool = False
-) -> int:
+def validate_voc_annotations(dirname: str, split: str, class_names: Sequence[str], for_evaluation: bool = False) -> int:
     """Parse every annotation of a split; return the number of objects.
 
     Checks what Detectron2's loader reads (size, object names among ``class_names``, numeric
@@ -111,12 +110,12 @@ def validate_voc_split(
 
 def _parse_annotations(
     dirname: str, split: str, class_names: Sequence[str], for_evaluation: bool
-) -> Tuple[int, Dict[str, Tuple[int, int]]]:
+) -> tuple[int, dict[str, tuple[int, int]]]:
     """The object count and ``{image_id: (width, height)}`` of a split, checked as documented above."""
     check_voc_folder(dirname, split)
     known = set(class_names)
     n_objects = 0
-    sizes: Dict[str, Tuple[int, int]] = {}
+    sizes: dict[str, tuple[int, int]] = {}
     for image_id in read_split(dirname, split):
         xml_file = os.path.join(dirname, "Annotations", f"{image_id}.xml")
         if not os.path.isfile(xml_file):
@@ -143,9 +142,7 @@ def _parse_annotations(
     return n_objects, sizes
 
 
-def register_voc_folder(
-    name: str, dirname: str, split: str, year: int, class_names: Sequence[str]
-) -> None:
+def register_voc_folder(name: str, dirname: str, split: str, year: int, class_names: Sequence[str]) -> None:
     """Register a VOC-format folder as dataset ``name`` with its own class names.
 
     ``dirname`` holds ``Annotations/``, ``ImageSets/Main/<split>.txt`` and ``JPEGImages/``
@@ -167,7 +164,7 @@ def register_voc_folder(
     )
 
 
-def _register_from_cfg(cfg: CfgNode) -> List[str]:
+def _register_from_cfg(cfg: CfgNode) -> list[str]:
     folder = cfg.SALFMIX.VOC_FOLDER
     if not folder.NAME:
         return []
@@ -181,7 +178,7 @@ def _register_from_cfg(cfg: CfgNode) -> List[str]:
     return names
 
 
-def prepare_datasets(cfg: CfgNode, validate: bool = True) -> Dict[str, int]:
+def prepare_datasets(cfg: CfgNode, validate: bool = True) -> dict[str, int]:
     """Register ``SALFMIX.VOC_FOLDER`` and check every dataset named in ``DATASETS.TRAIN/TEST``.
 
     For VOC datasets (built-in or registered here): the folder and split file must exist, the
@@ -193,7 +190,7 @@ def prepare_datasets(cfg: CfgNode, validate: bool = True) -> Dict[str, int]:
     """
     _register_from_cfg(cfg)
     registered = set(DatasetCatalog.list())
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     test_names = set(cfg.DATASETS.TEST)
     for name in _unique(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)):
         if name not in registered:
@@ -215,5 +212,5 @@ def prepare_datasets(cfg: CfgNode, validate: bool = True) -> Dict[str, int]:
     return counts
 
 
-def _unique(names: Iterable[str]) -> List[str]:
+def _unique(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))

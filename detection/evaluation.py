@@ -5,21 +5,23 @@ for year 2007, mean over IoU 0.50:0.05:0.95 for AP; difficult objects ignored). 
 is computed with Detectron2's own ``voc_eval`` on the same gathered detections, so the mean of
 the per-class values is the evaluator's AP50.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import tempfile
 from collections import OrderedDict, defaultdict
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import detection  # noqa: F401  (restores the names Detectron2 0.6 needs before it is imported)
+from detection.files import EVAL_RESULTS_FILE
+from salfmix.runs.files import atomic_write_json
+
 from detectron2.evaluation import PascalVOCDetectionEvaluator
 from detectron2.evaluation import pascal_voc_evaluation as d2_voc
 from detectron2.utils import comm
-
-from detection.files import EVAL_RESULTS_FILE
-from salfmix.runs.files import atomic_write_json
 
 __all__ = ["PER_CLASS_PREFIX", "PerClassVOCEvaluator", "save_eval_results"]
 
@@ -37,7 +39,7 @@ class PerClassVOCEvaluator(PascalVOCDetectionEvaluator):
         super().__init__(dataset_name)
         self._per_class = per_class
 
-    def evaluate(self) -> Optional[Dict[str, Dict[str, float]]]:
+    def evaluate(self) -> dict[str, dict[str, float]] | None:
         # Gather before the parent does (it keeps the merged detections to itself); both
         # gathers are collective, and every rank runs them in the same order.
         gathered = comm.gather(self._predictions, dst=0) if self._per_class else None
@@ -53,9 +55,9 @@ class PerClassVOCEvaluator(PascalVOCDetectionEvaluator):
             bbox[PER_CLASS_PREFIX + name] = ap50
         return results
 
-    def per_class_ap50(self, predictions: Mapping[int, list]) -> "OrderedDict[str, float]":
+    def per_class_ap50(self, predictions: Mapping[int, list]) -> OrderedDict[str, float]:
         """AP50 (percent) of every class from detection lines in the parent's format."""
-        out: "OrderedDict[str, float]" = OrderedDict()
+        out: OrderedDict[str, float] = OrderedDict()
         with tempfile.TemporaryDirectory(prefix="voc_per_class_") as dirname:
             template = os.path.join(dirname, "{}.txt")
             for cls_id, cls_name in enumerate(self._class_names):
@@ -83,9 +85,9 @@ def _finite(value: Any) -> Any:
 def save_eval_results(
     results: Mapping[str, Mapping[str, Mapping[str, float]]],
     output_dir: str,
-    iteration: Optional[int] = None,
-    max_iter: Optional[int] = None,
-    weights: Optional[str] = None,
+    iteration: int | None = None,
+    max_iter: int | None = None,
+    weights: str | None = None,
 ) -> str:
     """Write ``OUTPUT_DIR/eval_results.json``; return its path.
 
@@ -98,13 +100,20 @@ def save_eval_results(
     for name, res in results.items():
         bbox = dict(res.get("bbox", {}))
         per_class = {
-            k[len(PER_CLASS_PREFIX):]: _finite(float(v)) for k, v in bbox.items() if k.startswith(PER_CLASS_PREFIX)
+            k[len(PER_CLASS_PREFIX) :]: _finite(float(v)) for k, v in bbox.items() if k.startswith(PER_CLASS_PREFIX)
         }
         entry = {k: _finite(float(bbox[k])) for k in ("AP", "AP50", "AP75") if k in bbox}
         if per_class:
             entry["per_class_AP50"] = per_class
         datasets[name] = entry
     path = os.path.join(output_dir, EVAL_RESULTS_FILE)
-    atomic_write_json(path, {"iteration": iteration, "max_iter": max_iter,
-                             "weights": os.path.abspath(weights) if weights else None, "datasets": datasets})
+    atomic_write_json(
+        path,
+        {
+            "iteration": iteration,
+            "max_iter": max_iter,
+            "weights": os.path.abspath(weights) if weights else None,
+            "datasets": datasets,
+        },
+    )
     return path

@@ -9,6 +9,7 @@ A run folder is Detectron2's ``OUTPUT_DIR``. Besides Detectron2's own files (``c
 - ``pretrain_metrics.json``: ``top1_err``/``top5_err`` of the backbone (copied at start when
   ``SALFMIX.PRETRAIN_METRICS`` is set).
 """
+
 from __future__ import annotations
 
 __all__ = ["EVAL_RESULTS_FILE", "PRETRAIN_METRICS_FILE", "RUN_INFO_FILE"]

@@ -13,18 +13,17 @@ Good verdicts are remembered in a small JSON file keyed by the image's name, byt
 and the annotated size, so a re-run checks only new or changed images: ``<VOC dir>/.salfmix_cache/
 voc_images.json`` when that folder is writable, else ``~/.cache/salfmix/<hash of the folder>/``.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Tuple
 
 from PIL import Image
 
-from salfmix.errors import DetectionSetupError
-from salfmix.errors import RunError
+from salfmix.errors import DetectionSetupError, RunError
 from salfmix.runs.files import atomic_write_json
 
 __all__ = ["CACHE_FILE", "check_voc_images", "image_cache_path"]
@@ -47,7 +46,7 @@ def image_cache_path(dirname: str) -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "salfmix", digest, CACHE_FILE)
 
 
-def _read_cache(path: str) -> Dict[str, List[int]]:
+def _read_cache(path: str) -> dict[str, list[int]]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -58,16 +57,17 @@ def _read_cache(path: str) -> Dict[str, List[int]]:
     return data["images"]
 
 
-def _write_cache(path: str, images: Dict[str, List[int]]) -> None:
+def _write_cache(path: str, images: dict[str, list[int]]) -> None:
     try:
-        note = ("images that decoded and matched their annotation's size: [bytes, mtime_ns, width, height]; "
-                "delete freely")
+        note = (
+            "images that decoded and matched their annotation's size: [bytes, mtime_ns, width, height]; delete freely"
+        )
         atomic_write_json(path, {"version": _VERSION, "note": note, "images": images}, indent=None)
     except RunError:  # only a cache: a read-only or full disk must not stop training
         pass
 
 
-def _check_one(path: str, width: int, height: int, xml_file: str) -> Optional[str]:
+def _check_one(path: str, width: int, height: int, xml_file: str) -> str | None:
     """None if ``path`` decodes and its (EXIF-rotated) size is ``width`` x ``height``; else the error line."""
     try:
         with Image.open(path) as im:
@@ -75,8 +75,10 @@ def _check_one(path: str, width: int, height: int, xml_file: str) -> Optional[st
             if im.getexif().get(_ORIENTATION) in (5, 6, 7, 8):
                 w, h = h, w
             if (w, h) != (width, height):
-                return (f"{path}: the image is {w}x{h} but {xml_file} says <size> {width}x{height} "
-                        "(Detectron2 would stop with 'Mismatched image shape')")
+                return (
+                    f"{path}: the image is {w}x{h} but {xml_file} says <size> {width}x{height} "
+                    "(Detectron2 would stop with 'Mismatched image shape')"
+                )
             if im.format == "JPEG":
                 im.draft("RGB", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             im.load()
@@ -88,8 +90,9 @@ def _check_one(path: str, width: int, height: int, xml_file: str) -> Optional[st
     return None
 
 
-def check_voc_images(dirname: str, split: str, sizes: Dict[str, Tuple[int, int]], threads: int = 8,
-                     cache_path: Optional[str] = None) -> int:
+def check_voc_images(
+    dirname: str, split: str, sizes: dict[str, tuple[int, int]], threads: int = 8, cache_path: str | None = None
+) -> int:
     """Check the image of every id in ``sizes`` (``{image_id: (width, height)}`` from the
     annotations of ``split``); returns how many were decoded now (the others were remembered).
 
@@ -98,7 +101,7 @@ def check_voc_images(dirname: str, split: str, sizes: Dict[str, Tuple[int, int]]
     """
     cache_path = cache_path or image_cache_path(dirname)
     known = _read_cache(cache_path)
-    todo: List[Tuple[str, str, int, int, List[int]]] = []
+    todo: list[tuple[str, str, int, int, list[int]]] = []
     for image_id, (width, height) in sizes.items():
         name = f"{image_id}.jpg"
         path = os.path.join(dirname, "JPEGImages", name)

@@ -12,9 +12,11 @@ to average runs whose labels differ.
 This module reads plain mappings (a Detectron2 ``CfgNode`` or the dict of a saved
 ``config.yaml``) and does not import Detectron2, so the report stays light.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["UNKNOWN", "protocol_from_config", "protocol_label", "scaled_solver"]
 
@@ -23,7 +25,7 @@ UNKNOWN = "unknown"
 _BN_NORMS = ("BN", "SyncBN", "naiveSyncBN", "naiveSyncBN_N", "nnSyncBN")
 
 
-def scaled_solver(solver: Mapping[str, Any], world_size: int) -> Dict[str, Any]:
+def scaled_solver(solver: Mapping[str, Any], world_size: int) -> dict[str, Any]:
     """Batch, lr, iterations, steps and warmup as trained on ``world_size`` processes.
 
     The arithmetic of Detectron2's ``DefaultTrainer.auto_scale_workers`` (the tests hold the two
@@ -73,7 +75,7 @@ def protocol_label(cfg: Mapping[str, Any], world_size: int) -> str:
     return f"{' '.join(parts)}, batch {s['batch']}, lr {s['lr']:g}, {s['max_iter']} iter (steps {steps})"
 
 
-def protocol_from_config(cfg: Optional[Mapping[str, Any]], world_size: Optional[int]) -> str:
+def protocol_from_config(cfg: Mapping[str, Any] | None, world_size: int | None) -> str:
     """``protocol_label`` of a saved config, or ``UNKNOWN`` when the config is missing or partial,
     or when it rescales with the world size and that is not known."""
     if not cfg:

@@ -13,16 +13,18 @@ Several runs of one method (seeds) give mean ± sample standard deviation. Each 
 ``protocol`` of ``run_info.json``, else derived from ``config.yaml`` and the recorded world
 size; runs of one method under different protocols are refused rather than averaged.
 """
+
 from __future__ import annotations
 
 import os
 import textwrap
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from salfmix.errors import DetectionSetupError
 from detection.files import EVAL_RESULTS_FILE, PRETRAIN_METRICS_FILE, RUN_INFO_FILE
 from detection.protocol import protocol_from_config
+from salfmix.errors import DetectionSetupError
 from salfmix.runs import report as shared
 
 __all__ = ["PAPER_TABLE8", "aggregate", "build_report", "has_final_results", "is_final", "read_run", "write_report"]
@@ -49,11 +51,11 @@ def _read_json(path: str) -> Any:
     return shared.read_json(path, DetectionSetupError)
 
 
-def _saved_config(run_dir: str) -> Dict[str, Any]:
+def _saved_config(run_dir: str) -> dict[str, Any]:
     return shared.read_yaml(os.path.join(run_dir, "config.yaml"), DetectionSetupError, strict=False)
 
 
-def is_final(results: Dict[str, Any], run_dir: Optional[str] = None) -> bool:
+def is_final(results: dict[str, Any], run_dir: str | None = None) -> bool:
     """Whether an ``eval_results.json`` content is the final evaluation of the model of its folder:
     the training loop's after the last iteration, or an ``--eval-only`` (``iteration`` null) of the
     folder's own ``model_final.pth`` (in a training run's folder; any weights in a folder that
@@ -94,7 +96,7 @@ def has_final_results(run_dir: str) -> bool:
     return isinstance(results, dict) and bool(results.get("datasets")) and is_final(results, run_dir)
 
 
-def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
+def read_run(run_dir: str, dataset: str | None = None) -> dict[str, Any]:
     """The method, seed, AP/AP50/AP75, per-class AP50 and pretraining errors of one run folder."""
     if not os.path.isdir(run_dir):
         raise DetectionSetupError(f"{run_dir}: run folder not found")
@@ -119,9 +121,7 @@ def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
     info = _read_json(info_path) if os.path.isfile(info_path) else {}
     config = _saved_config(run_dir)
     method = (
-        info.get("method")
-        or (config.get("SALFMIX") or {}).get("METHOD")
-        or os.path.basename(os.path.normpath(run_dir))
+        info.get("method") or (config.get("SALFMIX") or {}).get("METHOD") or os.path.basename(os.path.normpath(run_dir))
     )
     seed = info.get("seed", config.get("SEED"))
     protocol = info.get("protocol") or protocol_from_config(config, info.get("world_size"))
@@ -149,12 +149,21 @@ def read_run(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Any]:
 
 # Keys in which the runs of one row may differ: the seed, the backbone file (each seed has its own),
 # where runs and data are, how often they log and checkpoint.
-ROW_MAY_DIFFER = ("SEED", "OUTPUT_DIR", "MODEL.WEIGHTS", "SALFMIX.PRETRAIN_METRICS", "SALFMIX.VOC_FOLDER.DIR",
-                  "SOLVER.CHECKPOINT_PERIOD", "TEST.EVAL_PERIOD", "DATALOADER.NUM_WORKERS", "VIS_PERIOD")
+ROW_MAY_DIFFER = (
+    "SEED",
+    "OUTPUT_DIR",
+    "MODEL.WEIGHTS",
+    "SALFMIX.PRETRAIN_METRICS",
+    "SALFMIX.VOC_FOLDER.DIR",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "TEST.EVAL_PERIOD",
+    "DATALOADER.NUM_WORKERS",
+    "VIS_PERIOD",
+)
 INCOMPLETE = " (incomplete)"
 
 
-def aggregate(runs: Sequence[Dict[str, Any]], allow_incomplete: bool = False) -> List[Dict[str, Any]]:
+def aggregate(runs: Sequence[dict[str, Any]], allow_incomplete: bool = False) -> list[dict[str, Any]]:
     """One entry per method (in order of first appearance): mean and std of every metric.
 
     Entry: ``method``, ``runs`` (count), ``AP``/``AP50``/``AP75`` (means), ``*_std`` (sample
@@ -162,18 +171,20 @@ def aggregate(runs: Sequence[Dict[str, Any]], allow_incomplete: bool = False) ->
     ``run_dirs``, ``per_class_AP50`` (means), ``protocol`` and ``paper`` (Table 8's AP/AP50/AP75
     or null). Runs of one method under different protocols raise :class:`DetectionSetupError`.
     """
-    groups: "OrderedDict[str, List[Dict[str, Any]]]" = OrderedDict()
+    groups: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     for run in runs:
         if not run["final"] and not allow_incomplete:
             raise DetectionSetupError(
                 f"{run['run_dir']}: its results are not its finished model's (a periodic evaluation, or an evaluation "
                 "of other weights): an unfinished run is never averaged with finished ones; finish it, or pass "
-                "--allow-incomplete to show it in a row of its own")
+                "--allow-incomplete to show it in a row of its own"
+            )
         groups.setdefault(run["method"] + ("" if run["final"] else INCOMPLETE), []).append(run)
     out = []
     for method, items in groups.items():
-        conflict = shared.recipe_conflict([(r["run_dir"], r.get("config") or {}) for r in items
-                                           if r.get("config")], ROW_MAY_DIFFER)
+        conflict = shared.recipe_conflict(
+            [(r["run_dir"], r.get("config") or {}) for r in items if r.get("config")], ROW_MAY_DIFFER
+        )
         if conflict:
             raise DetectionSetupError(f"{method}: {conflict}")
         first = items[0]
@@ -183,15 +194,16 @@ def aggregate(runs: Sequence[Dict[str, Any]], allow_incomplete: bool = False) ->
                 f"{method}: runs of different protocols cannot be averaged: {first['run_dir']} "
                 f"'{first.get('protocol')}' vs {other['run_dir']} '{other.get('protocol')}'; report them separately"
             )
-        entry: Dict[str, Any] = {"method": method, "runs": len(items), "protocol": first.get("protocol")}
+        entry: dict[str, Any] = {"method": method, "runs": len(items), "protocol": first.get("protocol")}
         for k in METRICS + PRETRAIN_METRICS:
             stats = shared.mean_std([r.get(k) for r in items])
             if k in PRETRAIN_METRICS and stats["mean"] is None:
                 continue
             entry[k], entry[f"{k}_std"] = stats["mean"], stats["std"]
         classes = list(OrderedDict.fromkeys(c for r in items for c in r["per_class_AP50"]))
-        entry["per_class_AP50"] = {c: shared.mean_std([r["per_class_AP50"].get(c) for r in items])["mean"]
-                                   for c in classes}
+        entry["per_class_AP50"] = {
+            c: shared.mean_std([r["per_class_AP50"].get(c) for r in items])["mean"] for c in classes
+        }
         entry["seeds"] = [r["seed"] for r in items]
         entry["run_dirs"] = [r["run_dir"] for r in items]
         entry["incomplete_runs"] = [r["run_dir"] for r in items if not r["final"]]
@@ -201,11 +213,11 @@ def aggregate(runs: Sequence[Dict[str, Any]], allow_incomplete: bool = False) ->
     return out
 
 
-def _protocols(methods: List[Dict[str, Any]]) -> List[str]:
+def _protocols(methods: list[dict[str, Any]]) -> list[str]:
     return list(OrderedDict.fromkeys(str(m.get("protocol")) for m in methods))
 
 
-def _markdown(methods: List[Dict[str, Any]], dataset: str, note: Optional[str] = None) -> str:
+def _markdown(methods: list[dict[str, Any]], dataset: str, note: str | None = None) -> str:
     has_pre = any("top1_err" in m for m in methods)
     has_paper = any(m["paper"] for m in methods)
     protocols = _protocols(methods)
@@ -241,16 +253,20 @@ def _markdown(methods: List[Dict[str, Any]], dataset: str, note: Optional[str] =
     if classes:
         lines += ["", "## AP50 per class (mean over runs)", ""]
         per_class = [[c] + [shared.format_mean_std(m["per_class_AP50"].get(c), None) for m in methods] for c in classes]
-        lines += shared.markdown_table(["class"] + [m["method"] for m in methods], per_class,
-                                       ["left"] + ["right"] * len(methods))
+        lines += shared.markdown_table(
+            ["class"] + [m["method"] for m in methods], per_class, ["left"] + ["right"] * len(methods)
+        )
     incomplete = [d for m in methods for d in m["incomplete_runs"]]
     if incomplete:
-        lines += ["", f"Rows marked{INCOMPLETE} hold runs whose results are not their finished model's (a periodic "
-                  "evaluation before the last iteration): " + ", ".join(incomplete)]
+        lines += [
+            "",
+            f"Rows marked{INCOMPLETE} hold runs whose results are not their finished model's (a periodic "
+            "evaluation before the last iteration): " + ", ".join(incomplete),
+        ]
     return "\n".join(lines) + "\n"
 
 
-def _csv(methods: List[Dict[str, Any]]) -> str:
+def _csv(methods: list[dict[str, Any]]) -> str:
     cols = ["method", "runs"] + [f"{k}{s}" for k in METRICS + PRETRAIN_METRICS for s in ("", "_std")]
     cols += ["seeds", "protocol"]
     rows = []
@@ -266,7 +282,7 @@ def _csv(methods: List[Dict[str, Any]]) -> str:
     return shared.csv_text(cols, rows)
 
 
-def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str, note: Optional[str] = None) -> None:
+def _bar_chart(methods: list[dict[str, Any]], dataset: str, path: str, note: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,13 +317,21 @@ def _bar_chart(methods: List[Dict[str, Any]], dataset: str, path: str, note: Opt
 def is_report_folder(folder: str) -> bool:
     """Whether ``folder`` holds a report written by :func:`write_report` and no run (a glob such as
     ``output/det/*`` also matches the report folder of an earlier call)."""
-    return (os.path.isfile(os.path.join(folder, "report.json")) and not os.path.isfile(os.path.join(folder, EVAL_RESULTS_FILE))
-            and not os.path.isfile(os.path.join(folder, "run.json")))
+    return (
+        os.path.isfile(os.path.join(folder, "report.json"))
+        and not os.path.isfile(os.path.join(folder, EVAL_RESULTS_FILE))
+        and not os.path.isfile(os.path.join(folder, "run.json"))
+    )
 
 
-def build_report(run_dirs: Sequence[str], dataset: Optional[str] = None, note: Optional[str] = None,
-                 warn: Optional[Callable[[str], None]] = shared.print_warning,
-                 allow_incomplete: bool = False, out_dir: Optional[str] = None) -> Dict[str, Any]:
+def build_report(
+    run_dirs: Sequence[str],
+    dataset: str | None = None,
+    note: str | None = None,
+    warn: Callable[[str], None] | None = shared.print_warning,
+    allow_incomplete: bool = False,
+    out_dir: str | None = None,
+) -> dict[str, Any]:
     """Read every run folder (errors name the folder; a folder given twice, e.g. ``d`` and ``d/``,
     is named through ``warn`` and counted once; a report folder, e.g. ``out_dir`` itself, is left
     out with a line) and aggregate per method; ``note`` (e.g. where the data comes from) is
@@ -330,14 +354,18 @@ def build_report(run_dirs: Sequence[str], dataset: Optional[str] = None, note: O
         raise DetectionSetupError(
             f"the runs were evaluated on different datasets ({', '.join(names)}); pick one with --dataset"
         )
-    report: Dict[str, Any] = {"dataset": names[0], "methods": aggregate(runs, allow_incomplete)}
+    report: dict[str, Any] = {"dataset": names[0], "methods": aggregate(runs, allow_incomplete)}
     if note:
         report["note"] = note
     return report
 
 
-def write_report(report: Dict[str, Any], out_dir: str) -> Dict[str, str]:
+def write_report(report: dict[str, Any], out_dir: str) -> dict[str, str]:
     """Write report.md, report.csv, report.json and report.png into ``out_dir``; return the paths."""
     return shared.write_report_files(
-        out_dir, _markdown(report["methods"], report["dataset"], report.get("note")), _csv(report["methods"]), report,
-        lambda path: _bar_chart(report["methods"], report["dataset"], path, report.get("note")))
+        out_dir,
+        _markdown(report["methods"], report["dataset"], report.get("note")),
+        _csv(report["methods"]),
+        report,
+        lambda path: _bar_chart(report["methods"], report["dataset"], path, report.get("note")),
+    )

@@ -6,15 +6,16 @@ by ``MODEL.RESNETS.NORM`` (SyncBN in that protocol) and is named ``res5.norm``, 
 trained with MoCo's head load into this one. It is not in any backbone checkpoint: it starts
 from the norm's default initialisation.
 """
+
 from __future__ import annotations
 
-from typing import Tuple
+from torch import nn
 
 import detection  # noqa: F401  (restores the names Detectron2 0.6 needs before it is imported)
+
 from detectron2.config import CfgNode
 from detectron2.layers import get_norm
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
-from torch import nn
 
 __all__ = ["Res5ROIHeadsExtraNorm"]
 
@@ -28,7 +29,7 @@ else:
         """``Res5ROIHeads`` with a ``MODEL.RESNETS.NORM`` layer after its res5 blocks."""
 
         @classmethod
-        def _build_res5_block(cls, cfg: CfgNode) -> Tuple[nn.Sequential, int]:
+        def _build_res5_block(cls, cfg: CfgNode) -> tuple[nn.Sequential, int]:
             blocks, out_channels = super()._build_res5_block(cfg)
             res5 = nn.Sequential(*blocks)
             res5.add_module("norm", get_norm(cfg.MODEL.RESNETS.NORM, out_channels))

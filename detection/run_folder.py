@@ -11,21 +11,18 @@ What a detection run folder adds to Detectron2's behaviour (see detection/README
 - ``--eval-only`` also takes the lock, and leaves a training run's ``config.yaml`` as it was;
 - SIGINT / SIGTERM stop after the current iteration with a checkpoint (:class:`StopHook`).
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
 import sys
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import yaml
 
 import detection  # noqa: F401  (before Detectron2)
-from detectron2.config import CfgNode
-from detectron2.engine import HookBase
-from detectron2.utils import comm
-
 from detection.config import load_config
 from salfmix.errors import DetectionSetupError
 from salfmix.runs.files import atomic_write_bytes
@@ -33,13 +30,32 @@ from salfmix.runs.folder import FINISHED, RunFolder, is_finished
 from salfmix.runs.lock import RunLock
 from salfmix.runs.signals import Interrupted, StopSignals
 
-__all__ = ["ARTEFACTS", "RESUME_MAY_CHANGE", "StopHook", "adopt_recorded_seed", "already_finished",
-           "check_training_run", "keep_run_config", "lock_for_evaluation", "open_training_run"]
+from detectron2.config import CfgNode
+from detectron2.engine import HookBase
+from detectron2.utils import comm
+
+__all__ = [
+    "ARTEFACTS",
+    "RESUME_MAY_CHANGE",
+    "StopHook",
+    "adopt_recorded_seed",
+    "already_finished",
+    "check_training_run",
+    "keep_run_config",
+    "lock_for_evaluation",
+    "open_training_run",
+]
 
 # Keys a --resume may change: where the run is, how often it checkpoints / evaluates / logs, the
 # loader's worker count, and SOLVER.MAX_ITER (extended only; checked below).
-RESUME_MAY_CHANGE = ("OUTPUT_DIR", "SOLVER.MAX_ITER", "SOLVER.CHECKPOINT_PERIOD", "TEST.EVAL_PERIOD",
-                     "DATALOADER.NUM_WORKERS", "VIS_PERIOD")
+RESUME_MAY_CHANGE = (
+    "OUTPUT_DIR",
+    "SOLVER.MAX_ITER",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "TEST.EVAL_PERIOD",
+    "DATALOADER.NUM_WORKERS",
+    "VIS_PERIOD",
+)
 # Keys in which a request may differ from a finished run and still ask for that very run (where it
 # is, how often it logs and checkpoints, the loader's workers); SOLVER.MAX_ITER is not among them.
 SAME_RUN = ("OUTPUT_DIR", "SOLVER.CHECKPOINT_PERIOD", "TEST.EVAL_PERIOD", "DATALOADER.NUM_WORKERS", "VIS_PERIOD")
@@ -55,7 +71,7 @@ def defaults_text() -> str:
     return get_detection_cfg().dump()
 
 
-def already_finished(args: argparse.Namespace, world_size: int = 1) -> Optional[str]:
+def already_finished(args: argparse.Namespace, world_size: int = 1) -> str | None:
     """For a training ``--resume`` into a finished run that asked for that very run: the line
     saying so (nothing is touched); else None. A config that differs from the finished run's
     (outside :data:`SAME_RUN`, compared as it would run on ``world_size`` processes) is refused
@@ -69,8 +85,16 @@ def already_finished(args: argparse.Namespace, world_size: int = 1) -> Optional[
 
     adopt_recorded_seed(cfg, True)
     scaled = DefaultTrainer.auto_scale_workers(cfg, world_size)
-    RunFolder(cfg.OUTPUT_DIR, stage="detection", config_text=scaled.dump(), resume=True, allowed=RESUME_MAY_CHANGE,
-              artefacts=ARTEFACTS, same_run=SAME_RUN, defaults_text=defaults_text()).check()
+    RunFolder(
+        cfg.OUTPUT_DIR,
+        stage="detection",
+        config_text=scaled.dump(),
+        resume=True,
+        allowed=RESUME_MAY_CHANGE,
+        artefacts=ARTEFACTS,
+        same_run=SAME_RUN,
+        defaults_text=defaults_text(),
+    ).check()
     return f"{cfg.OUTPUT_DIR}: the run is already finished (model_final.pth); nothing to do"
 
 
@@ -100,8 +124,16 @@ def check_training_run(cfg: CfgNode, args: argparse.Namespace, world_size: int) 
     cfg = cfg.clone()
     adopt_recorded_seed(cfg, args.resume)
     scaled = DefaultTrainer.auto_scale_workers(cfg, world_size)
-    RunFolder(cfg.OUTPUT_DIR, stage="detection", config_text=scaled.dump(), resume=args.resume,
-              allowed=RESUME_MAY_CHANGE, artefacts=ARTEFACTS, same_run=SAME_RUN, defaults_text=defaults_text()).check()
+    RunFolder(
+        cfg.OUTPUT_DIR,
+        stage="detection",
+        config_text=scaled.dump(),
+        resume=args.resume,
+        allowed=RESUME_MAY_CHANGE,
+        artefacts=ARTEFACTS,
+        same_run=SAME_RUN,
+        defaults_text=defaults_text(),
+    ).check()
 
 
 def open_training_run(cfg: CfgNode, args: argparse.Namespace) -> RunFolder:
@@ -111,17 +143,29 @@ def open_training_run(cfg: CfgNode, args: argparse.Namespace) -> RunFolder:
     (nothing was touched). Otherwise ``run.json`` says ``running``. Raises
     :class:`salfmix.errors.RunError` subclasses with one-line messages.
     """
-    run = RunFolder(cfg.OUTPUT_DIR, stage="detection", config_text=cfg.dump(), resume=args.resume,
-                    method=cfg.SALFMIX.METHOD, resume_command=getattr(args, "resume_command", ""),
-                    command=[sys.executable, *sys.argv], allowed=RESUME_MAY_CHANGE, artefacts=ARTEFACTS,
-                    main=comm.is_main_process(), same_run=SAME_RUN, defaults_text=defaults_text())
+    run = RunFolder(
+        cfg.OUTPUT_DIR,
+        stage="detection",
+        config_text=cfg.dump(),
+        resume=args.resume,
+        method=cfg.SALFMIX.METHOD,
+        resume_command=getattr(args, "resume_command", ""),
+        command=[sys.executable, *sys.argv],
+        allowed=RESUME_MAY_CHANGE,
+        artefacts=ARTEFACTS,
+        main=comm.is_main_process(),
+        same_run=SAME_RUN,
+        defaults_text=defaults_text(),
+    )
     if run.open() == FINISHED:
         return run
     try:
         old_max = _recorded_config(cfg.OUTPUT_DIR).get("SOLVER", {}).get("MAX_ITER")
         if args.resume and isinstance(old_max, int) and cfg.SOLVER.MAX_ITER < old_max:
-            raise DetectionSetupError(f"--resume: SOLVER.MAX_ITER {cfg.SOLVER.MAX_ITER} is below the run's "
-                                      f"{old_max}: it may be extended, not shortened")
+            raise DetectionSetupError(
+                f"--resume: SOLVER.MAX_ITER {cfg.SOLVER.MAX_ITER} is below the run's "
+                f"{old_max}: it may be extended, not shortened"
+            )
         run.start()
     except BaseException:
         run.close()
@@ -147,15 +191,21 @@ def check_evaluation_target(folder: str, weights: str) -> None:
     same = bool(weights) and os.path.exists(weights) and os.path.realpath(weights) == os.path.realpath(own)
     if training:
         if not is_finished(folder):
-            raise RunRefused(f"--eval-only: OUTPUT_DIR {folder} holds an unfinished training run; its results come "
-                             "from its own training: evaluate into another OUTPUT_DIR")
+            raise RunRefused(
+                f"--eval-only: OUTPUT_DIR {folder} holds an unfinished training run; its results come "
+                "from its own training: evaluate into another OUTPUT_DIR"
+            )
         if not same:
-            raise RunRefused(f"--eval-only: MODEL.WEIGHTS {weights} is not {own}: an evaluation of other weights never "
-                             f"writes into the finished run in {folder}; evaluate into another OUTPUT_DIR")
+            raise RunRefused(
+                f"--eval-only: MODEL.WEIGHTS {weights} is not {own}: an evaluation of other weights never "
+                f"writes into the finished run in {folder}; evaluate into another OUTPUT_DIR"
+            )
         if has_final_results(folder):
-            raise RunRefused(f"--eval-only: {os.path.join(folder, EVAL_RESULTS_FILE)} already holds the finished run's "
-                             "final results, which are never overwritten; evaluate into another OUTPUT_DIR to "
-                             "check them again")
+            raise RunRefused(
+                f"--eval-only: {os.path.join(folder, EVAL_RESULTS_FILE)} already holds the finished run's "
+                "final results, which are never overwritten; evaluate into another OUTPUT_DIR to "
+                "check them again"
+            )
         return
     results = os.path.join(folder, EVAL_RESULTS_FILE)
     if os.path.isfile(results):
@@ -165,8 +215,10 @@ def check_evaluation_target(folder: str, weights: str) -> None:
         except (OSError, yaml.YAMLError, AttributeError):
             recorded = None
         if recorded and weights and os.path.realpath(recorded) != os.path.realpath(weights):
-            raise RunRefused(f"--eval-only: {results} holds the results of {recorded}; those of {weights} would "
-                             "replace them: evaluate into another OUTPUT_DIR")
+            raise RunRefused(
+                f"--eval-only: {results} holds the results of {recorded}; those of {weights} would "
+                "replace them: evaluate into another OUTPUT_DIR"
+            )
 
 
 def truncate_metrics(folder: str, start_iter: int) -> None:
@@ -185,7 +237,11 @@ def truncate_metrics(folder: str, start_iter: int) -> None:
             except ValueError:  # a torn last line of a killed writer
                 dropped += 1
                 continue
-            if isinstance(record, dict) and isinstance(record.get("iteration"), int) and record["iteration"] >= start_iter:
+            if (
+                isinstance(record, dict)
+                and isinstance(record.get("iteration"), int)
+                and record["iteration"] >= start_iter
+            ):
                 dropped += 1
                 continue
             kept.append(line if line.endswith("\n") else line + "\n")
@@ -193,7 +249,7 @@ def truncate_metrics(folder: str, start_iter: int) -> None:
         atomic_write_bytes(path, "".join(kept).encode("utf-8"))
 
 
-def lock_for_evaluation(folder: str) -> Optional[RunLock]:
+def lock_for_evaluation(folder: str) -> RunLock | None:
     """The folder's lock for an ``--eval-only`` in the main process (None elsewhere)."""
     if not comm.is_main_process():
         return None

@@ -8,40 +8,48 @@ without a GPU) before anything is built. ``run`` writes ``run_info.json`` (with 
 protocol) and ``pretrain_metrics.json`` for the reports, and trains under the run-folder rules
 of :mod:`detection.run_folder` (lock, ``run.json``, resume checks, stop signals).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import os
-from typing import Any, Dict, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 import detection  # noqa: F401  (restores the names Detectron2 0.6 needs before it is imported)
 import detection.roi_heads  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+from detection.checkpoint import SafeCheckpointer
+from detection.config import load_config, resolve_seed
+from detection.convert import check_detection_weights
+from detection.data import prepare_datasets
+from detection.evaluation import PerClassVOCEvaluator, save_eval_results
+from detection.files import PRETRAIN_METRICS_FILE, RUN_INFO_FILE
+from detection.protocol import UNKNOWN, protocol_label
+from detection.run_folder import (
+    StopHook,
+    adopt_recorded_seed,
+    check_evaluation_target,
+    keep_run_config,
+    lock_for_evaluation,
+    open_training_run,
+    truncate_metrics,
+)
+from salfmix.errors import DetectionSetupError
+from salfmix.runs.files import atomic_write_json
+from salfmix.runs.folder import FINISHED
+from salfmix.runs.signals import Interrupted, StopSignals
+
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.engine import defaults as d2_defaults
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
-from torch.nn.parallel import DistributedDataParallel
-
-from detection.checkpoint import SafeCheckpointer
-from detection.config import load_config, resolve_seed
-from detection.convert import check_detection_weights
-from detection.data import prepare_datasets
-from salfmix.errors import DetectionSetupError
-from detection.evaluation import PerClassVOCEvaluator, save_eval_results
-from detection.files import PRETRAIN_METRICS_FILE, RUN_INFO_FILE
-from detection.protocol import UNKNOWN, protocol_label
-from detection.run_folder import (StopHook, adopt_recorded_seed, check_evaluation_target, keep_run_config,
-                                  lock_for_evaluation, open_training_run, truncate_metrics)
-from salfmix.runs.files import atomic_write_json
-from salfmix.runs.folder import FINISHED
-from salfmix.runs.signals import Interrupted, StopSignals
 
 __all__ = ["Trainer", "check_setup", "init_torchrun", "read_pretrain_metrics", "run", "setup"]
 
@@ -70,9 +78,7 @@ class Trainer(DefaultTrainer):
             d2_defaults.create_ddp_model, d2_defaults.DetectionCheckpointer = saved
 
     @classmethod
-    def build_evaluator(
-        cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None
-    ) -> PerClassVOCEvaluator:
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> PerClassVOCEvaluator:
         """Detectron2's VOC evaluator with per-class AP50 (``SALFMIX.PER_CLASS_AP``)."""
         if MetadataCatalog.get(dataset_name).get("evaluator_type") != "pascal_voc":
             raise DetectionSetupError(
@@ -81,17 +87,22 @@ class Trainer(DefaultTrainer):
         return PerClassVOCEvaluator(dataset_name, per_class=cfg.SALFMIX.PER_CLASS_AP)
 
     @classmethod
-    def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators: Any = None) -> Dict[str, Any]:
+    def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators: Any = None) -> dict[str, Any]:
         """Evaluate like DefaultTrainer, then save the results to ``OUTPUT_DIR/eval_results.json``."""
         results = super().test(cfg, model, evaluators)
         if comm.is_main_process() and results:
             per_dataset = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
             try:
-                iteration: Optional[int] = get_event_storage().iter
+                iteration: int | None = get_event_storage().iter
             except AssertionError:  # no training in progress: --eval-only
                 iteration = None
-            save_eval_results(per_dataset, cfg.OUTPUT_DIR, iteration, cfg.SOLVER.MAX_ITER,
-                              weights=cfg.MODEL.WEIGHTS if iteration is None else None)
+            save_eval_results(
+                per_dataset,
+                cfg.OUTPUT_DIR,
+                iteration,
+                cfg.SOLVER.MAX_ITER,
+                weights=cfg.MODEL.WEIGHTS if iteration is None else None,
+            )
         return results
 
 
@@ -140,7 +151,7 @@ def _check_datasets(cfg: CfgNode, validated: bool) -> None:
         raise DetectionSetupError(found[0])
 
 
-def read_pretrain_metrics(path: str) -> Dict[str, Any]:
+def read_pretrain_metrics(path: str) -> dict[str, Any]:
     """``top1_err``/``top5_err`` from a JSON object, or from the last record of a JSON-lines
     file that has both (pretraining's ``metrics.jsonl`` holds one record per epoch)."""
     what = f"SALFMIX.PRETRAIN_METRICS {path}"
@@ -162,7 +173,7 @@ def read_pretrain_metrics(path: str) -> Dict[str, Any]:
 
 def _write_run_files(cfg: CfgNode, args: argparse.Namespace) -> None:
     path = os.path.join(cfg.OUTPUT_DIR, RUN_INFO_FILE)
-    info: Dict[str, Any] = {}
+    info: dict[str, Any] = {}
     if os.path.isfile(path):  # written by a pipeline before training: keep what it recorded
         with open(path, encoding="utf-8") as f:
             info = json.load(f)

@@ -4,10 +4,11 @@ Configs are YAML files that override these defaults, with ``_BASE_`` inheritance
 ``CfgNode``). ``load_config`` merges a file and ``KEY VALUE`` overrides, checks the result with
 :func:`assert_cfg` and freezes it; the trainer saves it as ``OUTPUT_DIR/config.yaml``.
 """
+
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from fvcore.common.config import CfgNode
 
@@ -135,7 +136,6 @@ _C.TEST.BATCH_SIZE = 256
 _C.TEST.TRAIN_SET = False
 
 
-
 def add_mixing_config(cfg: CfgNode) -> None:
     """Add the node ``MIX.<NAME>`` of every registered mixing method (see the MIX comments)."""
     from pretrain.mixing import MIXERS
@@ -143,16 +143,24 @@ def add_mixing_config(cfg: CfgNode) -> None:
     for name, cls in MIXERS.items():
         defaults = cls.config_defaults()
         if defaults:
-            cfg.MIX[name.upper()] = CfgNode({arg.upper(): tuple(v) if isinstance(v, list) else v
-                                             for arg, v in defaults.items()})
+            cfg.MIX[name.upper()] = CfgNode(
+                {arg.upper(): tuple(v) if isinstance(v, list) else v for arg, v in defaults.items()}
+            )
 
 
 add_mixing_config(_C)
 
 # Keys of the former flat MIX tree, now in each method's node: named in the error of a config that sets one.
-MOVED_KEYS = {"MIX.BETA": "BETA (ALPHA for Mixup, HybridMix v1, PuzzleMix)", "MIX.PROB": "PROB",
-              "MIX.PER_SAMPLE": "PER_SAMPLE", "MIX.PER_PAIR": "PER_PAIR", "MIX.PARTNER": "PARTNER",
-              "MIX.SALIENCYMIX_MODE": "MODE", "MIX.CUTOUT_SIZE": "SIZE", "MIX.RESIZEMIX_SCALE": "SCALE"}
+MOVED_KEYS = {
+    "MIX.BETA": "BETA (ALPHA for Mixup, HybridMix v1, PuzzleMix)",
+    "MIX.PROB": "PROB",
+    "MIX.PER_SAMPLE": "PER_SAMPLE",
+    "MIX.PER_PAIR": "PER_PAIR",
+    "MIX.PARTNER": "PARTNER",
+    "MIX.SALIENCYMIX_MODE": "MODE",
+    "MIX.CUTOUT_SIZE": "SIZE",
+    "MIX.RESIZEMIX_SCALE": "SCALE",
+}
 
 DATASETS = ("tinyimagenet", "cifar10", "cifar100", "fashion_mnist")
 AMP_MODES = ("none", "bf16")
@@ -201,15 +209,17 @@ def _explain(err: Exception) -> str:
     """One line for a merge error; yacs reports unknown keys as 'Non-existent (config) key: K'."""
     text = " ".join(str(err.args[0] if isinstance(err, KeyError) and err.args else err).split())
     if "Non-existent" in text:
-        key = text.rsplit(':', 1)[-1].strip()
+        key = text.rsplit(":", 1)[-1].strip()
         if key in MOVED_KEYS:
-            return (f"unknown config key {key}: each method's hyperparameters are in its own node now, "
-                    f"MIX.<METHOD>.{MOVED_KEYS[key]} (e.g. MIX.CUTMIX.PROB)")
+            return (
+                f"unknown config key {key}: each method's hyperparameters are in its own node now, "
+                f"MIX.<METHOD>.{MOVED_KEYS[key]} (e.g. MIX.CUTMIX.PROB)"
+            )
         return f"unknown config key {key}"
     return text
 
 
-def load_config(config_file: Optional[str] = None, opts: Optional[List[str]] = None) -> CfgNode:
+def load_config(config_file: str | None = None, opts: list[str] | None = None) -> CfgNode:
     """Defaults, merged with ``config_file`` (a path, or a shipped config's name such as
     ``pretrain/Base-Demo-R50.yaml``; ``_BASE_`` chains allowed) and ``KEY VALUE`` opts, checked
     and frozen. An unknown key or a malformed file raises ValueError naming it."""
@@ -236,14 +246,16 @@ def load_config(config_file: Optional[str] = None, opts: Optional[List[str]] = N
     resolve_method_defaults(cfg)
     if cfg.MIX.METHOD != "none" and cfg.MIX.START_EPOCH > cfg.SOLVER.MAX_EPOCHS:
         # the run would be labelled with the method and train the baseline
-        raise ValueError(f"MIX.START_EPOCH: {cfg.MIX.METHOD} mixes from epoch {cfg.MIX.START_EPOCH} but "
-                         f"SOLVER.MAX_EPOCHS is {cfg.SOLVER.MAX_EPOCHS}: the run would never mix; train longer, set "
-                         "MIX.START_EPOCH (e.g. 1), or MIX.METHOD none")
+        raise ValueError(
+            f"MIX.START_EPOCH: {cfg.MIX.METHOD} mixes from epoch {cfg.MIX.START_EPOCH} but "
+            f"SOLVER.MAX_EPOCHS is {cfg.SOLVER.MAX_EPOCHS}: the run would never mix; train longer, set "
+            "MIX.START_EPOCH (e.g. 1), or MIX.METHOD none"
+        )
     cfg.freeze()
     return cfg
 
 
-def config_sets(config_file: str, key: str) -> Optional[object]:
+def config_sets(config_file: str, key: str) -> object | None:
     """The value a config file (or one of its ``_BASE_`` files) sets for the dotted ``key``, None
     if none of them sets it (the tree's default then applies): tells a base config, which leaves
     ``MIX.METHOD`` to the command, from a leaf that trains one method."""
@@ -268,7 +280,7 @@ def config_sets(config_file: str, key: str) -> Optional[object]:
 METHOD_FIELD = "{method}"
 
 
-def method_config(config: str, method: str, opts: Sequence[str] = ()) -> Tuple[str, List[str]]:
+def method_config(config: str, method: str, opts: Sequence[str] = ()) -> tuple[str, list[str]]:
     """The config file and the ``KEY VALUE`` overrides that train ``method`` (the one resolver of
     the pipeline and the studies).
 
@@ -279,19 +291,24 @@ def method_config(config: str, method: str, opts: Sequence[str] = ()) -> Tuple[s
     """
     path = resolve(config.replace(METHOD_FIELD, method))
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: config file not found"
-                                + (f" (no config for method {method!r})" if METHOD_FIELD in config else ""))
+        raise FileNotFoundError(
+            f"{path}: config file not found" + (f" (no config for method {method!r})" if METHOD_FIELD in config else "")
+        )
     set_method = config_sets(path, "MIX.METHOD") is None
     keys = list(opts)[::2]
     if set_method and "MIX.METHOD" in keys:
-        raise ValueError(f"the overrides set MIX.METHOD {list(opts)[keys.index('MIX.METHOD') * 2 + 1]}; it is set "
-                         f"from the method ({method}): remove it from the overrides")
+        raise ValueError(
+            f"the overrides set MIX.METHOD {list(opts)[keys.index('MIX.METHOD') * 2 + 1]}; it is set "
+            f"from the method ({method}): remove it from the overrides"
+        )
     extra = list(opts) + (["MIX.METHOD", method] if set_method else [])
     trained = load_config(path, extra).MIX.METHOD
     if trained != method:
-        raise ValueError(f"{path}{' with the overrides' if opts else ''} trains MIX.METHOD {trained}, not {method}; "
-                         f"the run would be labelled {method} but train {trained}. Use a base config, which sets no "
-                         "MIX.METHOD (e.g. pretrain/Base-TinyImageNet-R50.yaml)")
+        raise ValueError(
+            f"{path}{' with the overrides' if opts else ''} trains MIX.METHOD {trained}, not {method}; "
+            f"the run would be labelled {method} but train {trained}. Use a base config, which sets no "
+            "MIX.METHOD (e.g. pretrain/Base-TinyImageNet-R50.yaml)"
+        )
     return path, extra
 
 

@@ -9,14 +9,16 @@ a patch ratio get ``_r<R>`` appended when R is not the paper's 0.3, and a run wh
 sample standard deviation (ddof = 1) over seeds. Chosen pairs of rows are compared with Welch's
 two-sided t-test on their per-seed top-1 errors (``compare``).
 """
+
 from __future__ import annotations
 
 import io
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,15 +42,15 @@ class RunResult:
     run_dir: str
     label: str
     method: str
-    r: Optional[float]
+    r: float | None
     seed: int
     epoch: int
-    max_epochs: Optional[int]
+    max_epochs: int | None
     top1_err: float
     top5_err: float
     # What the averaging compares: the resolved config (with the defaults for keys added since
     # the run) and the data it recorded in run.json.
-    recipe: Dict[str, Any] = field(default_factory=dict, repr=False)
+    recipe: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -56,10 +58,12 @@ class RunResult:
         return self.max_epochs is None or self.epoch >= self.max_epochs
 
 
-def _last_record(run_dir: str) -> Dict[str, Any]:
+def _last_record(run_dir: str) -> dict[str, Any]:
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.isfile(path):
-        raise ReportError(f"{run_dir}: no metrics.jsonl (not a pretraining run folder, or it has not finished an epoch)")
+        raise ReportError(
+            f"{run_dir}: no metrics.jsonl (not a pretraining run folder, or it has not finished an epoch)"
+        )
     last = None
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -76,7 +80,7 @@ def _last_record(run_dir: str) -> Dict[str, Any]:
     return last
 
 
-def label_for(method: str, r: Optional[float]) -> str:
+def label_for(method: str, r: float | None) -> str:
     """The row name of a run without run_info: the method, plus ``_r<R>`` for a non-default ratio."""
     if method in MIXERS and takes_patch_ratio(method) and r is not None and not math.isclose(r, PAPER_R):
         return f"{method}_r{r:g}"
@@ -107,25 +111,48 @@ def read_run(run_dir: str) -> RunResult:
         # a cached-saliency run is not the same experiment as a fresh one: never one row
         label += CACHED_SUFFIX
     max_epochs = info.get("epochs", cfg.get("SOLVER", {}).get("MAX_EPOCHS"))
-    manifest = shared.read_json(os.path.join(run_dir, "run.json"), ReportError) \
-        if os.path.isfile(os.path.join(run_dir, "run.json")) else {}
+    manifest = (
+        shared.read_json(os.path.join(run_dir, "run.json"), ReportError)
+        if os.path.isfile(os.path.join(run_dir, "run.json"))
+        else {}
+    )
     recipe = {"config": _with_defaults(cfg), "data": manifest.get("data") if isinstance(manifest, dict) else None}
-    return RunResult(run_dir, str(label), str(method), r, int(seed), int(last["epoch"]),
-                     None if max_epochs is None else int(max_epochs), float(last["top1_err"]), float(last["top5_err"]),
-                     recipe)
+    return RunResult(
+        run_dir,
+        str(label),
+        str(method),
+        r,
+        int(seed),
+        int(last["epoch"]),
+        None if max_epochs is None else int(max_epochs),
+        float(last["top1_err"]),
+        float(last["top5_err"]),
+        recipe,
+    )
 
 
 # Keys in which runs of one row may differ: the seed, where runs and data are, how they report.
-ROW_MAY_DIFFER = ("config.SEED", "config.OUTPUT_DIR", "config.DATA.ROOT", "config.DATA.CACHE_DIR", "config.TRAIN.PROGRESS",
-                  "config.TRAIN.EVAL_PERIOD", "config.TRAIN.KEEP_CHECKPOINTS", "config.TRAIN.CHECKPOINT_PERIOD",
-                  "config.TRAIN.LOG_PERIOD", "config.TRAIN.COMPILE", "config.TEST.BATCH_SIZE")
+ROW_MAY_DIFFER = (
+    "config.SEED",
+    "config.OUTPUT_DIR",
+    "config.DATA.ROOT",
+    "config.DATA.CACHE_DIR",
+    "config.TRAIN.PROGRESS",
+    "config.TRAIN.EVAL_PERIOD",
+    "config.TRAIN.KEEP_CHECKPOINTS",
+    "config.TRAIN.CHECKPOINT_PERIOD",
+    "config.TRAIN.LOG_PERIOD",
+    "config.TRAIN.COMPILE",
+    "config.TEST.BATCH_SIZE",
+)
 
 
-def _with_defaults(cfg: Dict[str, Any]) -> Dict[str, Any]:
+def _with_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     """The saved config with the current defaults under it: a run from before a key existed reads
     as having the key's default (what its code did)."""
-    from pretrain.config import get_cfg_defaults
     import yaml
+
+    from pretrain.config import get_cfg_defaults
 
     def merge(base: Any, over: Any) -> Any:
         if isinstance(base, dict) and isinstance(over, dict):
@@ -135,7 +162,7 @@ def _with_defaults(cfg: Dict[str, Any]) -> Dict[str, Any]:
     return merge(yaml.safe_load(get_cfg_defaults().dump()), cfg)
 
 
-def _order(row: Dict[str, Any]) -> tuple:
+def _order(row: dict[str, Any]) -> tuple:
     names = list(MIXERS)
     index = names.index(row["method"]) if row["method"] in names else len(names)
     r = row["r"] if row["r"] is not None else PAPER_R
@@ -143,13 +170,13 @@ def _order(row: Dict[str, Any]) -> tuple:
     return (0 if row["label"] == row["method"] else 1, index, r, row["label"])
 
 
-def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> List[Dict[str, Any]]:
+def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> list[dict[str, Any]]:
     """One row per label: n, seeds, mean and sample std of top-1 / top-5, per-seed values and Δ vs none.
 
     ``delta_top1`` is the row's mean minus the ``none`` row's mean; ``delta_se`` the standard error
     of that difference, sqrt(s1²/n1 + s2²/n2) (None with fewer than two seeds on either side).
     """
-    groups: Dict[str, List[RunResult]] = {}
+    groups: dict[str, list[RunResult]] = {}
     for run in runs:
         if not run.complete and not allow_incomplete:
             raise ReportError(f"{run.run_dir}: incomplete (last epoch {run.epoch} of {run.max_epochs})")
@@ -163,17 +190,29 @@ def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> List
         top1, top5 = shared.mean_std([m.top1_err for m in members]), shared.mean_std([m.top5_err for m in members])
         methods = {m.method for m in members}
         if len(methods) > 1:
-            raise ReportError(f"runs named {label} use different methods {sorted(methods)}: {[m.run_dir for m in members]}")
+            raise ReportError(
+                f"runs named {label} use different methods {sorted(methods)}: {[m.run_dir for m in members]}"
+            )
         conflict = shared.recipe_conflict([(m.run_dir, m.recipe) for m in members], ROW_MAY_DIFFER)
         if conflict:
             raise ReportError(f"{label}: {conflict}")
-        rows.append({
-            "label": label, "method": members[0].method, "r": members[0].r, "n": len(members),
-            "seeds": [m.seed for m in members],
-            "top1_mean": top1["mean"], "top1_std": top1["std"], "top5_mean": top5["mean"], "top5_std": top5["std"],
-            "top1_per_seed": [m.top1_err for m in members], "top5_per_seed": [m.top5_err for m in members],
-            "run_dirs": [m.run_dir for m in members], "complete": all(m.complete for m in members),
-        })
+        rows.append(
+            {
+                "label": label,
+                "method": members[0].method,
+                "r": members[0].r,
+                "n": len(members),
+                "seeds": [m.seed for m in members],
+                "top1_mean": top1["mean"],
+                "top1_std": top1["std"],
+                "top5_mean": top5["mean"],
+                "top5_std": top5["std"],
+                "top1_per_seed": [m.top1_err for m in members],
+                "top5_per_seed": [m.top5_err for m in members],
+                "run_dirs": [m.run_dir for m in members],
+                "complete": all(m.complete for m in members),
+            }
+        )
     rows.sort(key=_order)
     base = next((row for row in rows if row["label"] == BASELINE), None)
     for row in rows:
@@ -185,7 +224,7 @@ def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> List
     return rows
 
 
-def compare_rows(rows: Sequence[Dict[str, Any]], pairs: Sequence[Sequence[str]]) -> List[Dict[str, Any]]:
+def compare_rows(rows: Sequence[dict[str, Any]], pairs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
     """Welch's two-sided t-test of top-1 error for each ``(a, b)`` pair of row labels:
     ``{"a", "b", "n_a", "n_b", "diff", "se", "t", "df", "p"}`` (diff = mean a - mean b).
     Raises ReportError naming a label that is not a row."""
@@ -203,9 +242,13 @@ def compare_rows(rows: Sequence[Dict[str, Any]], pairs: Sequence[Sequence[str]])
     return out
 
 
-def build_report(run_dirs: Sequence[str], allow_incomplete: bool = False, title: str = "Top-1 / top-5 error",
-                 warn: Optional[Callable[[str], None]] = shared.print_warning,
-                 compare: Sequence[Sequence[str]] = ()) -> Dict[str, Any]:
+def build_report(
+    run_dirs: Sequence[str],
+    allow_incomplete: bool = False,
+    title: str = "Top-1 / top-5 error",
+    warn: Callable[[str], None] | None = shared.print_warning,
+    compare: Sequence[Sequence[str]] = (),
+) -> dict[str, Any]:
     """Read every run folder (each once: a folder given twice is named through ``warn`` and
     counted once) and aggregate: ``{"title", "rows", "runs", "comparisons"}``."""
     if not run_dirs:
@@ -216,28 +259,38 @@ def build_report(run_dirs: Sequence[str], allow_incomplete: bool = False, title:
     return {"title": title, "rows": rows, "runs": runs_out, "comparisons": compare_rows(rows, compare)}
 
 
-def _format_p(p: Optional[float]) -> str:
+def _format_p(p: float | None) -> str:
     """A p-value with three decimals, or in scientific notation below 0.001 (never "0.000")."""
     if p is None:
         return "-"
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def _comparison_lines(comparisons: Sequence[Dict[str, Any]]) -> List[str]:
+def _comparison_lines(comparisons: Sequence[dict[str, Any]]) -> list[str]:
     if not comparisons:
         return []
     head = ["comparison (top-1 err)", "seeds", "Δ (a − b)", "\\|Δ\\|/SE", "Welch df", "Welch p (two-sided)"]
     rows = []
     for c in comparisons:
-        rows.append([f"{c['a']} − {c['b']}", f"{c['n_a']} + {c['n_b']}",
-                     "-" if c["diff"] is None else f"{c['diff']:+.2f}",
-                     "-" if not c["se"] else f"{abs(c['diff']) / c['se']:.1f}",
-                     "-" if c["df"] is None else f"{c['df']:.1f}", _format_p(c["p"])])
-    return ["", "Welch's two-sided t-test on the per-seed top-1 errors of two rows:", "",
-            *shared.markdown_table(head, rows)]
+        rows.append(
+            [
+                f"{c['a']} − {c['b']}",
+                f"{c['n_a']} + {c['n_b']}",
+                "-" if c["diff"] is None else f"{c['diff']:+.2f}",
+                "-" if not c["se"] else f"{abs(c['diff']) / c['se']:.1f}",
+                "-" if c["df"] is None else f"{c['df']:.1f}",
+                _format_p(c["p"]),
+            ]
+        )
+    return [
+        "",
+        "Welch's two-sided t-test on the per-seed top-1 errors of two rows:",
+        "",
+        *shared.markdown_table(head, rows),
+    ]
 
 
-def to_markdown(report: Dict[str, Any]) -> str:
+def to_markdown(report: dict[str, Any]) -> str:
     """The report as a markdown table (one row per method)."""
     head = ["method", "seeds", "top-1 err", "top-5 err", "Δ top-1 vs none", "\\|Δ\\|/SE", "top-1 per seed"]
     rows = []
@@ -246,23 +299,47 @@ def to_markdown(report: Dict[str, Any]) -> str:
         ratio = "" if not row["delta_se"] else f"{abs(row['delta_top1']) / row['delta_se']:.1f}"
         seeds = ", ".join(f"{v:.2f}" for v in row["top1_per_seed"])
         flag = "" if row["complete"] else " (incomplete)"
-        rows.append([f"{row['label']}{flag}", row["n"], shared.format_mean_std(row["top1_mean"], row["top1_std"]),
-                     shared.format_mean_std(row["top5_mean"], row["top5_std"]), delta, ratio, seeds])
+        rows.append(
+            [
+                f"{row['label']}{flag}",
+                row["n"],
+                shared.format_mean_std(row["top1_mean"], row["top1_std"]),
+                shared.format_mean_std(row["top5_mean"], row["top5_std"]),
+                delta,
+                ratio,
+                seeds,
+            ]
+        )
     lines = [
-        f"## {report['title']}", "",
+        f"## {report['title']}",
+        "",
         f"Final-epoch test error (%), mean ± sample std over seeds; {len(report['runs'])} runs. "
-        "Δ = mean top-1 minus the `none` row; |Δ|/SE compares it with the seed-to-seed spread.", "",
+        "Δ = mean top-1 minus the `none` row; |Δ|/SE compares it with the seed-to-seed spread.",
+        "",
         *shared.markdown_table(head, rows),
         *_comparison_lines(report.get("comparisons", ())),
     ]
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ("label", "method", "r", "n", "seeds", "top1_mean", "top1_std", "top5_mean", "top5_std",
-              "delta_top1", "delta_se", "top1_per_seed", "top5_per_seed")
+CSV_FIELDS = (
+    "label",
+    "method",
+    "r",
+    "n",
+    "seeds",
+    "top1_mean",
+    "top1_std",
+    "top5_mean",
+    "top5_std",
+    "delta_top1",
+    "delta_se",
+    "top1_per_seed",
+    "top5_per_seed",
+)
 
 
-def to_csv(report: Dict[str, Any]) -> str:
+def to_csv(report: dict[str, Any]) -> str:
     """The rows as CSV (per-seed values joined with ';')."""
     rows = []
     for row in report["rows"]:
@@ -273,7 +350,7 @@ def to_csv(report: Dict[str, Any]) -> str:
     return shared.csv_text(CSV_FIELDS, rows)
 
 
-def to_png(report: Dict[str, Any]) -> bytes:
+def to_png(report: dict[str, Any]) -> bytes:
     """A bar chart of mean top-1 error per method with sample-std error bars and per-seed dots."""
     import matplotlib
 
@@ -287,8 +364,14 @@ def to_png(report: Dict[str, Any]) -> bytes:
     stds = [r["top1_std"] or 0.0 for r in rows]
     ax.bar(x, means, yerr=stds, capsize=3, color="#7aa6c2", edgecolor="#2f4f63", label="mean ± sample std")
     for i, row in enumerate(rows):
-        ax.scatter(np.full(row["n"], i), row["top1_per_seed"], s=10, color="black", zorder=3,
-                   label="one seed" if i == 0 else None)
+        ax.scatter(
+            np.full(row["n"], i),
+            row["top1_per_seed"],
+            s=10,
+            color="black",
+            zorder=3,
+            label="one seed" if i == 0 else None,
+        )
     base = next((r for r in rows if r["label"] == BASELINE), None)
     if base is not None:
         ax.axhline(base["top1_mean"], color="#b03030", lw=1, ls="--", label=f"{BASELINE} (mean)")
@@ -308,7 +391,14 @@ def to_png(report: Dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def write_report(report: Dict[str, Any], out: str, png_name: str = "report.png") -> Dict[str, str]:
+def write_report(report: dict[str, Any], out: str, png_name: str = "report.png") -> dict[str, str]:
     """Write report.md / .csv / .json and the chart under ``out`` (each atomically); returns the paths."""
-    return shared.write_report_files(out, to_markdown(report), to_csv(report), report,
-                                     lambda path: atomic_write_bytes(path, to_png(report)), png_name, json_indent=1)
+    return shared.write_report_files(
+        out,
+        to_markdown(report),
+        to_csv(report),
+        report,
+        lambda path: atomic_write_bytes(path, to_png(report)),
+        png_name,
+        json_indent=1,
+    )

@@ -4,20 +4,21 @@ One PNG grid per image: the original, its gradient saliency map, the pooled n x 
 most (red) and least (blue) salient cells, the SalfMix result with P_m (red) and P_l (blue), and
 each HybridMix version.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from pretrain.mixing import MIXERS, make_mixer
-from pretrain.mixing.hybridmix import HybridMix
 from pretrain.mixing.geometry import cell_kernel, extreme_cells, paste_patches, pool_cells
-from pretrain.mixing.saliency import gradient_saliency
+from pretrain.mixing.hybridmix import HybridMix
 from pretrain.mixing.salfmix import check_n, patch_side, position_draws, salfmix_positions
+from pretrain.mixing.saliency import gradient_saliency
 from salfmix.runs.files import atomic_write
 
 # The torchvision ImageNet statistics, used by every shipped pretraining config.
@@ -40,7 +41,7 @@ def to_display(image: Tensor) -> np.ndarray:
 
 def mixing_panels(
     model: torch.nn.Module, images: Tensor, targets: Tensor, n: int, r: float, seed: int = 0
-) -> Dict[str, object]:
+) -> dict[str, object]:
     """Everything one figure shows, for a batch: saliency, pooled maps, cells, patches, results."""
     _, _, h, w = images.shape
     n, o = check_n(n, min(h, w)), patch_side(r, h, w)
@@ -49,7 +50,7 @@ def mixing_panels(
     top_max, size_max, top_min, size_min = extreme_cells(saliency, kernel)
     generator = torch.Generator().manual_seed(seed)
     p_m, p_l = salfmix_positions(saliency, n, o, position_draws(images.shape[0], generator))
-    panels: Dict[str, object] = {
+    panels: dict[str, object] = {
         "saliency": saliency,
         "pooled": pool_cells(saliency, kernel),
         "cell_max": top_max,
@@ -75,8 +76,9 @@ def _box(ax, yx, size, colour: str) -> None:
     ax.add_patch(mpatches.Rectangle((x - 0.5, y - 0.5), size[1], size[0], fill=False, edgecolor=colour, linewidth=2))
 
 
-def save_figures(images: Tensor, targets: Tensor, panels: Dict[str, object], out_dir: str,
-                 names: Optional[Sequence[str]] = None) -> List[str]:
+def save_figures(
+    images: Tensor, targets: Tensor, panels: dict[str, object], out_dir: str, names: Sequence[str] | None = None
+) -> list[str]:
     """Write one PNG grid per image into ``out_dir``; returns the paths written."""
     import matplotlib
 
@@ -106,8 +108,11 @@ def save_figures(images: Tensor, targets: Tensor, panels: Dict[str, object], out
         for ax, name in zip(axes[4:], HYBRIDS):
             result = panels[name]
             ax.imshow(to_display(result.images[i]))
-            ax.set_title(f"{name.replace('hybridmix_', 'HybridMix ')}\nlam={float(result.lam[i]):.2f} "
-                         f"({int(result.targets_a[i])}/{int(result.targets_b[i])})", fontsize=8)
+            ax.set_title(
+                f"{name.replace('hybridmix_', 'HybridMix ')}\nlam={float(result.lam[i]):.2f} "
+                f"({int(result.targets_a[i])}/{int(result.targets_b[i])})",
+                fontsize=8,
+            )
         for ax in axes:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -115,7 +120,7 @@ def save_figures(images: Tensor, targets: Tensor, panels: Dict[str, object], out
         stem = names[i] if names is not None else f"image_{i:03d}"
         path = os.path.join(out_dir, f"{stem}.png")
         try:
-            atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+            atomic_write(path, lambda f, fig=fig: fig.savefig(f, format="png", dpi=110))
         finally:
             plt.close(fig)
         paths.append(path)

@@ -6,10 +6,10 @@ carries the same files as the package data ``salfmix/configs/``. Every tool's ``
 takes a path, or the name of a shipped config (``pretrain/Base-Demo-R50.yaml``, also spelled
 ``configs/pretrain/Base-Demo-R50.yaml``), resolved by :func:`resolve`.
 """
+
 from __future__ import annotations
 
 import os
-from typing import List, Optional
 
 __all__ = ["config_dir", "config_path", "list_configs", "resolve"]
 
@@ -22,11 +22,13 @@ def config_dir(stage: str = "") -> str:
     for root in (os.path.join(_PACKAGE_DIR, "configs"), os.path.join(os.path.dirname(_PACKAGE_DIR), "configs")):
         if os.path.isdir(os.path.join(root, "pretrain")):
             return os.path.join(root, stage) if stage else root
-    raise FileNotFoundError(f"the shipped configs are missing (looked in {_PACKAGE_DIR}/configs and its checkout's "
-                            "configs/): a broken install")
+    raise FileNotFoundError(
+        f"the shipped configs are missing (looked in {_PACKAGE_DIR}/configs and its checkout's "
+        "configs/): a broken install"
+    )
 
 
-def _shipped_name(name: str) -> Optional[str]:
+def _shipped_name(name: str) -> str | None:
     parts = os.path.normpath(name).split(os.sep)
     if parts and parts[0] == "configs":
         parts = parts[1:]
@@ -40,8 +42,10 @@ def config_path(name: str) -> str:
     shipped = _shipped_name(name)
     path = os.path.join(config_dir(), shipped) if shipped else None
     if path is None or not os.path.isfile(path):
-        raise FileNotFoundError(f"{name}: not a shipped config (they are pretrain/<name>.yaml and "
-                                f"detection/<name>.yaml: {', '.join(list_configs()[:4])}, ...)")
+        raise FileNotFoundError(
+            f"{name}: not a shipped config (they are pretrain/<name>.yaml and "
+            f"detection/<name>.yaml: {', '.join(list_configs()[:4])}, ...)"
+        )
     return path
 
 
@@ -58,10 +62,10 @@ def resolve(path: str) -> str:
     return path
 
 
-def list_configs(stage: str = "") -> List[str]:
+def list_configs(stage: str = "") -> list[str]:
     """Names of the shipped configs (``pretrain/X.yaml``...), of one stage or of both."""
     out = []
-    for st in ([stage] if stage else _STAGES):
+    for st in [stage] if stage else _STAGES:
         folder = config_dir(st)
         out += [f"{st}/{n}" for n in sorted(os.listdir(folder)) if n.endswith((".yaml", ".yml"))]
     return out

@@ -2,10 +2,19 @@
 or option and what was expected. The commands print the message alone (``error: ...``, no
 traceback) and exit non-zero; a library caller catches :class:`SalfmixError` (or the subclass).
 """
+
 from __future__ import annotations
 
-__all__ = ["DetectionSetupError", "PipelineError", "ReportError", "RunError", "RunLocked", "RunRefused",
-           "SalfmixError", "WriteError"]
+__all__ = [
+    "DetectionSetupError",
+    "PipelineError",
+    "ReportError",
+    "RunError",
+    "RunLocked",
+    "RunRefused",
+    "SalfmixError",
+    "WriteError",
+]
 
 
 class SalfmixError(Exception):

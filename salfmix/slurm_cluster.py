@@ -10,6 +10,7 @@ Requeue: ``scontrol requeue ID`` (``JobRequeue=1``); the job starts again after 
 seconds (``AuthInfo=cred_expire``, 120 s by default). Signals: ``sbatch --time=1 --signal=B:USR1@20``;
 slurmctld checks time limits every 30 s, so a signal may come up to 60 s early (``sbatch(1)``).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -21,19 +22,34 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge", "slurmdbd", "mariadb-server")
-BINARIES = ("slurmctld", "slurmd", "slurmdbd", "sbatch", "sinfo", "squeue", "scancel", "sacct",
-            "sacctmgr", "scontrol", "munged", "munge", "mariadbd", "mysqladmin", "mysql")
+BINARIES = (
+    "slurmctld",
+    "slurmd",
+    "slurmdbd",
+    "sbatch",
+    "sinfo",
+    "squeue",
+    "scancel",
+    "sacct",
+    "sacctmgr",
+    "scontrol",
+    "munged",
+    "munge",
+    "mariadbd",
+    "mysqladmin",
+    "mysql",
+)
 ETC = Path("/etc/slurm")
 MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 MARKER = "# written by salfmix.slurm_cluster"
 LOCK = "/run/salfmix-slurm-cluster.lock"
 
 
-def _which(name: str) -> Optional[str]:
+def _which(name: str) -> str | None:
     """Path of executable ``name`` on PATH or in the sbin folders (which PATH may lack)."""
     return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
 
@@ -73,8 +89,7 @@ def install_packages() -> None:
             raise RuntimeError(f"apt-get update failed: {_last_line(update.stderr + update.stdout)}")
         done = _run(install, timeout=900)
     if done.returncode != 0:
-        raise RuntimeError(f"apt-get install {' '.join(PACKAGES)} failed: "
-                           f"{_last_line(done.stderr + done.stdout)}")
+        raise RuntimeError(f"apt-get install {' '.join(PACKAGES)} failed: {_last_line(done.stderr + done.stdout)}")
 
 
 def _controller_listens() -> bool:
@@ -96,7 +111,7 @@ def _controller_listens() -> bool:
     return True
 
 
-def node_state() -> Optional[str]:
+def node_state() -> str | None:
     """The node's state as ``sinfo -h -o %T`` prints it, or None if no controller answers."""
     if not _which("sinfo") or not _controller_listens():
         return None
@@ -104,7 +119,7 @@ def node_state() -> Optional[str]:
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
 
 
-def why_unavailable() -> Optional[str]:
+def why_unavailable() -> str | None:
     """One line saying why ``LocalSlurm`` cannot start here, or None (this may install packages)."""
     return LocalSlurm().why_unavailable()
 
@@ -112,18 +127,17 @@ def why_unavailable() -> Optional[str]:
 class LocalSlurm:
     """A one-node cluster (node ``localhost``, partition ``debug``), started and stopped by hand."""
 
-    def __init__(self, cluster_name: str = "salfmix", timeout: float = 60.0,
-                 requeue_delay: int = 10) -> None:
+    def __init__(self, cluster_name: str = "salfmix", timeout: float = 60.0, requeue_delay: int = 10) -> None:
         self.cluster_name = cluster_name
         self.timeout = timeout  # for each daemon to come up, and for the node to be idle
         self.requeue_delay = max(5, requeue_delay)  # AuthInfo=cred_expire: SLURM's minimum is 5 s
         self.database = f"{cluster_name}_slurm_acct_db"  # also its MariaDB user; emptied on start
-        self.workdir: Optional[Path] = None
+        self.workdir: Path | None = None
         self.reused = False
-        self.error: Optional[str] = None
-        self.started: Dict[str, subprocess.Popen] = {}  # daemon name -> process, in start order
+        self.error: str | None = None
+        self.started: dict[str, subprocess.Popen] = {}  # daemon name -> process, in start order
 
-    def why_unavailable(self) -> Optional[str]:
+    def why_unavailable(self) -> str | None:
         """None if a cluster answers or can be started; else one line why not (or why start failed)."""
         if self.error:
             return self.error
@@ -138,7 +152,7 @@ class LocalSlurm:
         missing = [name for name in BINARIES if not _which(name)]
         return f"SLURM programs missing after install: {', '.join(missing)}" if missing else None
 
-    def start(self, workdir: os.PathLike) -> "LocalSlurm":
+    def start(self, workdir: os.PathLike) -> LocalSlurm:
         """Start the cluster (configs, logs and state under ``workdir``); returns self once idle.
 
         Raises a one-line RuntimeError (also kept in ``self.error``) if a daemon does not come up;
@@ -171,8 +185,9 @@ class LocalSlurm:
             ids = _run(["squeue", "-h", "-o", "%i"], timeout=15).stdout.split()
             if ids:
                 _run(["scancel", *ids], timeout=15)
-                self._wait("jobs to end", lambda: not _run(["squeue", "-h"], 15).stdout.strip(),
-                           timeout=20.0, fail=False)
+                self._wait(
+                    "jobs to end", lambda: not _run(["squeue", "-h"], 15).stdout.strip(), timeout=20.0, fail=False
+                )
         for proc in reversed(list(self.started.values())):
             if proc.poll() is None:
                 proc.terminate()
@@ -186,7 +201,7 @@ class LocalSlurm:
                 os.kill(pid, signal.SIGKILL)
         self.started.clear()
 
-    def __enter__(self) -> "LocalSlurm":
+    def __enter__(self) -> LocalSlurm:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -202,10 +217,18 @@ class LocalSlurm:
                 key.write_bytes(os.urandom(1024))
                 os.chmod(key, 0o400)
             Path("/run/munge").mkdir(parents=True, exist_ok=True)
-            self._spawn("munged", ["munged", "-F", "--force", f"--key-file={key}",  # runs as root
-                                   f"--log-file={work / 'log' / 'munged.log'}",
-                                   f"--pid-file={work / 'run' / 'munged.pid'}",
-                                   f"--seed-file={work / 'munge' / 'munged.seed'}"])
+            self._spawn(
+                "munged",
+                [
+                    "munged",
+                    "-F",
+                    "--force",
+                    f"--key-file={key}",  # runs as root
+                    f"--log-file={work / 'log' / 'munged.log'}",
+                    f"--pid-file={work / 'run' / 'munged.pid'}",
+                    f"--seed-file={work / 'munge' / 'munged.seed'}",
+                ],
+            )
             self._wait("munged", lambda: _run(["munge", "-n"], 10).returncode == 0, daemon="munged")
 
         ping = ["mysqladmin", f"--socket={MYSQL_SOCKET}", "ping"]
@@ -216,20 +239,31 @@ class LocalSlurm:
                     raise RuntimeError(f"mariadb-install-db failed: {_last_line(done.stderr)}")
             Path("/run/mysqld").mkdir(parents=True, exist_ok=True)
             shutil.chown("/run/mysqld", "mysql", "mysql")
-            self._spawn("mariadb", ["mariadbd", "--user=mysql", "--datadir=/var/lib/mysql",
-                                    f"--socket={MYSQL_SOCKET}", "--skip-networking"])
+            self._spawn(
+                "mariadb",
+                [
+                    "mariadbd",
+                    "--user=mysql",
+                    "--datadir=/var/lib/mysql",
+                    f"--socket={MYSQL_SOCKET}",
+                    "--skip-networking",
+                ],
+            )
             self._wait("MariaDB", lambda: _run(ping, 10).returncode == 0, daemon="mariadb")
         db, user = self.database, f"'{self.database}'@'localhost'"
-        sql = (f"DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE USER IF NOT EXISTS {user};"
-               f" ALTER USER {user} IDENTIFIED BY 'slurm'; GRANT ALL ON {db}.* TO {user};")
+        sql = (
+            f"DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE USER IF NOT EXISTS {user};"
+            f" ALTER USER {user} IDENTIFIED BY 'slurm'; GRANT ALL ON {db}.* TO {user};"
+        )
         done = _run(["mysql", f"--socket={MYSQL_SOCKET}", "-e", sql], timeout=60)
         if done.returncode != 0:
             raise RuntimeError(f"creating the slurmdbd database failed: {_last_line(done.stderr)}")
 
         self._write_configs(work)
         self._spawn("slurmdbd", ["slurmdbd", "-D"])
-        self._wait("slurmdbd", lambda: _run(["sacctmgr", "-n", "list", "cluster"], 15).returncode == 0,
-                   daemon="slurmdbd")
+        self._wait(
+            "slurmdbd", lambda: _run(["sacctmgr", "-n", "list", "cluster"], 15).returncode == 0, daemon="slurmdbd"
+        )
         done = _run(["sacctmgr", "-i", "add", "cluster", self.cluster_name], timeout=60)
         if done.returncode != 0:
             raise RuntimeError(f"sacctmgr add cluster failed: {_last_line(done.stderr + done.stdout)}")
@@ -258,12 +292,12 @@ JobRequeue=1
 KillWait=5
 MinJobAge=300
 SchedulerParameters=sched_interval=2,bf_interval=2
-StateSaveLocation={work / 'spool' / 'slurmctld'}
-SlurmdSpoolDir={work / 'spool' / 'slurmd'}
-SlurmctldPidFile={work / 'run' / 'slurmctld.pid'}
-SlurmdPidFile={work / 'run' / 'slurmd.pid'}
-SlurmctldLogFile={work / 'log' / 'slurmctld.log'}
-SlurmdLogFile={work / 'log' / 'slurmd.log'}
+StateSaveLocation={work / "spool" / "slurmctld"}
+SlurmdSpoolDir={work / "spool" / "slurmd"}
+SlurmctldPidFile={work / "run" / "slurmctld.pid"}
+SlurmdPidFile={work / "run" / "slurmd.pid"}
+SlurmctldLogFile={work / "log" / "slurmctld.log"}
+SlurmdLogFile={work / "log" / "slurmd.log"}
 NodeName=localhost CPUs={os.cpu_count() or 1} RealMemory=8000 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
@@ -276,8 +310,8 @@ StorageHost=localhost
 StorageUser={self.database}
 StoragePass=slurm
 StorageLoc={self.database}
-PidFile={work / 'run' / 'slurmdbd.pid'}
-LogFile={work / 'log' / 'slurmdbd.log'}
+PidFile={work / "run" / "slurmdbd.pid"}
+LogFile={work / "log" / "slurmdbd.log"}
 """
         ETC.mkdir(parents=True, exist_ok=True)
         for name, text, mode in (("slurm.conf", slurm_conf, 0o644), ("slurmdbd.conf", dbd_conf, 0o600)):
@@ -289,16 +323,26 @@ LogFile={work / 'log' / 'slurmdbd.log'}
             shutil.copyfile(local, target)
             os.chmod(target, mode)
 
-    def _spawn(self, name: str, cmd: List[str]) -> None:
+    def _spawn(self, name: str, cmd: list[str]) -> None:
         """Start daemon ``name`` in the foreground as a child, its output in workdir/log/NAME.out."""
         assert self.workdir is not None
         with open(self.workdir / "log" / f"{name}.out", "ab") as out:
-            self.started[name] = subprocess.Popen([_which(cmd[0]) or cmd[0], *cmd[1:]],
-                                                  stdin=subprocess.DEVNULL, stdout=out,
-                                                  stderr=subprocess.STDOUT, start_new_session=True)
+            self.started[name] = subprocess.Popen(
+                [_which(cmd[0]) or cmd[0], *cmd[1:]],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
-    def _wait(self, what: str, ready: Callable[[], bool], timeout: Optional[float] = None,
-              daemon: Optional[str] = None, fail: bool = True) -> bool:
+    def _wait(
+        self,
+        what: str,
+        ready: Callable[[], bool],
+        timeout: float | None = None,
+        daemon: str | None = None,
+        fail: bool = True,
+    ) -> bool:
         """Poll ``ready()`` until true; raise (if ``fail``) when ``daemon`` died or time ran out."""
         timeout = timeout or self.timeout
         deadline = time.monotonic() + timeout
@@ -314,7 +358,7 @@ LogFile={work / 'log' / 'slurmdbd.log'}
             time.sleep(0.5)
         return True
 
-    def _log_tail(self, daemon: Optional[str]) -> str:
+    def _log_tail(self, daemon: str | None) -> str:
         """The last line of a daemon's own log file or else of its captured output."""
         assert self.workdir is not None
         for path in (self.workdir / "log" / f"{daemon}.log", self.workdir / "log" / f"{daemon}.out"):
@@ -323,7 +367,7 @@ LogFile={work / 'log' / 'slurmdbd.log'}
                 return f"{_last_line(text)} (see {path})"
         return "no log"
 
-    def leftover_processes(self) -> List[int]:
+    def leftover_processes(self) -> list[int]:
         """Pids left by this cluster's jobs: slurmstepd, or SLURM_CLUSTER_NAME=ours in the environment."""
         pids, tag = [], f"SLURM_CLUSTER_NAME={self.cluster_name}".encode()
         for entry in Path("/proc").iterdir():

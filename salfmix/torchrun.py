@@ -7,6 +7,7 @@ faster, ``ChildFailedError`` for their exit codes) and ends with a traceback and
 ends with the signal's status, 128 + N, and no traceback, so that whoever started it (the
 pipeline, a scheduler, a shell) sees a stopped run, not a crash.
 """
+
 from __future__ import annotations
 
 import signal
@@ -26,8 +27,10 @@ def main() -> int:
     except SignalException as err:
         return 128 + int(err.sigval)
     except ChildFailedError as err:
-        codes = {abs(int(failure.exitcode)) if failure.exitcode < 0 else int(failure.exitcode)
-                 for failure in err.failures.values()}
+        codes = {
+            abs(int(failure.exitcode)) if failure.exitcode < 0 else int(failure.exitcode)
+            for failure in err.failures.values()
+        }
         codes = {128 + c if c < 128 else c for c in codes}  # a worker killed by signal N reports -N
         if codes and codes <= STOPPED:
             return max(codes)

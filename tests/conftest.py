@@ -1,4 +1,5 @@
 """Shared pytest fixtures and markers, and the command-line tools as modules."""
+
 import importlib
 
 import pytest
@@ -6,14 +7,24 @@ import torch
 
 # Each tool of tools/ is a thin entry point over a module of the package (get_parser, main, run).
 TOOL_MODULES = {
-    "pretrain_net": "salfmix.cli.pretrain", "train_detection": "salfmix.cli.train_detection",
-    "convert_to_detectron2": "salfmix.cli.convert_to_detectron2", "run_pipeline": "salfmix.cli.run_pipeline",
-    "run_methods": "salfmix.cli.run_methods", "run_study": "salfmix.cli.run_study", "cls_report": "salfmix.cli.cls_report",
-    "voc_report": "salfmix.cli.voc_report", "visualize_mixing": "salfmix.cli.visualize_mixing",
-    "make_demo_data": "salfmix.cli.make_demo_data", "make_digits_dataset": "salfmix.cli.make_digits_dataset",
-    "demo": "salfmix.cli.demo", "bench_mixing": "salfmix.bench.mixing", "bench_pretrain": "salfmix.bench.pretrain",
-    "gpu_check_bench": "salfmix.bench.throughput", "gpu_check_detection": "salfmix.bench.detection",
-    "gpu_check_report": "salfmix.bench.gpu_report", "gpu_check_wheels": "salfmix.install.wheels",
+    "pretrain_net": "salfmix.cli.pretrain",
+    "train_detection": "salfmix.cli.train_detection",
+    "convert_to_detectron2": "salfmix.cli.convert_to_detectron2",
+    "run_pipeline": "salfmix.cli.run_pipeline",
+    "run_methods": "salfmix.cli.run_methods",
+    "run_study": "salfmix.cli.run_study",
+    "cls_report": "salfmix.cli.cls_report",
+    "voc_report": "salfmix.cli.voc_report",
+    "visualize_mixing": "salfmix.cli.visualize_mixing",
+    "make_demo_data": "salfmix.cli.make_demo_data",
+    "make_digits_dataset": "salfmix.cli.make_digits_dataset",
+    "demo": "salfmix.cli.demo",
+    "bench_mixing": "salfmix.bench.mixing",
+    "bench_pretrain": "salfmix.bench.pretrain",
+    "gpu_check_bench": "salfmix.bench.throughput",
+    "gpu_check_detection": "salfmix.bench.detection",
+    "gpu_check_report": "salfmix.bench.gpu_report",
+    "gpu_check_wheels": "salfmix.install.wheels",
     "install_detectron2": "salfmix.install.detectron2",
 }
 

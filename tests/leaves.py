@@ -5,6 +5,7 @@ The shipped configs are one base per family (``configs/pretrain/Base-*.yaml``); 
 :func:`leaf_config` writes that leaf (``_BASE_`` the family's base, ``MIX.METHOD`` the method)
 into a temporary folder and returns its path.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -31,7 +32,7 @@ atexit.register(shutil.rmtree, _FOLDER, True)
 def split(name: str) -> tuple:
     """``("tinyimagenet_preact18", "hybridmix_v3")`` for ``tinyimagenet_preact18_hybridmix_v3``."""
     family = max((f for f in FAMILIES if name.startswith(f + "_")), key=len)
-    return family, name[len(family) + 1:]
+    return family, name[len(family) + 1 :]
 
 
 def base_config(family: str) -> str:

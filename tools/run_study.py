@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Entry point of the checkout for ``salfmix.cli.run_study`` (installed: also ``python -m salfmix.cli.run_study``)."""
+"""Entry point of the checkout for ``salfmix.cli.run_study``
+(installed: also ``python -m salfmix.cli.run_study``)."""
+
 from salfmix.cli.run_study import get_parser, main, run  # noqa: F401
 
 if __name__ == "__main__":

@@ -18,12 +18,14 @@ Colour jitter is brightness, then contrast, then saturation (a fixed order; torc
 ``ColorJitter`` draws a random order per image), each exactly torchvision's ``adjust_*`` on float
 images. No hue jitter.
 """
+
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,11 +36,11 @@ from pretrain.mixing.base import host_to_device
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SizeArg = Union[int, Tuple[int, int]]
+SizeArg = int | tuple[int, int]
 _GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
-def _size(size: SizeArg) -> Tuple[int, int]:
+def _size(size: SizeArg) -> tuple[int, int]:
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     if h <= 0 or w <= 0:
         raise ValueError(f"output_size={size!r}: expected a positive int or (height, width)")
@@ -59,16 +61,16 @@ class _Normaliser:
         m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.host = (1.0 / s, -m / s)
-        self.on: Dict[torch.device, Tuple[Tensor, Tensor]] = {}
+        self.on: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
-    def __call__(self, device: torch.device) -> Tuple[Tensor, Tensor]:
+    def __call__(self, device: torch.device) -> tuple[Tensor, Tensor]:
         device = torch.device(device)
         if device not in self.on:
             self.on[device] = tuple(t.to(device) for t in self.host)
         return self.on[device]
 
 
-def _check_stats(mean: Sequence[float], std: Sequence[float], who: str) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+def _check_stats(mean: Sequence[float], std: Sequence[float], who: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"{who}: mean and std must be 3 values each, std > 0; got mean={mean}, std={std}")
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
@@ -96,8 +98,13 @@ class AugmentParams:
 
 
 def sample_crops(
-    batch: int, height: int, width: int, scale: Tuple[float, float], ratio: Tuple[float, float], generator: torch.Generator
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    batch: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """RandomResizedCrop boxes ``(top, left, h, w)``, int64 [B] each, torchvision's sampling.
 
     Per sample, 10 candidates at once: area fraction ~ U(scale), log aspect ~ U(log ratio),
@@ -139,8 +146,8 @@ def _jitter_factors(batch: int, v: float, generator: torch.Generator) -> Tensor:
 
 
 def resize_taps(
-    start: Tensor, length: Tensor, in_size: int, out_size: int, flip: Optional[Tensor] = None, gain: Optional[Tensor] = None
-) -> Tuple[Tensor, Tensor]:
+    start: Tensor, length: Tensor, in_size: int, out_size: int, flip: Tensor | None = None, gain: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Input indices (int64) and weights (float64) ``[B, out_size, K]``, on the CPU, resizing each
     sample's span ``[start, start + length)`` of an axis to ``out_size`` as torch's antialiased
     bilinear resize of the cropped span does; outputs reversed where ``flip``, scaled by ``gain``.
@@ -200,8 +207,13 @@ def _apply_taps(x: Tensor, flat: Tensor, w: Tensor) -> Tensor:
     return out.view(b, s, length)
 
 
-def crop_resize_taps(params: AugmentParams, in_hw: Tuple[int, int], output_size: Tuple[int, int],
-                     gain: Optional[Tensor] = None, method: str = "auto") -> Dict[str, Any]:
+def crop_resize_taps(
+    params: AugmentParams,
+    in_hw: tuple[int, int],
+    output_size: tuple[int, int],
+    gain: Tensor | None = None,
+    method: str = "auto",
+) -> dict[str, Any]:
     """The host half of :func:`crop_resize`: the method and the column / row taps of a batch's
     crops (CPU tensors: indices int64, weights float64 with ``gain / 255`` folded into the rows)."""
     (h, w), (sh, sw) = in_hw, output_size
@@ -215,8 +227,12 @@ def crop_resize_taps(params: AugmentParams, in_hw: Tuple[int, int], output_size:
         # Square in and out (the usual case): one call computes both axes' taps, half the small ops.
         no = torch.zeros(b, dtype=torch.bool)
         idx, wts = resize_taps(
-            torch.cat([params.left, params.top]), torch.cat([params.width, params.height]), w, sw,
-            flip=torch.cat([params.flip.cpu(), no]), gain=torch.cat([torch.ones(b, dtype=torch.float64), scale]),
+            torch.cat([params.left, params.top]),
+            torch.cat([params.width, params.height]),
+            w,
+            sw,
+            flip=torch.cat([params.flip.cpu(), no]),
+            gain=torch.cat([torch.ones(b, dtype=torch.float64), scale]),
         )
         (col_idx, row_idx), (col_w, row_w) = idx.split(b), wts.split(b)
     else:
@@ -228,7 +244,7 @@ def crop_resize_taps(params: AugmentParams, in_hw: Tuple[int, int], output_size:
     return {"method": method, "col_idx": col_idx, "col_w": col_w.float(), "row_idx": row_idx, "row_w": row_w.float()}
 
 
-def crop_resize_apply(images: Tensor, taps: Dict[str, Any], output_size: Tuple[int, int]) -> Tensor:
+def crop_resize_apply(images: Tensor, taps: dict[str, Any], output_size: tuple[int, int]) -> Tensor:
     """The device half of :func:`crop_resize`, with the taps of :func:`crop_resize_taps` on the
     images' device."""
     b, h, w, _ = images.shape
@@ -251,7 +267,11 @@ def crop_resize_apply(images: Tensor, taps: Dict[str, Any], output_size: Tuple[i
 
 
 def crop_resize(
-    images: Tensor, params: AugmentParams, output_size: Tuple[int, int], gain: Optional[Tensor] = None, method: str = "auto"
+    images: Tensor,
+    params: AugmentParams,
+    output_size: tuple[int, int],
+    gain: Tensor | None = None,
+    method: str = "auto",
 ) -> Tensor:
     """Crop each sample's box, resize it to ``output_size`` and mirror it where ``params.flip``.
 
@@ -267,7 +287,7 @@ def crop_resize(
     return crop_resize_apply(images, host_to_device(taps, images.device), output_size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _grey_weights(device: torch.device, dtype: torch.dtype) -> Tensor:
     """torchvision's luma weights as a [3] tensor, made once per device and dtype."""
     return torch.tensor(_GREY, dtype=dtype).to(device)
@@ -301,8 +321,8 @@ class TrainAugment:
     def __init__(
         self,
         output_size: SizeArg,
-        scale: Tuple[float, float] = (0.08, 1.0),
-        ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
         flip: bool = True,
         brightness: float = 0.0,
         contrast: float = 0.0,
@@ -327,7 +347,9 @@ class TrainAugment:
         self.mean, self.std = _check_stats(mean, std, "TrainAugment")
         self.normaliser = _Normaliser(self.mean, self.std)
 
-    def sample_params(self, batch: int, height: int, width: int, generator: Optional[torch.Generator] = None) -> AugmentParams:
+    def sample_params(
+        self, batch: int, height: int, width: int, generator: torch.Generator | None = None
+    ) -> AugmentParams:
         """Draw one batch's parameters on the CPU, in a fixed order: crops, flips, jitter factors."""
         if generator is not None and generator.device.type != "cpu":
             raise ValueError(f"TrainAugment: expected a CPU torch.Generator, got one on {generator.device}")
@@ -347,8 +369,11 @@ class TrainAugment:
         _check_images(images, "TrainAugment")
         dev = images.device
         # Brightness is a per-sample gain: folded into the resize matrix, then clamped as torchvision does.
-        host = {"taps": crop_resize_taps(params, tuple(images.shape[1:3]), self.size_hw,
-                                         gain=params.brightness if self.brightness else None)}
+        host = {
+            "taps": crop_resize_taps(
+                params, tuple(images.shape[1:3]), self.size_hw, gain=params.brightness if self.brightness else None
+            )
+        }
         if self.contrast:
             host["contrast"] = params.contrast
         if self.saturation:
@@ -366,7 +391,7 @@ class TrainAugment:
         # mul with out= also makes the result contiguous (out-of-place addcmul is ~5x slower on CPU).
         return torch.mul(x, scale, out=out).add_(shift)
 
-    def __call__(self, images: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Augment a uint8 batch ``[B, H, W, 3]`` on its device; draws come from ``generator`` (CPU)."""
         _check_images(images, "TrainAugment")
         b, h, w, _ = images.shape
@@ -394,7 +419,9 @@ class EvalTransform:
         return x.mul(scale).add_(shift).contiguous()
 
 
-def channel_stats(images: np.ndarray, max_images: int = 20000, seed: int = 0) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+def channel_stats(
+    images: np.ndarray, max_images: int = 20000, seed: int = 0
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std in [0, 1] units of uint8 ``[N, H, W, 3]`` images (a random subset
     of at most ``max_images``), e.g. to normalise with a packed dataset's own statistics."""
     n = len(images)

@@ -13,6 +13,7 @@ size and the cache format version, so any change to the source selects a new fol
 is repacked; older packs of the same split are then removed. A pack is built in a ``.tmp-*``
 folder and renamed into place only when complete, so an interrupted build never looks valid.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,9 +23,9 @@ import shutil
 import socket
 import tempfile
 import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageFile
@@ -39,7 +40,7 @@ from .tinyimagenet import label_files, list_tinyimagenet, resolve_root
 
 CACHE_VERSION = 1
 NAMES = ("tinyimagenet", "cifar10", "cifar100", "fashion_mnist")
-SizeArg = Optional[Union[int, Tuple[int, int]]]
+SizeArg = int | tuple[int, int] | None
 
 
 @dataclass
@@ -52,11 +53,11 @@ class PackedDataset:
 
     images: np.memmap
     labels: np.ndarray
-    classes: List[str]
+    classes: list[str]
     name: str
     split: str
     path: str
-    indices: Optional[np.ndarray] = None
+    indices: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -66,17 +67,28 @@ class PackedDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> Tuple[np.ndarray, int]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         return np.asarray(self.images[index]), int(self.labels[index])
 
-    def subset(self, indices: np.ndarray) -> "PackedDataset":
+    def subset(self, indices: np.ndarray) -> PackedDataset:
         """The samples at ``indices`` (sorted, distinct positions in this split), copied into memory."""
         indices = np.asarray(indices, dtype=np.int64)
-        if indices.ndim != 1 or (np.diff(indices) <= 0).any() or (len(indices) and not 0 <= indices[0] <= indices[-1] < len(self)):
+        if (
+            indices.ndim != 1
+            or (np.diff(indices) <= 0).any()
+            or (len(indices) and not 0 <= indices[0] <= indices[-1] < len(self))
+        ):
             raise ValueError(f"{self.name}/{self.split} subset: expected increasing indices in [0, {len(self)})")
         base = self.indices if self.indices is not None else np.arange(len(self))
-        return PackedDataset(np.ascontiguousarray(self.images[indices]), self.labels[indices].copy(), list(self.classes),
-                             self.name, self.split, self.path, base[indices])
+        return PackedDataset(
+            np.ascontiguousarray(self.images[indices]),
+            self.labels[indices].copy(),
+            list(self.classes),
+            self.name,
+            self.split,
+            self.path,
+            base[indices],
+        )
 
 
 def stratified_indices(labels: np.ndarray, per_class: int, num_classes: int, seed: int = 0) -> np.ndarray:
@@ -100,7 +112,7 @@ def stratified_indices(labels: np.ndarray, per_class: int, num_classes: int, see
     return np.sort(np.concatenate(picked))
 
 
-def _hw(size: SizeArg) -> Optional[Tuple[int, int]]:
+def _hw(size: SizeArg) -> tuple[int, int] | None:
     if size is None:
         return None
     h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -109,7 +121,7 @@ def _hw(size: SizeArg) -> Optional[Tuple[int, int]]:
     return int(h), int(w)
 
 
-def decode_image(path: str, size: Optional[Tuple[int, int]] = None, expect: Optional[Tuple[int, int]] = None) -> np.ndarray:
+def decode_image(path: str, size: tuple[int, int] | None = None, expect: tuple[int, int] | None = None) -> np.ndarray:
     """Decode one image file to uint8 RGB ``[H, W, 3]``.
 
     Greyscale / palette / CMYK images are converted to RGB. With ``size=(h, w)`` the image is
@@ -164,7 +176,7 @@ def default_cache_dir(root: str) -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "salfmix", digest)
 
 
-def _open_pack(path: str, fingerprint: str) -> Optional[PackedDataset]:
+def _open_pack(path: str, fingerprint: str) -> PackedDataset | None:
     """The pack at ``path`` if it is complete and made from ``fingerprint``, else None."""
     try:
         with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
@@ -177,7 +189,9 @@ def _open_pack(path: str, fingerprint: str) -> Optional[PackedDataset]:
         return None
     if list(images.shape) != meta["shape"] or images.dtype != np.uint8 or labels.shape != (images.shape[0],):
         return None
-    return PackedDataset(images, labels.astype(np.int64, copy=False), list(meta["classes"]), meta["name"], meta["split"], path)
+    return PackedDataset(
+        images, labels.astype(np.int64, copy=False), list(meta["classes"]), meta["name"], meta["split"], path
+    )
 
 
 def _fsync(path: str) -> None:
@@ -188,7 +202,7 @@ def _fsync(path: str) -> None:
 def _build(
     tmp: str,
     num: int,
-    shape_hw: Tuple[int, int],
+    shape_hw: tuple[int, int],
     fill: Callable[[np.memmap, tqdm], None],
     labels: np.ndarray,
     meta: dict,
@@ -213,7 +227,7 @@ def _build(
         os.fsync(f.fileno())
 
 
-def _fill_from_files(paths: List[str], size: Optional[Tuple[int, int]], first_hw: Tuple[int, int], num_workers: int):
+def _fill_from_files(paths: list[str], size: tuple[int, int] | None, first_hw: tuple[int, int], num_workers: int):
     def fill(images: np.memmap, bar: tqdm) -> None:
         def one(i: int) -> None:
             images[i] = decode_image(paths[i], size, expect=first_hw)
@@ -230,7 +244,7 @@ def _fill_from_files(paths: List[str], size: Optional[Tuple[int, int]], first_hw
     return fill
 
 
-def _fill_from_array(array: np.ndarray, size: Optional[Tuple[int, int]]):
+def _fill_from_array(array: np.ndarray, size: tuple[int, int] | None):
     def fill(images: np.memmap, bar: tqdm) -> None:
         if size is None or tuple(array.shape[1:3]) == size:
             images[:] = array
@@ -260,8 +274,11 @@ def _check_free_space(cache_dir: str, need: int, what: str) -> None:
     """Refuse to start packing when the cache folder's disk has less than ``need`` bytes free."""
     free = shutil.disk_usage(cache_dir).free
     if free < need:
-        raise WriteError(cache_dir, f"no space left for the cache of {what}: it needs {need / 2**20:.1f} MiB, "
-                                    f"{free / 2**20:.1f} MiB are free (DATA.CACHE_DIR chooses another folder)")
+        raise WriteError(
+            cache_dir,
+            f"no space left for the cache of {what}: it needs {need / 2**20:.1f} MiB, "
+            f"{free / 2**20:.1f} MiB are free (DATA.CACHE_DIR chooses another folder)",
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -278,9 +295,9 @@ def load_dataset(
     name: str,
     root: str,
     split: str,
-    cache_dir: Optional[str] = None,
+    cache_dir: str | None = None,
     size: SizeArg = None,
-    num_workers: Optional[int] = None,
+    num_workers: int | None = None,
     progress: bool = True,
 ) -> PackedDataset:
     """Load split ``split`` of dataset ``name`` from ``root``, packing it first if needed.
@@ -324,7 +341,9 @@ def load_dataset(
         shape_hw = first.shape[:2]
         fill = _fill_from_files(paths, hw, shape_hw, num_workers or min(8, os.cpu_count() or 1))
     else:
-        array, labels, classes = read_fashion_mnist(root, split) if name == "fashion_mnist" else read_cifar(root, split, name)
+        array, labels, classes = (
+            read_fashion_mnist(root, split) if name == "fashion_mnist" else read_cifar(root, split, name)
+        )
         shape_hw = hw or array.shape[1:3]
         fill = _fill_from_array(array, hw)
     meta = {
@@ -349,8 +368,9 @@ def load_dataset(
         except OSError as err:  # ENOSPC from the preallocation or a write, a quota, a read-only disk
             if isinstance(err, FileNotFoundError):  # a source file went missing: decode_image names it
                 raise
-            raise WriteError(f"{tmp} (packing {name}/{split} into the cache folder {cache_dir})",
-                             describe_os_error(err)) from None
+            raise WriteError(
+                f"{tmp} (packing {name}/{split} into the cache folder {cache_dir})", describe_os_error(err)
+            ) from None
         try:
             os.rename(tmp, final)
         except OSError:

@@ -14,13 +14,15 @@ files are Python 2 pickles (protocol 2) whose ``str`` objects load as ``bytes`` 
 ``encoding="bytes"`` and as ``str`` with ``encoding="latin1"`` (torchvision's reader); the writer
 reproduces that byte for byte in kind, so either reader reads what it writes.
 """
+
 from __future__ import annotations
 
 import io
 import os
 import pickle
 import struct
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,11 +66,11 @@ class _CifarUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"references {module}.{name}, which a CIFAR file never does")
         if module.startswith("numpy.core."):
             # numpy 2 renamed numpy.core to numpy._core; going there directly avoids its shim's warning.
-            module = "numpy._core." + module[len("numpy.core."):]
+            module = "numpy._core." + module[len("numpy.core.") :]
         return super().find_class(module, name)
 
 
-def _load_pickle(path: str) -> Dict[bytes, Any]:
+def _load_pickle(path: str) -> dict[bytes, Any]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found (a CIFAR python-version file)")
     try:
@@ -82,7 +84,7 @@ def _load_pickle(path: str) -> Dict[bytes, Any]:
     return {k.encode("latin1") if isinstance(k, str) else k: v for k, v in obj.items()}
 
 
-def _require(d: Dict[bytes, Any], key: bytes, path: str) -> Any:
+def _require(d: dict[bytes, Any], key: bytes, path: str) -> Any:
     if key not in d:
         raise ValueError(f"{path}: expected key {key!r} in the pickled dict, found {sorted(d)}")
     return d[key]
@@ -92,7 +94,7 @@ def _text(v: Any) -> str:
     return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
-def resolve_cifar(root: str, variant: Optional[str] = None) -> Tuple[str, str]:
+def resolve_cifar(root: str, variant: str | None = None) -> tuple[str, str]:
     """``(folder, variant)``: the folder holding the pickles, found at ``root`` or under it.
 
     ``variant`` ("cifar10" / "cifar100") is inferred from the files when not given.
@@ -117,7 +119,7 @@ def resolve_cifar(root: str, variant: Optional[str] = None) -> Tuple[str, str]:
     return found[0]
 
 
-def cifar_files(root: str, split: str, variant: Optional[str] = None) -> List[str]:
+def cifar_files(root: str, split: str, variant: str | None = None) -> list[str]:
     """The pickle files a split is read from (meta first): what the cache fingerprints."""
     folder, variant = resolve_cifar(root, variant)
     spec = VARIANTS[variant]
@@ -130,7 +132,7 @@ def _split(split: str) -> str:
     return "test" if split == "val" else split
 
 
-def read_cifar(root: str, split: str, variant: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+def read_cifar(root: str, split: str, variant: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images uint8 ``[N, 32, 32, 3]``, labels int64 ``[N]`` and class names of one split.
 
     ``root`` is ``cifar-10-batches-py`` / ``cifar-100-python`` or a folder containing one;
@@ -180,29 +182,31 @@ class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
 
     dispatch[bytes] = save_py2_str
 
-    def save_global(self, obj: Any, name: Optional[str] = None) -> None:
+    def save_global(self, obj: Any, name: str | None = None) -> None:
         module = getattr(obj, "__module__", "") or ""
         if module.startswith("numpy._core."):
             # numpy 2's reconstructor lives in numpy._core; the official files (and numpy 1) say numpy.core.
             qualname = name or obj.__name__
-            legacy = "numpy.core." + module[len("numpy._core."):]
+            legacy = "numpy.core." + module[len("numpy._core.") :]
             self.write(pickle.GLOBAL + legacy.encode() + b"\n" + qualname.encode() + b"\n")
             self.memoize(obj)
             return
         super().save_global(obj, name)
 
 
-def _write_pickle(path: str, obj: Dict[bytes, Any]) -> None:
+def _write_pickle(path: str, obj: dict[bytes, Any]) -> None:
     buf = io.BytesIO()
     _Py2Pickler(buf, protocol=2).dump(obj)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _check_split(images: np.ndarray, labels: np.ndarray, num_classes: int, what: str) -> Tuple[np.ndarray, List[int]]:
+def _check_split(images: np.ndarray, labels: np.ndarray, num_classes: int, what: str) -> tuple[np.ndarray, list[int]]:
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-        raise ValueError(f"write_cifar {what}_images: expected uint8 [N, 32, 32, 3], got {images.dtype} {list(images.shape)}")
+        raise ValueError(
+            f"write_cifar {what}_images: expected uint8 [N, 32, 32, 3], got {images.dtype} {list(images.shape)}"
+        )
     if labels.shape != (len(images),) or ((labels < 0) | (labels >= num_classes)).any():
         raise ValueError(f"write_cifar {what}_labels: expected {len(images)} integers in [0, {num_classes})")
     data = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), 3072)
@@ -243,13 +247,16 @@ def write_cifar(
         meta = {b"num_cases_per_batch": -(-len(splits["train"][1]) // 5), b"label_names": names, b"num_vis": 3072}
     else:
         num_coarse = -(-len(classes) // 5)
-        meta = {b"fine_label_names": names, b"coarse_label_names": [f"superclass_{k:02d}".encode() for k in range(num_coarse)]}
+        meta = {
+            b"fine_label_names": names,
+            b"coarse_label_names": [f"superclass_{k:02d}".encode() for k in range(num_coarse)],
+        }
     start = 0
     for split, (data, labels) in splits.items():
         files = spec[split]
         for k, chunk in enumerate(np.array_split(np.arange(len(labels)), len(files))):
             batch_label = f"{'training' if split == 'train' else 'testing'} batch {k + 1} of {len(files)}"
-            batch: Dict[bytes, Any] = {
+            batch: dict[bytes, Any] = {
                 b"batch_label": batch_label.encode(),
                 spec["labels"]: [labels[i] for i in chunk],
                 b"data": data[chunk],

@@ -19,11 +19,12 @@ marker. Re-running with the same options rewrites nothing (files whose bytes wou
 left alone, so caches keyed on mtimes stay valid); files of an earlier run that the new options
 no longer produce are removed, but only in folders carrying the marker.
 """
+
 from __future__ import annotations
 
 import io
 import os
-from typing import Dict, Iterable, List, Set
+from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image
@@ -42,7 +43,7 @@ def class_name(k: int) -> str:
     return f"gen{k:03d}_{SHAPES[k % len(SHAPES)]}"
 
 
-def _write_if_changed(path: str, data: bytes, written: Set[str]) -> None:
+def _write_if_changed(path: str, data: bytes, written: set[str]) -> None:
     written.add(os.path.abspath(path))
     if os.path.isfile(path):
         with open(path, "rb") as f:
@@ -64,7 +65,9 @@ def _jpeg(image: np.ndarray, grey: bool) -> bytes:
 def _claim(folder: str) -> None:
     """Refuse to write into a non-empty folder that this tool did not create (a real dataset?)."""
     if os.path.isdir(folder) and os.listdir(folder) and not os.path.isfile(os.path.join(folder, MARKER)):
-        raise FileExistsError(f"{folder} exists and has no {MARKER}: not made by make_demo_data, refusing to overwrite it")
+        raise FileExistsError(
+            f"{folder} exists and has no {MARKER}: not made by make_demo_data, refusing to overwrite it"
+        )
     os.makedirs(folder, exist_ok=True)
 
 
@@ -75,9 +78,9 @@ def _marker_text(what: str) -> bytes:
     ).encode()
 
 
-def _remove_stale(folder: str, keep: Set[str]) -> None:
+def _remove_stale(folder: str, keep: set[str]) -> None:
     """Delete files under ``folder`` not in ``keep`` (skipping dot-folders such as caches)."""
-    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
+    for dirpath, _dirnames, filenames in os.walk(folder, topdown=False):
         if any(part.startswith(".") for part in os.path.relpath(dirpath, folder).split(os.sep) if part != "."):
             continue
         for name in filenames:
@@ -92,7 +95,7 @@ def make_tinyimagenet(out: str, classes: int, train_per_class: int, val_per_clas
     """Write the generated TinyImageNet-layout dataset; returns its root folder."""
     root = os.path.join(out, "tiny-imagenet-200")
     _claim(root)
-    written: Set[str] = set()
+    written: set[str] = set()
     wnids = [f"n{k:08d}" for k in range(classes)]
     _write_if_changed(os.path.join(root, MARKER), _marker_text("TinyImageNet-200 layout, 64 x 64"), written)
     _write_if_changed(os.path.join(root, "wnids.txt"), "".join(w + "\n" for w in wnids).encode(), written)
@@ -101,7 +104,7 @@ def make_tinyimagenet(out: str, classes: int, train_per_class: int, val_per_clas
 
     images, labels = synthetic_images(classes * train_per_class, 64, classes, seed)
     count = np.zeros(classes, dtype=int)
-    boxes: Dict[int, List[str]] = {k: [] for k in range(classes)}
+    boxes: dict[int, list[str]] = {k: [] for k in range(classes)}
     for i, (image, y) in enumerate(zip(images, labels)):
         wnid = wnids[y]
         name = f"{wnid}_{count[y]}.JPEG"
@@ -116,7 +119,9 @@ def make_tinyimagenet(out: str, classes: int, train_per_class: int, val_per_clas
     lines = []
     for i, (image, y) in enumerate(zip(images, labels)):
         name = f"val_{i}.JPEG"
-        _write_if_changed(os.path.join(root, "val", "images", name), _jpeg(image, i % GREY_EVERY == GREY_EVERY - 1), written)
+        _write_if_changed(
+            os.path.join(root, "val", "images", name), _jpeg(image, i % GREY_EVERY == GREY_EVERY - 1), written
+        )
         lines.append(f"{name}\t{wnids[y]}\t0\t0\t63\t63\n")
     _write_if_changed(os.path.join(root, "val", "val_annotations.txt"), "".join(lines).encode(), written)
     _remove_stale(root, written)
@@ -133,7 +138,7 @@ def make_cifar(out: str, name: str, classes: int, train_per_class: int, test_per
     scratch = os.path.join(out, f".{VARIANTS[name]['folder']}.{os.getpid()}.tmp")
     try:
         made = write_cifar(scratch, name, train[0], train[1], test[0], test[1], [class_name(k) for k in range(classes)])
-        written: Set[str] = set()
+        written: set[str] = set()
         for fname in sorted(os.listdir(made)):
             with open(os.path.join(made, fname), "rb") as f:
                 _write_if_changed(os.path.join(folder, fname), f.read(), written)
@@ -157,10 +162,15 @@ def write_demo_data(
     cifar100_train_per_class: int = 4,
     cifar100_test_per_class: int = 2,
     seed: int = 0,
-) -> Dict[str, str]:
+) -> dict[str, str]:
     """Write the requested generated datasets under ``out``; returns ``{dataset: folder}``."""
-    sizes = dict(classes=classes, train_per_class=train_per_class, val_per_class=val_per_class,
-                 cifar100_train_per_class=cifar100_train_per_class, cifar100_test_per_class=cifar100_test_per_class)
+    sizes = dict(
+        classes=classes,
+        train_per_class=train_per_class,
+        val_per_class=val_per_class,
+        cifar100_train_per_class=cifar100_train_per_class,
+        cifar100_test_per_class=cifar100_test_per_class,
+    )
     for opt, value in sizes.items():
         if value <= 0:
             raise ValueError(f"--{opt.replace('_', '-')}={value}: expected a positive integer")
@@ -169,7 +179,7 @@ def write_demo_data(
     if unknown:
         raise ValueError(f"unknown demo dataset(s) {unknown}: expected some of {list(DATASETS)}")
     os.makedirs(out, exist_ok=True)
-    made: Dict[str, str] = {}
+    made: dict[str, str] = {}
     if "tinyimagenet" in datasets:
         made["tinyimagenet"] = make_tinyimagenet(out, classes, train_per_class, val_per_class, seed)
     if "cifar10" in datasets:

@@ -15,11 +15,11 @@ into ``DIR/cifar-10-batches-py`` so a study runs through exactly the CIFAR-10 co
 Each dataset folder gets a ``DIGITS.txt`` marker saying what it holds and a ``split.json`` with
 the scikit-learn indices of every split, so the split can be checked and reproduced.
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -33,7 +33,7 @@ CLASSES = [f"digit_{k}" for k in range(10)]
 SIZE = 32
 
 
-def load_uci_digits() -> Tuple[np.ndarray, np.ndarray]:
+def load_uci_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's UCI digits: images float ``[1797, 8, 8]`` in 0..16 and labels int64 ``[1797]``.
 
     Raises ImportError with the install hint when scikit-learn is missing.
@@ -41,8 +41,10 @@ def load_uci_digits() -> Tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise ImportError("scikit-learn is needed for the UCI digits: pip install 'salfmix[study]' "
-                          "(or pip install 'scikit-learn>=1.3')") from None
+        raise ImportError(
+            "scikit-learn is needed for the UCI digits: pip install 'salfmix[study]' "
+            "(or pip install 'scikit-learn>=1.3')"
+        ) from None
     bunch = load_digits()
     return np.asarray(bunch.images, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
 
@@ -57,7 +59,9 @@ def upsample(images: np.ndarray, size: int = SIZE) -> np.ndarray:
     return out
 
 
-def stratified_split(labels: np.ndarray, seed: int = 0, train_per_class: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, seed: int = 0, train_per_class: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted indices ``(train, test)``: half of each class (floor) to train, the rest to test.
 
     With ``train_per_class=K`` only the first K of each class's (permuted) training half are
@@ -65,24 +69,29 @@ def stratified_split(labels: np.ndarray, seed: int = 0, train_per_class: Optiona
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    train: List[np.ndarray] = []
-    test: List[np.ndarray] = []
+    train: list[np.ndarray] = []
+    test: list[np.ndarray] = []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
         half = len(idx) // 2
         head = idx[:half]
         if train_per_class is not None:
             if train_per_class < 1 or train_per_class > half:
-                raise ValueError(f"train_per_class={train_per_class}: expected 1..{half} "
-                                 f"(class {int(c)} has {half} training images)")
+                raise ValueError(
+                    f"train_per_class={train_per_class}: expected 1..{half} (class {int(c)} has {half} training images)"
+                )
             head = head[:train_per_class]
         train.append(head)
         test.append(idx[half:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def _marker_text(seed: int, train_per_class: Optional[int], n_train: int, n_test: int, n_all: int) -> str:
-    regime = f"{train_per_class} per class (a fixed subset of the training half)" if train_per_class else "the whole training half"
+def _marker_text(seed: int, train_per_class: int | None, n_train: int, n_test: int, n_all: int) -> str:
+    regime = (
+        f"{train_per_class} per class (a fixed subset of the training half)"
+        if train_per_class
+        else "the whole training half"
+    )
     return (
         "UCI Optical Recognition of Handwritten Digits (scikit-learn's load_digits): REAL data,\n"
         "re-laid out in the CIFAR-10 python-version layout. It is NOT CIFAR-10.\n\n"
@@ -95,7 +104,7 @@ def _marker_text(seed: int, train_per_class: Optional[int], n_train: int, n_test
     )
 
 
-def write_digits(out: str, seed: int = 0, train_per_class: Optional[int] = None) -> Dict[str, object]:
+def write_digits(out: str, seed: int = 0, train_per_class: int | None = None) -> dict[str, object]:
     """Write ``out/cifar-10-batches-py`` from the UCI digits; returns a summary dict.
 
     The summary has ``folder``, ``train`` / ``test`` counts and per-class ``train_counts`` /
@@ -104,8 +113,10 @@ def write_digits(out: str, seed: int = 0, train_per_class: Optional[int] = None)
     images, labels = load_uci_digits()
     train_idx, test_idx = stratified_split(labels, seed, train_per_class)
     pixels = upsample(images)
-    folder = write_cifar(out, "cifar10", pixels[train_idx], labels[train_idx], pixels[test_idx], labels[test_idx], CLASSES)
-    summary: Dict[str, object] = {
+    folder = write_cifar(
+        out, "cifar10", pixels[train_idx], labels[train_idx], pixels[test_idx], labels[test_idx], CLASSES
+    )
+    summary: dict[str, object] = {
         "folder": folder,
         "source": "UCI handwritten digits via sklearn.datasets.load_digits (real data)",
         "seed": seed,

@@ -24,13 +24,13 @@ Greyscale: the packed cache (:mod:`pretrain.data.cache`) stores RGB ``[N, H, W, 
 therefore sees three equal input channels (its first convolution's three kernels act as one);
 nothing else changes. Labels are the dataset's own (label ``k`` = ``CLASSES[k]``).
 """
+
 from __future__ import annotations
 
 import gzip
 import os
 import struct
 import zlib
-from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -40,11 +40,15 @@ DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-m
 # The dataset's documented labels, in label order.
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 SPLITS = ("train", "test", "val")
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
-HOW_TO_GET = ("install Debian's dataset-fashion-mnist, or download the four official files "
-              "{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz of the Fashion-MNIST project into it")
+HOW_TO_GET = (
+    "install Debian's dataset-fashion-mnist, or download the four official files "
+    "{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz of the Fashion-MNIST project into it"
+)
 
 
 def _split(split: str) -> str:
@@ -53,8 +57,9 @@ def _split(split: str) -> str:
     return "test" if split == "val" else split
 
 
-def fashion_files(root: str, split: str) -> List[str]:
-    """``[images, labels]``: the IDX files of ``split`` under ``root`` (``.gz`` preferred); what the cache fingerprints."""
+def fashion_files(root: str, split: str) -> list[str]:
+    """``[images, labels]``: the IDX files of ``split`` under ``root`` (``.gz`` preferred); what the
+    cache fingerprints."""
     split = _split(split)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"Fashion-MNIST root {root!r} is not a folder ({HOW_TO_GET})")
@@ -65,11 +70,13 @@ def fashion_files(root: str, split: str) -> List[str]:
                 paths.append(os.path.join(root, name))
                 break
         else:
-            raise FileNotFoundError(f"{os.path.join(root, stem)}.gz not found (nor without .gz): not a Fashion-MNIST root ({HOW_TO_GET})")
+            raise FileNotFoundError(
+                f"{os.path.join(root, stem)}.gz not found (nor without .gz): not a Fashion-MNIST root ({HOW_TO_GET})"
+            )
     return paths
 
 
-def _read_bytes(path: str, limit: Optional[int] = None) -> bytes:
+def _read_bytes(path: str, limit: int | None = None) -> bytes:
     """The file's content (decompressed for ``.gz``), or its first ``limit`` bytes."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found (an IDX file)")
@@ -82,7 +89,7 @@ def _read_bytes(path: str, limit: Optional[int] = None) -> bytes:
         raise ValueError(f"{path}: corrupt or truncated gzip file ({e})") from None
 
 
-def _parse_header(data: bytes, path: str, magic: int) -> Tuple[int, ...]:
+def _parse_header(data: bytes, path: str, magic: int) -> tuple[int, ...]:
     ndim = magic & 0xFF
     need = 4 + 4 * ndim
     if len(data) < 4:
@@ -90,14 +97,16 @@ def _parse_header(data: bytes, path: str, magic: int) -> Tuple[int, ...]:
     found = struct.unpack(">I", data[:4])[0]
     if found != magic:
         hint = "; the file is gzip-compressed: give it the .gz name" if data[:2] == b"\x1f\x8b" else ""
-        raise ValueError(f"{path}: magic number 0x{found:08x}, expected 0x{magic:08x} "
-                         f"(IDX unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''}){hint}")
+        raise ValueError(
+            f"{path}: magic number 0x{found:08x}, expected 0x{magic:08x} "
+            f"(IDX unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''}){hint}"
+        )
     if len(data) < need:
         raise ValueError(f"{path}: {len(data)} bytes, the IDX header alone needs {need} (truncated file)")
     return struct.unpack(f">{ndim}I", data[4:need])
 
 
-def idx_header(path: str, magic: int) -> Tuple[int, ...]:
+def idx_header(path: str, magic: int) -> tuple[int, ...]:
     """The dimensions in the header of the IDX file ``path`` (checked against ``magic``), reading nothing more."""
     return _parse_header(_read_bytes(path, 4 + 4 * (magic & 0xFF)), path, magic)
 
@@ -110,12 +119,14 @@ def read_idx(path: str, magic: int) -> np.ndarray:
     count = int(np.prod(dims, dtype=np.int64))
     if len(data) - start != count:
         state = "truncated file" if len(data) - start < count else "trailing bytes"
-        raise ValueError(f"{path}: {len(data) - start} data bytes after the header, its dimensions "
-                         f"{list(dims)} need {count} ({state})")
+        raise ValueError(
+            f"{path}: {len(data) - start} data bytes after the header, its dimensions "
+            f"{list(dims)} need {count} ({state})"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(dims)
 
 
-def read_fashion_mnist(root: str, split: str) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+def read_fashion_mnist(root: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images uint8 ``[N, H, W, 3]`` (the grey channel three times), labels int64 ``[N]`` and class names.
 
     ``split`` is ``"train"`` (the ``train-*`` files) or ``"test"`` (``t10k-*``; ``"val"`` is an
@@ -127,12 +138,15 @@ def read_fashion_mnist(root: str, split: str) -> Tuple[np.ndarray, np.ndarray, L
     if len(images) == 0 or 0 in images.shape[1:]:
         raise ValueError(f"{images_path}: holds {list(images.shape)} images, expected at least one non-empty image")
     if len(labels) != len(images):
-        raise ValueError(f"{labels_path}: {len(labels)} labels, but {images_path} holds {len(images)} images "
-                         "(expected one label per image)")
+        raise ValueError(
+            f"{labels_path}: {len(labels)} labels, but {images_path} holds {len(images)} images "
+            "(expected one label per image)"
+        )
     bad = labels >= len(CLASSES)
     if bad.any():
-        raise ValueError(f"{labels_path}: label {int(labels[bad][0])} at index {int(np.argmax(bad))}, "
-                         f"expected 0..{len(CLASSES) - 1}")
+        raise ValueError(
+            f"{labels_path}: label {int(labels[bad][0])} at index {int(np.argmax(bad))}, expected 0..{len(CLASSES) - 1}"
+        )
     rgb = np.repeat(images[..., None], 3, axis=3)
     return rgb, labels.astype(np.int64), list(CLASSES)
 
@@ -142,10 +156,13 @@ def _idx_bytes(array: np.ndarray, magic: int) -> bytes:
 
 
 def write_idx(path: str, array: np.ndarray, compress: bool = True) -> None:
-    """Write uint8 ``array`` as an IDX file (gzip-compressed when ``compress``; mtime 0, so reproducible), atomically."""
+    """Write uint8 ``array`` as an IDX file (gzip-compressed when ``compress``; mtime 0, so
+    reproducible), atomically."""
     array = np.asarray(array)
     if array.dtype != np.uint8 or array.ndim not in (1, 3):
-        raise ValueError(f"write_idx {path}: expected uint8 labels [N] or images [N, H, W], got {array.dtype} {list(array.shape)}")
+        raise ValueError(
+            f"write_idx {path}: expected uint8 labels [N] or images [N, H, W], got {array.dtype} {list(array.shape)}"
+        )
     data = _idx_bytes(array, IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC)
     atomic_write_bytes(path, gzip.compress(data, mtime=0) if compress else data)
 
@@ -157,7 +174,7 @@ def write_fashion_mnist(
     test_images: np.ndarray,
     test_labels: np.ndarray,
     compress: bool = True,
-) -> List[str]:
+) -> list[str]:
     """Write the four official files under ``root`` (created); returns their paths.
 
     Images are greyscale uint8 ``[N, H, W]`` (``[N, H, W, 3]`` with equal channels is accepted
@@ -170,12 +187,18 @@ def write_fashion_mnist(
         images, labels = np.asarray(images), np.asarray(labels)
         if images.ndim == 4 and images.shape[3] == 3:
             if not (images == images[..., :1]).all():
-                raise ValueError(f"write_fashion_mnist {split}_images: the 3 channels differ (Fashion-MNIST is greyscale)")
+                raise ValueError(
+                    f"write_fashion_mnist {split}_images: the 3 channels differ (Fashion-MNIST is greyscale)"
+                )
             images = images[..., 0]
         if images.dtype != np.uint8 or images.ndim != 3:
-            raise ValueError(f"write_fashion_mnist {split}_images: expected uint8 [N, H, W], got {images.dtype} {list(images.shape)}")
+            raise ValueError(
+                f"write_fashion_mnist {split}_images: expected uint8 [N, H, W], got {images.dtype} {list(images.shape)}"
+            )
         if labels.shape != (len(images),) or ((labels < 0) | (labels >= len(CLASSES))).any():
-            raise ValueError(f"write_fashion_mnist {split}_labels: expected {len(images)} integers in 0..{len(CLASSES) - 1}")
+            raise ValueError(
+                f"write_fashion_mnist {split}_labels: expected {len(images)} integers in 0..{len(CLASSES) - 1}"
+            )
         suffix = ".gz" if compress else ""
         image_path, label_path = (os.path.join(root, stem + suffix) for stem in FILES[split])
         write_idx(image_path, images, compress)

@@ -4,12 +4,14 @@ No DataLoader workers are needed: the images are already decoded, so reading a b
 fancy index into the memmap, and augmentation happens afterwards on the device
 (:mod:`pretrain.data.augment`).
 """
+
 from __future__ import annotations
 
 import ctypes
 import sys
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +19,7 @@ from torch import Tensor
 
 from .cache import PackedDataset
 
-Batch = Tuple[Tensor, Tensor, Tensor]
+Batch = tuple[Tensor, Tensor, Tensor]
 
 
 def keep_freed_memory(trim_threshold: int = 1 << 30, mmap_threshold: int = 32 << 20) -> bool:
@@ -81,7 +83,9 @@ class BatchLoader:
         if world_size <= 0 or not 0 <= rank < world_size:
             raise ValueError(f"BatchLoader rank={rank}, world_size={world_size}: expected 0 <= rank < world_size")
         if len(dataset) == 0:
-            raise ValueError(f"BatchLoader: dataset {getattr(dataset, 'name', '?')}/{getattr(dataset, 'split', '?')} is empty")
+            raise ValueError(
+                f"BatchLoader: dataset {getattr(dataset, 'name', '?')}/{getattr(dataset, 'split', '?')} is empty"
+            )
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -126,7 +130,7 @@ class BatchLoader:
             return
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-prefetch")
         try:
-            pending: Optional[Future] = pool.submit(self._read, batches[0]) if batches else None
+            pending: Future | None = pool.submit(self._read, batches[0]) if batches else None
             for k in range(len(batches)):
                 batch = pending.result()
                 pending = pool.submit(self._read, batches[k + 1]) if k + 1 < len(batches) else None
@@ -134,16 +138,18 @@ class BatchLoader:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The epoch to resume at (resumption happens at epoch boundaries) and the sampler's seed."""
         return {"epoch": self.epoch, "seed": self.seed, "shuffle": self.shuffle, "world_size": self.world_size}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; a different seed would silently change the order, so it is refused."""
         if "epoch" not in state:
             raise ValueError(f"BatchLoader.load_state_dict: expected key 'epoch', got {sorted(state)}")
         if state.get("seed", self.seed) != self.seed:
-            raise ValueError(f"BatchLoader.load_state_dict: saved seed {state['seed']} != this loader's seed {self.seed}")
+            raise ValueError(
+                f"BatchLoader.load_state_dict: saved seed {state['seed']} != this loader's seed {self.seed}"
+            )
         self.epoch = int(state["epoch"])
 
 
@@ -165,11 +171,11 @@ class DevicePrefetcher:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def __iter__(self) -> Iterator[Tuple[Tensor, ...]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         cuda = self.device.type == "cuda" and torch.cuda.is_available()
         stream = torch.cuda.Stream(self.device) if cuda else None
 
-        def issue(batch: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+        def issue(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
             if stream is None:
                 return tuple(t.to(self.device, non_blocking=True) for t in batch) + (batch[-1],)
             with torch.cuda.stream(stream):

@@ -4,9 +4,8 @@ These are generated content, not a real dataset: each class is a coloured shape 
 triangle, ring, bar, cross) of a class-specific colour, at a random position and scale, on a
 noisy textured background. Deterministic for a given seed.
 """
-from __future__ import annotations
 
-from typing import Tuple
+from __future__ import annotations
 
 import numpy as np
 
@@ -51,7 +50,7 @@ def synthetic_image(label: int, size: int, rng: np.random.Generator) -> np.ndarr
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def synthetic_images(num: int, size: int = 64, num_classes: int = 6, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def synthetic_images(num: int, size: int = 64, num_classes: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``num`` generated images uint8 [N, size, size, 3] and their labels int64 [N]."""
     rng = np.random.default_rng(seed)
     labels = np.arange(num) % num_classes

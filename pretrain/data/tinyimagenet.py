@@ -12,10 +12,10 @@
 ``ROOT`` may also be the folder that contains ``tiny-imagenet-200``. Only the file lists and
 labels are read here; decoding happens once, when the split is packed (:mod:`pretrain.data.cache`).
 """
+
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -31,10 +31,12 @@ def resolve_root(root: str) -> str:
     for candidate in (root, os.path.join(root, FOLDER)):
         if os.path.isfile(os.path.join(candidate, "wnids.txt")):
             return candidate
-    raise FileNotFoundError(f"{os.path.join(root, 'wnids.txt')} not found (nor under {FOLDER}/): not a TinyImageNet root")
+    raise FileNotFoundError(
+        f"{os.path.join(root, 'wnids.txt')} not found (nor under {FOLDER}/): not a TinyImageNet root"
+    )
 
 
-def read_wnids(root: str) -> List[str]:
+def read_wnids(root: str) -> list[str]:
     """The class wnids of ``root/wnids.txt`` in file order (label ``k`` = line ``k``)."""
     path = os.path.join(resolve_root(root), "wnids.txt")
     with open(path, encoding="utf-8") as f:
@@ -49,7 +51,7 @@ def read_wnids(root: str) -> List[str]:
     return wnids
 
 
-def read_words(root: str) -> Dict[str, str]:
+def read_words(root: str) -> dict[str, str]:
     """``wnid -> human-readable names`` from ``root/words.txt``; empty if the file is absent."""
     path = os.path.join(resolve_root(root), "words.txt")
     if not os.path.isfile(path):
@@ -66,19 +68,19 @@ def read_words(root: str) -> Dict[str, str]:
     return words
 
 
-def _images_in(folder: str) -> List[str]:
+def _images_in(folder: str) -> list[str]:
     with os.scandir(folder) as it:
         return sorted(e.name for e in it if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
 
 
-def _list_train(root: str, wnids: List[str]) -> Tuple[List[str], np.ndarray]:
+def _list_train(root: str, wnids: list[str]) -> tuple[list[str], np.ndarray]:
     train = os.path.join(root, "train")
     on_disk = sorted(e.name for e in os.scandir(train) if e.is_dir() and not e.name.startswith("."))
     unknown = sorted(set(on_disk) - set(wnids))
     if unknown:
         raise ValueError(f"{train}: class folder {unknown[0]!r} is not in {os.path.join(root, 'wnids.txt')}")
-    paths: List[str] = []
-    labels: List[int] = []
+    paths: list[str] = []
+    labels: list[int] = []
     for label, wnid in enumerate(wnids):
         folder = os.path.join(train, wnid, "images")
         if not os.path.isdir(folder):
@@ -91,7 +93,7 @@ def _list_train(root: str, wnids: List[str]) -> Tuple[List[str], np.ndarray]:
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-def _list_val(root: str, wnids: List[str]) -> Tuple[List[str], np.ndarray]:
+def _list_val(root: str, wnids: list[str]) -> tuple[list[str], np.ndarray]:
     images = os.path.join(root, "val", "images")
     ann = os.path.join(root, "val", "val_annotations.txt")
     if not os.path.isdir(images):
@@ -99,8 +101,8 @@ def _list_val(root: str, wnids: List[str]) -> Tuple[List[str], np.ndarray]:
     if not os.path.isfile(ann):
         raise FileNotFoundError(f"{ann} not found (the val split's labels)")
     index = {w: k for k, w in enumerate(wnids)}
-    paths: List[str] = []
-    labels: List[int] = []
+    paths: list[str] = []
+    labels: list[int] = []
     seen = set()
     with open(ann, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -123,13 +125,15 @@ def _list_val(root: str, wnids: List[str]) -> Tuple[List[str], np.ndarray]:
             labels.append(index[wnid])
     unlabelled = sorted(set(_images_in(images)) - seen)
     if unlabelled:
-        raise ValueError(f"{os.path.join(images, unlabelled[0])} has no line in {ann} ({len(unlabelled)} unlabelled images)")
+        raise ValueError(
+            f"{os.path.join(images, unlabelled[0])} has no line in {ann} ({len(unlabelled)} unlabelled images)"
+        )
     if not paths:
         raise ValueError(f"{ann}: no annotations (expected one line per image of {images})")
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-def list_tinyimagenet(root: str, split: str) -> Tuple[List[str], np.ndarray, List[str]]:
+def list_tinyimagenet(root: str, split: str) -> tuple[list[str], np.ndarray, list[str]]:
     """Image paths, int64 labels and the class wnids of one split (``"train"`` or ``"val"``).
 
     Train images are ordered by class (wnids.txt order), then by file name; val images follow
@@ -146,7 +150,7 @@ def list_tinyimagenet(root: str, split: str) -> Tuple[List[str], np.ndarray, Lis
     return paths, labels, wnids
 
 
-def label_files(root: str, split: str) -> List[str]:
+def label_files(root: str, split: str) -> list[str]:
     """The text files the labels of ``split`` come from (they are part of the cache fingerprint)."""
     root = resolve_root(root)
     files = [os.path.join(root, "wnids.txt")]

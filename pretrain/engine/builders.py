@@ -1,10 +1,11 @@
 """The trainer's parts from the pretraining config: ``build_*(cfg)`` and the few helpers and
 checks they need are the only functions that read it; everything they build takes plain
 arguments (a mixer its hyperparameters, a model its architecture name)."""
+
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 from fvcore.common.config import CfgNode
@@ -22,7 +23,7 @@ def config_value(cfg: CfgNode, key: str) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def mixer_keys(method: str) -> Dict[str, str]:
+def mixer_keys(method: str) -> dict[str, str]:
     """Constructor argument -> the dotted config key it is read from, for ``method``: its own
     ``MIX.<METHOD>.<ARG>`` node and the shared keys its class declares."""
     cls = MIXERS[method]
@@ -30,7 +31,7 @@ def mixer_keys(method: str) -> Dict[str, str]:
     return {**own, **cls.config_keys}
 
 
-def mixer_params(cfg: CfgNode) -> Dict[str, Any]:
+def mixer_params(cfg: CfgNode) -> dict[str, Any]:
     """The keyword arguments of ``cfg.MIX.METHOD``, read from the keys :func:`mixer_keys` names."""
     return {arg: config_value(cfg, key) for arg, key in mixer_keys(cfg.MIX.METHOD).items()}
 
@@ -40,8 +41,9 @@ def build_mixer(cfg: CfgNode, generator: torch.Generator) -> Mixer:
     return make_mixer(cfg.MIX.METHOD, generator=generator, **mixer_params(cfg))
 
 
-def build_saliency_cache(cfg: CfgNode, num_samples: int, src_hw: Tuple[int, int],
-                         device: torch.device) -> Optional[SaliencyCache]:
+def build_saliency_cache(
+    cfg: CfgNode, num_samples: int, src_hw: tuple[int, int], device: torch.device
+) -> SaliencyCache | None:
     """The saliency cache of ``MIX.SALIENCY cached`` (None when fresh or the method takes no saliency).
 
     Its grid lies on the source images: 16 x 16 cells (at most one per pixel), or every source
@@ -66,8 +68,11 @@ def build_model(cfg: CfgNode, num_classes: int, device: torch.device) -> torch.n
 def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
     """SGD with the paper's momentum and weight decay."""
     return torch.optim.SGD(
-        model.parameters(), lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
-        weight_decay=cfg.SOLVER.WEIGHT_DECAY, nesterov=cfg.SOLVER.NESTEROV,
+        model.parameters(),
+        lr=cfg.SOLVER.BASE_LR,
+        momentum=cfg.SOLVER.MOMENTUM,
+        weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+        nesterov=cfg.SOLVER.NESTEROV,
     )
 
 
@@ -84,11 +89,11 @@ def needs_saliency(cfg: CfgNode) -> bool:
     return MIXERS[cfg.MIX.METHOD].needs_saliency
 
 
-def _by_config_key(message: str, keys: Dict[str, str]) -> str:
+def _by_config_key(message: str, keys: dict[str, str]) -> str:
     """``"r: expected ..."`` -> ``"MIX.R: expected ..."``: the mixers name their arguments, users set keys."""
     found = re.match(r"(\w+): ", message)
     if found and found.group(1) in keys:
-        return keys[found.group(1)] + message[len(found.group(1)):]
+        return keys[found.group(1)] + message[len(found.group(1)) :]
     return message
 
 

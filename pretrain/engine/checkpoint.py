@@ -1,11 +1,12 @@
 """Atomic checkpoints with every RNG state, and finding the newest one to resume from."""
+
 from __future__ import annotations
 
 import glob
 import os
 import random
 import re
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from salfmix.runs.files import atomic_torch_save, atomic_write_text
 LAST = "last_checkpoint"
 
 
-def rng_states() -> Dict[str, Any]:
+def rng_states() -> dict[str, Any]:
     """The global RNG states: python, numpy, torch CPU and every CUDA device."""
     states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -23,7 +24,7 @@ def rng_states() -> Dict[str, Any]:
     return states
 
 
-def set_rng_states(states: Dict[str, Any]) -> None:
+def set_rng_states(states: dict[str, Any]) -> None:
     """Restore what :func:`rng_states` returned."""
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
@@ -37,7 +38,7 @@ def epoch_checkpoint_name(epoch: int) -> str:
     return f"model_epoch{epoch:04d}.pth"
 
 
-def save_epoch_checkpoint(state: Dict[str, Any], output_dir: str, epoch: int, keep: int) -> str:
+def save_epoch_checkpoint(state: dict[str, Any], output_dir: str, epoch: int, keep: int) -> str:
     """Write the checkpoint of ``epoch``, point ``last_checkpoint`` at it, prune older ones.
 
     The older ones are removed only after the new one is complete, so a failed write (a full disk:
@@ -52,7 +53,7 @@ def save_epoch_checkpoint(state: Dict[str, Any], output_dir: str, epoch: int, ke
     return path
 
 
-def last_checkpoint(output_dir: str) -> Optional[str]:
+def last_checkpoint(output_dir: str) -> str | None:
     """The checkpoint ``last_checkpoint`` names, else the newest ``model_epoch*.pth``, else None."""
     marker = os.path.join(output_dir, LAST)
     if os.path.isfile(marker):
@@ -65,7 +66,7 @@ def last_checkpoint(output_dir: str) -> Optional[str]:
     return max(numbered)[1] if numbered else None
 
 
-def load_checkpoint(path: str) -> Dict[str, Any]:
+def load_checkpoint(path: str) -> dict[str, Any]:
     """Load a training checkpoint written by :func:`save_epoch_checkpoint`."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)

@@ -1,14 +1,15 @@
 """torch.distributed set-up from torchrun's environment (NCCL on GPUs, gloo on the CPU)."""
+
 from __future__ import annotations
 
 import os
-from typing import Any, List, Tuple
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 
-def init_distributed() -> Tuple[int, int, torch.device]:
+def init_distributed() -> tuple[int, int, torch.device]:
     """Join the process group torchrun describes (if any); returns (rank, world size, device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -58,11 +59,11 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
-def all_gather_object(obj: Any) -> List[Any]:
+def all_gather_object(obj: Any) -> list[Any]:
     """Every process's ``obj``, indexed by rank (``[obj]`` when single-process)."""
     if not dist.is_initialized():
         return [obj]
-    out: List[Any] = [None] * dist.get_world_size()
+    out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
 

@@ -1,9 +1,10 @@
 """Metrics: top-k counts, and a writer for JSON lines plus TensorBoard."""
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from torch import Tensor
 
@@ -11,7 +12,7 @@ from salfmix.errors import WriteError
 from salfmix.runs.files import atomic_write_text, describe_os_error
 
 
-def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) -> Tuple[int, ...]:
+def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) -> tuple[int, ...]:
     """How many targets are among the top-k logits, for each k (k capped at the class count)."""
     kmax = min(max(ks), logits.shape[1])
     top = logits.topk(kmax, dim=1).indices  # [B, kmax]
@@ -19,7 +20,7 @@ def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) ->
     return tuple(int(hits[:, : min(k, kmax)].any(dim=1).sum()) for k in ks)
 
 
-def read_records(path: str) -> List[Dict[str, float]]:
+def read_records(path: str) -> list[dict[str, float]]:
     """The records of a ``metrics.jsonl`` (empty if there is none), up to a torn line if any."""
     if not os.path.isfile(path):
         return []
@@ -48,9 +49,9 @@ class MetricsWriter:
         os.makedirs(output_dir, exist_ok=True)
         self.output_dir = output_dir
         self.path = os.path.join(output_dir, "metrics.jsonl")
-        self.records: List[Dict[str, float]] = read_records(self.path)
+        self.records: list[dict[str, float]] = read_records(self.path)
         self.tb = None
-        self._purge_step: Optional[int] = None
+        self._purge_step: int | None = None
 
     def _save(self) -> None:
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
@@ -65,7 +66,7 @@ class MetricsWriter:
                 self.tb = False
         return self.tb
 
-    def write(self, record: Dict[str, float]) -> None:
+    def write(self, record: dict[str, float]) -> None:
         """Record one epoch's metrics (on disk at once, so a killed run keeps them)."""
         self.records = [r for r in self.records if r.get("epoch", 0) < record["epoch"]] + [dict(record)]
         self._save()
@@ -87,7 +88,7 @@ class MetricsWriter:
             self.records = kept
             self._save()
 
-    def last_record(self) -> Dict[str, float]:
+    def last_record(self) -> dict[str, float]:
         """The newest record (empty if none)."""
         return dict(self.records[-1]) if self.records else {}
 

@@ -7,11 +7,11 @@ every ``period`` steps and at the end of the epoch: one host synchronisation per
 DDP, one all-reduce per read that also carries every rank's stop request, so that all ranks stop
 at the same step. Between reads the only collective of a DDP step is DDP's own gradient all-reduce.
 """
+
 from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -58,7 +58,7 @@ class StepMonitor:
         self.sums.zero_()
         self.steps = self.seen = self.last_read = 0
 
-    def add(self, loss: Tensor, saliency: Optional[Tensor], batch: int) -> None:
+    def add(self, loss: Tensor, saliency: Tensor | None, batch: int) -> None:
         """Account one step: device ops only, nothing read back."""
         bad_saliency = self._zero if saliency is None else (~torch.isfinite(saliency).all()).to(torch.float64)
         loss = loss.detach().to(torch.float64)
@@ -76,7 +76,9 @@ class StepMonitor:
         stop = [float(signum == signal.SIGINT), float(signum not in (0, signal.SIGINT))]
         host = torch.tensor([float(self.steps), float(self.seen), *stop], dtype=torch.float64)
         if self.world > 1:  # the host numbers join the sums for the one all-reduce (an asynchronous copy)
-            vector = dist_utils.all_reduce_sum(torch.cat([self.sums, host_to_device({"host": host}, self.device)["host"]]))
+            vector = dist_utils.all_reduce_sum(
+                torch.cat([self.sums, host_to_device({"host": host}, self.device)["host"]])
+            )
             loss_sum, bad_loss, bad_saliency, steps, seen, sigint, other = vector.tolist()
         else:  # nothing to agree on: the device sums alone are read
             (loss_sum, bad_loss, bad_saliency), (steps, seen, sigint, other) = self.sums.tolist(), host.tolist()

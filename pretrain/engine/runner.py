@@ -7,13 +7,14 @@ killed run, and SIGINT / SIGTERM stopping at the end of a step. Every refusal or
 one-line exception (:class:`salfmix.errors.RunError`, ``ValueError``, ``FileNotFoundError``,
 :class:`~pretrain.engine.trainer.NonFiniteLossError`) or :class:`salfmix.runs.signals.Interrupted`.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
@@ -26,14 +27,34 @@ from salfmix.runs.signals import StopSignals
 # checkpoints, how often it reads its loss, whether it compiles (the same numbers), the evaluation
 # batch, and MAX_EPOCHS (not below the checkpoint's epoch: the trainer
 # refuses that). Everything else would make the folder's weights a mix of two configs.
-RESUME_MAY_CHANGE = ("OUTPUT_DIR", "SOLVER.MAX_EPOCHS", "TRAIN.PROGRESS", "TRAIN.EVAL_PERIOD",
-                     "TRAIN.KEEP_CHECKPOINTS", "TRAIN.CHECKPOINT_PERIOD", "TRAIN.LOG_PERIOD", "TRAIN.COMPILE",
-                     "DATA.ROOT", "DATA.CACHE_DIR", "TEST.BATCH_SIZE")
+RESUME_MAY_CHANGE = (
+    "OUTPUT_DIR",
+    "SOLVER.MAX_EPOCHS",
+    "TRAIN.PROGRESS",
+    "TRAIN.EVAL_PERIOD",
+    "TRAIN.KEEP_CHECKPOINTS",
+    "TRAIN.CHECKPOINT_PERIOD",
+    "TRAIN.LOG_PERIOD",
+    "TRAIN.COMPILE",
+    "DATA.ROOT",
+    "DATA.CACHE_DIR",
+    "TEST.BATCH_SIZE",
+)
 # Keys in which a request may differ from a finished run and still ask for that very run (where the
 # run, its data and caches are; how it reports): a --resume, a pipeline or a study that finds the
 # run finished reuses it only then. SOLVER.MAX_EPOCHS is not among them: more epochs is another run.
-SAME_RUN = ("OUTPUT_DIR", "TRAIN.PROGRESS", "TRAIN.EVAL_PERIOD", "TRAIN.KEEP_CHECKPOINTS", "TRAIN.CHECKPOINT_PERIOD",
-            "TRAIN.LOG_PERIOD", "TRAIN.COMPILE", "DATA.ROOT", "DATA.CACHE_DIR", "TEST.BATCH_SIZE")
+SAME_RUN = (
+    "OUTPUT_DIR",
+    "TRAIN.PROGRESS",
+    "TRAIN.EVAL_PERIOD",
+    "TRAIN.KEEP_CHECKPOINTS",
+    "TRAIN.CHECKPOINT_PERIOD",
+    "TRAIN.LOG_PERIOD",
+    "TRAIN.COMPILE",
+    "DATA.ROOT",
+    "DATA.CACHE_DIR",
+    "TEST.BATCH_SIZE",
+)
 # The files of a pretraining run besides run.json, config.yaml and model_final.pth.
 ARTEFACTS = ("metrics.jsonl", "model_epoch*.pth", "last_checkpoint", "tb")
 
@@ -52,13 +73,18 @@ class PretrainResult:
 
     status: str
     output_dir: str
-    record: Dict[str, float] = field(default_factory=dict)
-    resumed_from: Optional[str] = None
+    record: dict[str, float] = field(default_factory=dict)
+    resumed_from: str | None = None
     start_epoch: int = 1
 
 
-def run_pretraining(cfg: CfgNode, resume: bool = False, command: Optional[Sequence[str]] = None,
-                    resume_cmd: str = "", log: Callable[[str], None] = print) -> PretrainResult:
+def run_pretraining(
+    cfg: CfgNode,
+    resume: bool = False,
+    command: Sequence[str] | None = None,
+    resume_cmd: str = "",
+    log: Callable[[str], None] = print,
+) -> PretrainResult:
     """Train ``cfg`` in ``cfg.OUTPUT_DIR`` under the rules of :mod:`salfmix.runs.folder`.
 
     ``resume``: continue from the newest checkpoint (a ``--resume`` of a finished run returns
@@ -67,10 +93,20 @@ def run_pretraining(cfg: CfgNode, resume: bool = False, command: Optional[Sequen
     only rank 0 locks, writes and logs.
     """
     rank = int(os.environ.get("RANK", "0"))
-    run = RunFolder(cfg.OUTPUT_DIR, stage="pretrain", config_text=cfg.dump(), resume=resume, method=cfg.MIX.METHOD,
-                    command=command if command is not None else [sys.executable, *sys.argv], resume_command=resume_cmd,
-                    allowed=RESUME_MAY_CHANGE, artefacts=ARTEFACTS, main=rank == 0, same_run=SAME_RUN,
-                    defaults_text=defaults_text())
+    run = RunFolder(
+        cfg.OUTPUT_DIR,
+        stage="pretrain",
+        config_text=cfg.dump(),
+        resume=resume,
+        method=cfg.MIX.METHOD,
+        command=command if command is not None else [sys.executable, *sys.argv],
+        resume_command=resume_cmd,
+        allowed=RESUME_MAY_CHANGE,
+        artefacts=ARTEFACTS,
+        main=rank == 0,
+        same_run=SAME_RUN,
+        defaults_text=defaults_text(),
+    )
     if run.open() == FINISHED:
         records = read_records(os.path.join(cfg.OUTPUT_DIR, "metrics.jsonl"))
         return PretrainResult("already finished", cfg.OUTPUT_DIR, records[-1] if records else {})
@@ -85,12 +121,19 @@ def run_pretraining(cfg: CfgNode, resume: bool = False, command: Optional[Sequen
             except (ValueError, KeyError, RuntimeError, EOFError) as err:
                 raise RunError(f"--resume: {err}") from None
             if rank == 0:
-                log(f"resuming from {resumed} (epoch {trainer.start_epoch})" if resumed else
-                    "no checkpoint found: starting from epoch 1")
+                log(
+                    f"resuming from {resumed} (epoch {trainer.start_epoch})"
+                    if resumed
+                    else "no checkpoint found: starting from epoch 1"
+                )
         # What the run trained on, beside the config (whose DATA.ROOT may move): reports never
         # average runs of different data.
-        data = {"name": cfg.DATA.NAME, "classes": trainer.data.num_classes, "train_images": len(trainer.data.train),
-                "test_images": len(trainer.data.test)}
+        data = {
+            "name": cfg.DATA.NAME,
+            "classes": trainer.data.num_classes,
+            "train_images": len(trainer.data.train),
+            "test_images": len(trainer.data.test),
+        }
         run.start(epoch=trainer.start_epoch - 1, data=data)
         with StopSignals() as stop:
             trainer.should_stop = lambda: stop.signum

@@ -35,10 +35,11 @@ mode (BatchNorm with batch statistics) and from the loss of the mixed image. How
 is measured every epoch (:func:`cache_agreement`, logged as ``saliency_cache_agreement``).
 Memory: N x grid x grid float32 (26 MB per 100,000 samples at 16 x 16).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,8 +60,15 @@ class CropGeometry:
 
 
 def source_cells(
-    top: Tensor, left: Tensor, height: Tensor, width: Tensor, flip: Tensor,
-    src_hw: Tuple[int, int], out_hw: Tuple[int, int], grid: Tuple[int, int], device: torch.device,
+    top: Tensor,
+    left: Tensor,
+    height: Tensor,
+    width: Tensor,
+    flip: Tensor,
+    src_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    grid: tuple[int, int],
+    device: torch.device,
 ) -> CropGeometry:
     """Flat index (row-major in ``grid``) of the source cell under each output pixel's centre.
 
@@ -87,14 +95,14 @@ class SaliencyCache:
     """Relative saliency of every training sample on a fixed grid of its source image."""
 
     def __init__(
-        self, num_samples: int, grid: Tuple[int, int], reduction: str, device: torch.device, min_coverage: float = 0.5
+        self, num_samples: int, grid: tuple[int, int], reduction: str, device: torch.device, min_coverage: float = 0.5
     ) -> None:
         self.grid, self.reduction, self.min_coverage = tuple(grid), reduction, float(min_coverage)
         self.maps = torch.full((num_samples, self.grid[0] * self.grid[1]), float("nan"), device=device)
         # Host copy of which samples have been stored (by the loader's indices): read without the device.
         self.stored = np.zeros(num_samples, dtype=bool)
 
-    def render(self, indices: Tensor, geometry: CropGeometry) -> Tuple[Tensor, Tensor]:
+    def render(self, indices: Tensor, geometry: CropGeometry) -> tuple[Tensor, Tensor]:
         """Stored maps of ``indices`` read through a crop: saliency [B, S_h, S_w] (cells never seen
         filled with the mean of the seen ones) and the fraction [B] of the crop on seen cells."""
         b = indices.shape[0]
@@ -105,12 +113,12 @@ class SaliencyCache:
         fill = values.nan_to_num(0.0).flatten(1).sum(1) / seen.flatten(1).sum(1).clamp(min=1)
         return torch.where(seen, values, fill.view(b, 1, 1)), coverage
 
-    def lookup(self, indices: Tensor, geometry: CropGeometry) -> Tuple[Tensor, Tensor]:
+    def lookup(self, indices: Tensor, geometry: CropGeometry) -> tuple[Tensor, Tensor]:
         """Saliency [B, S_h, S_w] for a batch and the mask [B] of samples that need a fresh pass."""
         maps, coverage = self.render(indices, geometry)
         return maps, coverage < self.min_coverage
 
-    def observe(self, grad: Tensor, own: Optional[Tensor], geometry: CropGeometry) -> Tensor:
+    def observe(self, grad: Tensor, own: Tensor | None, geometry: CropGeometry) -> Tensor:
         """Cell maps [B, grid_h * grid_w] of one visit from its input gradient [B, C, S_h, S_w]:
         own-pixel mean per cell, divided by the visit's mean; NaN on cells the visit did not see."""
         b = grad.shape[0]
@@ -132,12 +140,17 @@ class SaliencyCache:
         self.maps[indices] = torch.where(torch.isnan(new), old, merged)
         self.stored[np.asarray(host_indices)] = True
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The cache's content, for checkpoints."""
-        return {"maps": self.maps.cpu(), "stored": torch.from_numpy(self.stored.copy()), "grid": self.grid,
-                "reduction": self.reduction, "version": 2}
+        return {
+            "maps": self.maps.cpu(),
+            "stored": torch.from_numpy(self.stored.copy()),
+            "grid": self.grid,
+            "reduction": self.reduction,
+            "version": 2,
+        }
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         if state.get("version") != 2 or state["maps"].shape != self.maps.shape:
             raise ValueError(
@@ -153,8 +166,13 @@ CHANCE_SHIFTS = 31  # partners per probe sample for the chance level (all others
 
 
 def cache_agreement(
-    cache: SaliencyCache, model: torch.nn.Module, images: Tensor, targets: Tensor, indices: Tensor,
-    geometry: CropGeometry, n: int,
+    cache: SaliencyCache,
+    model: torch.nn.Module,
+    images: Tensor,
+    targets: Tensor,
+    indices: Tensor,
+    geometry: CropGeometry,
+    n: int,
 ) -> Tensor:
     """Counts [4] of how well the cache predicts a fresh pass on a probe batch ``images``
     [B, C, S, S] (augmented with the crops of ``geometry``): samples whose served map has its most
@@ -166,7 +184,7 @@ def cache_agreement(
     kernel = cell_kernel(images.shape[-2], images.shape[-1], n)
     target = extreme_cells(gradient_saliency(model, images, targets, cache.reduction), kernel)[0]
 
-    def count(source: Tensor) -> Tuple[Tensor, Tensor]:
+    def count(source: Tensor) -> tuple[Tensor, Tensor]:
         served, missing = cache.lookup(source, geometry)
         hit = (extreme_cells(served, kernel)[0] == target).all(1) & ~missing
         return hit.sum(), (~missing).sum()
@@ -193,20 +211,37 @@ class CachedSaliency:
     """The training loop's side of the cache: what the mixer gets, what each backward stores, and
     the per-epoch agreement with fresh saliency. ``autocast`` is the loop's autocast factory."""
 
-    def __init__(self, cache: SaliencyCache, model: torch.nn.Module, src_hw: Tuple[int, int], out_hw: Tuple[int, int],
-                 autocast: Any, probe: Tensor) -> None:
+    def __init__(
+        self,
+        cache: SaliencyCache,
+        model: torch.nn.Module,
+        src_hw: tuple[int, int],
+        out_hw: tuple[int, int],
+        autocast: Any,
+        probe: Tensor,
+    ) -> None:
         self.cache, self.model, self.src_hw, self.out_hw, self.autocast = cache, model, src_hw, out_hw, autocast
         self.probe = probe  # fixed training-set indices
         self.counts = torch.zeros(2, dtype=torch.float64, device=cache.maps.device)  # fresh maps, served maps
-        self.pending: List[Tuple[Tensor, Tensor]] = []  # under DDP: this epoch's (indices, maps), stored at its end
+        self.pending: list[tuple[Tensor, Tensor]] = []  # under DDP: this epoch's (indices, maps), stored at its end
 
     def geometry(self, params: Any) -> CropGeometry:
         """Source cells of a batch's augmentation parameters (``AugmentParams``)."""
-        return source_cells(params.top, params.left, params.height, params.width, params.flip,
-                            self.src_hw, self.out_hw, self.cache.grid, self.cache.maps.device)
+        return source_cells(
+            params.top,
+            params.left,
+            params.height,
+            params.width,
+            params.flip,
+            self.src_hw,
+            self.out_hw,
+            self.cache.grid,
+            self.cache.maps.device,
+        )
 
-    def saliency(self, x: Tensor, targets: Tensor, indices: Tensor, host_indices: Tensor,
-                 geometry: CropGeometry) -> Tensor:
+    def saliency(
+        self, x: Tensor, targets: Tensor, indices: Tensor, host_indices: Tensor, geometry: CropGeometry
+    ) -> Tensor:
         """Saliency [B, S, S] for the mixer: the cached maps, with a fresh pass when the batch holds
         a sample never stored (decided on the host; see the module docstring). No read-back."""
         maps, missing = self.cache.lookup(indices, geometry)
@@ -220,8 +255,9 @@ class CachedSaliency:
             self.counts[0] += missing.sum()
         return maps
 
-    def store(self, indices: Tensor, host_indices: Tensor, grad: Tensor, own: Optional[Tensor],
-              geometry: CropGeometry) -> None:
+    def store(
+        self, indices: Tensor, host_indices: Tensor, grad: Tensor, own: Tensor | None, geometry: CropGeometry
+    ) -> None:
         """Keep this step's maps; under DDP at the end of the epoch, from every rank (every rank
         holds the whole cache)."""
         from pretrain.engine import distributed as dist_utils
@@ -241,15 +277,19 @@ class CachedSaliency:
             return
         steps = len(self.pending)
         indices = dist_utils.all_gather_cat(torch.stack([i for i, _ in self.pending]).unsqueeze(0))  # [world, steps, B]
-        maps = dist_utils.all_gather_cat(torch.stack([m for _, m in self.pending]).unsqueeze(0))  # [world, steps, B, cells]
+        maps = dist_utils.all_gather_cat(
+            torch.stack([m for _, m in self.pending]).unsqueeze(0)
+        )  # [world, steps, B, cells]
         self.pending = []
         host = indices.cpu().numpy()  # once per epoch
         for step in range(steps):
-            self.cache.store(indices[:, step].reshape(-1), maps[:, step].reshape(-1, maps.shape[-1]),
-                             host[:, step].reshape(-1))
+            self.cache.store(
+                indices[:, step].reshape(-1), maps[:, step].reshape(-1, maps.shape[-1]), host[:, step].reshape(-1)
+            )
 
-    def epoch_stats(self, images_u8: Tensor, targets: Tensor, augment: Any, n: int, generator: torch.Generator,
-                    batch_size: int) -> Dict[str, float]:
+    def epoch_stats(
+        self, images_u8: Tensor, targets: Tensor, augment: Any, n: int, generator: torch.Generator, batch_size: int
+    ) -> dict[str, float]:
         """The agreement with fresh saliency on the probe (its images and labels given, uint8
         [K, H, W, 3] on the device), crops drawn from ``generator``; resets the fresh-pass count."""
         params = augment.sample_params(images_u8.shape[0], self.src_hw[0], self.src_hw[1], generator)
@@ -259,8 +299,15 @@ class CachedSaliency:
             part = slice(start, start + batch_size)
             x = augment.apply(images_u8[part], _slice_params(params, part))
             with self.autocast():
-                totals += cache_agreement(self.cache, self.model, x, targets[part], self.probe[part].to(x.device),
-                                          CropGeometry(geometry.cells[part]), n)
+                totals += cache_agreement(
+                    self.cache,
+                    self.model,
+                    x,
+                    targets[part],
+                    self.probe[part].to(x.device),
+                    CropGeometry(geometry.cells[part]),
+                    n,
+                )
         hits, served, chance, served_chance = totals.tolist()
         fresh_maps, served_maps = self.counts.tolist()
         stats = {

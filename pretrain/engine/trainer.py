@@ -4,6 +4,7 @@ Runs single-process or under ``torchrun`` (DDP: NCCL on GPUs, gloo on the CPU). 
 the checkpoints, metrics and the resolved config; every rank keeps identical RNG streams
 except the augmentation and mixing generators, which are seeded per rank.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +12,8 @@ import os
 import random
 import signal
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,14 +22,25 @@ from torch import Tensor
 
 from pretrain.data.loader import DevicePrefetcher, keep_freed_memory
 from pretrain.engine import distributed as dist_utils
-from pretrain.engine.builders import (build_mixer, build_model, build_optimizer, build_saliency_cache,
-                                      build_scheduler, check_mix_config)
-from pretrain.engine.checkpoint import (last_checkpoint, load_checkpoint,
-                                        rng_states, save_epoch_checkpoint, set_rng_states)
-from pretrain.engine.training_data import build_data
+from pretrain.engine.builders import (
+    build_mixer,
+    build_model,
+    build_optimizer,
+    build_saliency_cache,
+    build_scheduler,
+    check_mix_config,
+)
+from pretrain.engine.checkpoint import (
+    last_checkpoint,
+    load_checkpoint,
+    rng_states,
+    save_epoch_checkpoint,
+    set_rng_states,
+)
 from pretrain.engine.metrics import MetricsWriter, topk_correct
 from pretrain.engine.monitor import StepMonitor
 from pretrain.engine.saliency_cache import CachedSaliency, CropGeometry, probe_size
+from pretrain.engine.training_data import build_data
 from pretrain.mixing import mix_loss
 from pretrain.mixing.base import unmixed
 from pretrain.mixing.saliency import gradient_saliency
@@ -80,19 +93,19 @@ class Trainer:
         self.monitor = StepMonitor(self.device, self.world, cfg.TRAIN.LOG_PERIOD)
         amp = cfg.TRAIN.AMP == "bf16" and self.device.type == "cuda"
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
-        self.cache: Optional[CachedSaliency] = None
+        self.cache: CachedSaliency | None = None
         src_hw = tuple(int(v) for v in self.data.train.images.shape[1:3])
         cache = build_saliency_cache(cfg, len(self.data.train), src_hw, self.device)
         if cache is not None:
             # A fixed probe of training samples for the per-epoch agreement with fresh saliency.
             order = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.SEED))
-            probe = order[:probe_size(len(self.data.train))].sort().values
+            probe = order[: probe_size(len(self.data.train))].sort().values
             self.cache = CachedSaliency(cache, self.net, src_hw, self.data.train_augment.size_hw, self.autocast, probe)
         self.start_epoch = 1
         self.metrics = MetricsWriter(cfg.OUTPUT_DIR) if dist_utils.is_main() else None
         # Set by the run layer (pretrain.engine.runner): polled after every step; told of every checkpoint.
-        self.should_stop: Optional[Callable[[], Optional[int]]] = None
-        self.on_checkpoint: Optional[Callable[[int], None]] = None
+        self.should_stop: Callable[[], int | None] | None = None
+        self.on_checkpoint: Callable[[int], None] | None = None
 
     def compile(self) -> None:
         """TRAIN.COMPILE: ``torch.compile`` the model and the mixer's device work (``Mixer.apply``,
@@ -104,11 +117,11 @@ class Trainer:
             self.mix = torch.compile(self.mixer.apply, fullgraph=True)
 
     # ------------------------------------------------------------------------------------------
-    def generator_states(self) -> Tuple[Tensor, Tensor, Dict[str, Any]]:
+    def generator_states(self) -> tuple[Tensor, Tensor, dict[str, Any]]:
         """This rank's augmentation and mixing generator states and its global RNG states."""
         return self.aug_gen.get_state(), self.mix_gen.get_state(), rng_states()
 
-    def state_dict(self, epoch: int, rank_generators: Optional[List[Tuple[Tensor, Tensor]]] = None) -> Dict[str, Any]:
+    def state_dict(self, epoch: int, rank_generators: list[tuple[Tensor, Tensor]] | None = None) -> dict[str, Any]:
         """Everything a bit-identical resume needs.
 
         ``rank_generators``: every rank's :meth:`generator_states`, by rank (gathered by the caller,
@@ -128,7 +141,7 @@ class Trainer:
             "cfg": self.cfg.dump(),
         }
 
-    def resume(self) -> Optional[str]:
+    def resume(self) -> str | None:
         """Load the newest checkpoint in OUTPUT_DIR, if any; returns its path.
 
         ``metrics.jsonl`` is cut back to the checkpoint's epoch (to nothing without a checkpoint),
@@ -141,8 +154,10 @@ class Trainer:
             return None
         state = load_checkpoint(path)
         if state["epoch"] > self.cfg.SOLVER.MAX_EPOCHS:
-            raise ValueError(f"SOLVER.MAX_EPOCHS: {self.cfg.SOLVER.MAX_EPOCHS} is below epoch {state['epoch']} "
-                             f"of the checkpoint {path}")
+            raise ValueError(
+                f"SOLVER.MAX_EPOCHS: {self.cfg.SOLVER.MAX_EPOCHS} is below epoch {state['epoch']} "
+                f"of the checkpoint {path}"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -164,8 +179,9 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------------------------------
-    def saliency_for(self, x: Tensor, targets: Tensor, indices: Tensor, host_indices: Tensor,
-                     geometry: Optional[CropGeometry]) -> Optional[Tensor]:
+    def saliency_for(
+        self, x: Tensor, targets: Tensor, indices: Tensor, host_indices: Tensor, geometry: CropGeometry | None
+    ) -> Tensor | None:
         """The saliency the mixer gets: cached maps (a fresh pass for samples never stored) or a
         fresh pass."""
         if not self.mixer.needs_saliency:
@@ -175,8 +191,9 @@ class Trainer:
         with self.autocast():
             return gradient_saliency(self.net, x, targets, self.mixer.saliency_reduction)
 
-    def train_step(self, images_u8: Tensor, targets: Tensor, indices: Tensor, host_indices: Tensor,
-                   mixing: bool) -> None:
+    def train_step(
+        self, images_u8: Tensor, targets: Tensor, indices: Tensor, host_indices: Tensor, mixing: bool
+    ) -> None:
         """One optimisation step on a batch already on the device. Nothing is read back to the host:
         the loss and the non-finite flags go to :attr:`monitor`, read every TRAIN.LOG_PERIOD steps."""
         augment = self.data.train_augment
@@ -204,7 +221,7 @@ class Trainer:
         if self.cache is not None:
             self.cache.store(indices, host_indices, inputs.grad, result.own, geometry)
 
-    def train_epoch(self, epoch: int) -> Dict[str, float]:
+    def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over this rank's shard of the training set; the monitor is read every
         TRAIN.LOG_PERIOD steps (a non-finite loss or saliency stops the run there, a stop signal
         stops every rank there) and after the last step."""
@@ -246,7 +263,8 @@ class Trainer:
 
     def _check_finite(self, reading: Any, epoch: int, first: int, last: int, total: int) -> None:
         """Stop with one line if a step since the last read had a non-finite loss or saliency."""
-        where = f"at epoch {epoch}, step{'s' if last > first else ''} {first}{f'-{last}' if last > first else ''} of {total}"
+        steps = f"steps {first}-{last}" if last > first else f"step {first}"
+        where = f"at epoch {epoch}, {steps} of {total}"
         if reading.bad_loss:
             raise NonFiniteLossError(f"training loss is not finite (NaN or Inf) {where}")
         if reading.bad_saliency:
@@ -256,7 +274,8 @@ class Trainer:
             raise NonFiniteLossError(
                 f"saliency: not finite (NaN or Inf) {where} (the saliency pass runs the model in eval mode: if the "
                 "weights are finite, BatchNorm's running statistics have not settled yet; start mixing later, "
-                "MIX.START_EPOCH)")
+                "MIX.START_EPOCH)"
+            )
 
     @staticmethod
     def _stop(signum: int, where: str, bar: Any = None) -> None:
@@ -277,18 +296,19 @@ class Trainer:
         if signum:
             raise Interrupted(signum, where)
 
-    def cache_stats(self, epoch: int) -> Dict[str, float]:
+    def cache_stats(self, epoch: int) -> dict[str, float]:
         """The cached saliency's agreement with a fresh pass on the fixed probe (see saliency_cache)."""
         probe = self.cache.probe.numpy()
         images = torch.from_numpy(np.asarray(self.data.train.images[probe])).to(self.device)
         targets = torch.from_numpy(self.data.train.labels[probe]).to(self.device)
         # Its own crops, a new draw each epoch: the training streams are not touched.
         generator = torch.Generator().manual_seed(self.cfg.SEED * 100003 + epoch)
-        return self.cache.epoch_stats(images, targets, self.data.train_augment, self.cfg.MIX.N, generator,
-                                      self.data.test_batch_size)
+        return self.cache.epoch_stats(
+            images, targets, self.data.train_augment, self.cfg.MIX.N, generator, self.data.test_batch_size
+        )
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test") -> Dict[str, float]:
+    def evaluate(self, split: str = "test") -> dict[str, float]:
         """Top-1 / top-5 error (%) on the test split, over all ranks; with ``split="train"``, the
         top-1 error and mean cross-entropy of the unaugmented training images."""
         self.model.eval()
@@ -302,21 +322,27 @@ class Trainer:
                 logits = self.net(x).float()
             c1, c5 = topk_correct(logits, targets, (1, 5))
             loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum").double()
-            counts += torch.stack([torch.tensor(c1, dtype=torch.float64), torch.tensor(c5, dtype=torch.float64),
-                                   torch.tensor(targets.shape[0], dtype=torch.float64), loss.cpu()]).to(self.device)
+            counts += torch.stack(
+                [
+                    torch.tensor(c1, dtype=torch.float64),
+                    torch.tensor(c5, dtype=torch.float64),
+                    torch.tensor(targets.shape[0], dtype=torch.float64),
+                    loss.cpu(),
+                ]
+            ).to(self.device)
         c1, c5, n, loss = dist_utils.all_reduce_sum(counts).tolist()
         if split == "train":
             return {"train_top1_err": 100.0 * (1 - c1 / n), "train_eval_loss": loss / n}
         return {"top1_err": 100.0 * (1 - c1 / n), "top5_err": 100.0 * (1 - c5 / n)}
 
     # ------------------------------------------------------------------------------------------
-    def train(self) -> Dict[str, float]:
+    def train(self) -> dict[str, float]:
         """Train from ``start_epoch`` to MAX_EPOCHS; returns the last epoch's metrics."""
         cfg, out = self.cfg, self.cfg.OUTPUT_DIR
         if dist_utils.is_main():
             os.makedirs(out, exist_ok=True)
             atomic_write_text(os.path.join(out, "config.yaml"), cfg.dump())
-        record: Dict[str, float] = {}
+        record: dict[str, float] = {}
         for epoch in range(self.start_epoch, cfg.SOLVER.MAX_EPOCHS + 1):
             record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
             try:
@@ -350,8 +376,14 @@ class Trainer:
             if not record:  # resumed from the last epoch's checkpoint: nothing left to train
                 record = self.metrics.last_record()
             weights = {k: v.contiguous() for k, v in self.model.state_dict().items()}
-            final = {"model": weights, "arch": cfg.MODEL.ARCH, "epoch": cfg.SOLVER.MAX_EPOCHS,
-                     "classes": self.data.classes, "metrics": record, "cfg": cfg.dump()}
+            final = {
+                "model": weights,
+                "arch": cfg.MODEL.ARCH,
+                "epoch": cfg.SOLVER.MAX_EPOCHS,
+                "classes": self.data.classes,
+                "metrics": record,
+                "cfg": cfg.dump(),
+            }
             atomic_torch_save(os.path.join(out, "model_final.pth"), final)
             self.metrics.close()
         return record

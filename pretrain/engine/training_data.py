@@ -1,8 +1,9 @@
 """``build_data(cfg)``: datasets, the training loader and the device-side transforms."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, List, Tuple
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ class TrainingData:
         return self.train.num_classes
 
     @property
-    def classes(self) -> List[str]:
+    def classes(self) -> list[str]:
         """Class names of the training set."""
         return list(self.train.classes)
 
@@ -43,18 +44,18 @@ class TrainingData:
         """Side of the images the model sees."""
         return self.train_augment.output_size
 
-    def test_batches(self, split: str = "test") -> Iterator[Tuple[Tensor, Tensor]]:
+    def test_batches(self, split: str = "test") -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's share of the test set, or of the training images with ``split="train"``
         (unaugmented; every sample exactly once over all ranks)."""
         dataset = self.train if split == "train" else self.test
         indices = np.arange(self.rank, len(dataset), self.world)
         for start in range(0, len(indices), self.test_batch_size):
-            chunk = indices[start:start + self.test_batch_size]
+            chunk = indices[start : start + self.test_batch_size]
             labels = np.asarray(dataset.labels[chunk]).astype(np.int64, copy=False)
             yield torch.from_numpy(np.asarray(dataset.images[chunk])), torch.from_numpy(labels)
 
 
-def load_splits(cfg: CfgNode, rank: int) -> Tuple[PackedDataset, PackedDataset]:
+def load_splits(cfg: CfgNode, rank: int) -> tuple[PackedDataset, PackedDataset]:
     """The train and test splits of ``cfg.DATA``; under torch.distributed rank 0 loads first.
 
     Packing on first use happens on rank 0 alone; the other ranks wait for it (one broadcast,
@@ -64,9 +65,11 @@ def load_splits(cfg: CfgNode, rank: int) -> Tuple[PackedDataset, PackedDataset]:
     """
     cache_dir = cfg.DATA.CACHE_DIR or None
 
-    def load() -> Tuple[PackedDataset, PackedDataset]:
-        return tuple(load_dataset(cfg.DATA.NAME, cfg.DATA.ROOT, split, cache_dir, progress=rank == 0)
-                     for split in (cfg.DATA.TRAIN_SPLIT, cfg.DATA.TEST_SPLIT))
+    def load() -> tuple[PackedDataset, PackedDataset]:
+        return tuple(
+            load_dataset(cfg.DATA.NAME, cfg.DATA.ROOT, split, cache_dir, progress=rank == 0)
+            for split in (cfg.DATA.TRAIN_SPLIT, cfg.DATA.TEST_SPLIT)
+        )
 
     splits, failure = None, None
     if rank == 0:
@@ -109,15 +112,32 @@ def build_data(cfg: CfgNode, rank: int, world: int, device: torch.device) -> Tra
     size = cfg.MODEL.INPUT_SIZE or int(train.images.shape[1])
     mean, std = tuple(cfg.AUG.MEAN), tuple(cfg.AUG.STD)
     augment = TrainAugment(
-        size, scale=tuple(cfg.AUG.SCALE), ratio=tuple(cfg.AUG.RATIO), flip=cfg.AUG.FLIP,
-        brightness=cfg.AUG.BRIGHTNESS, contrast=cfg.AUG.CONTRAST, saturation=cfg.AUG.SATURATION, mean=mean, std=std,
+        size,
+        scale=tuple(cfg.AUG.SCALE),
+        ratio=tuple(cfg.AUG.RATIO),
+        flip=cfg.AUG.FLIP,
+        brightness=cfg.AUG.BRIGHTNESS,
+        contrast=cfg.AUG.CONTRAST,
+        saturation=cfg.AUG.SATURATION,
+        mean=mean,
+        std=std,
     )
     # Page-locked batches (where CUDA is available) make the copies to the device asynchronous.
-    loader = BatchLoader(train, cfg.SOLVER.BATCH_SIZE // world, shuffle=True, drop_last=True, seed=cfg.SEED,
-                         rank=rank, world_size=world, pin_memory=device.type == "cuda")
+    loader = BatchLoader(
+        train,
+        cfg.SOLVER.BATCH_SIZE // world,
+        shuffle=True,
+        drop_last=True,
+        seed=cfg.SEED,
+        rank=rank,
+        world_size=world,
+        pin_memory=device.type == "cuda",
+    )
     if len(loader) == 0:  # drop_last: a batch larger than the shard would train nothing and "succeed"
         per_process = f" ({loader.batch_size} per process, {loader.num_samples} images each)" if world > 1 else ""
-        raise ValueError(f"SOLVER.BATCH_SIZE: {cfg.SOLVER.BATCH_SIZE} is larger than the training set of "
-                         f"{len(train)} images{per_process}: no training step per epoch")
+        raise ValueError(
+            f"SOLVER.BATCH_SIZE: {cfg.SOLVER.BATCH_SIZE} is larger than the training set of "
+            f"{len(train)} images{per_process}: no training step per epoch"
+        )
     test_bs = max(1, cfg.TEST.BATCH_SIZE // world)
     return TrainingData(train, test, loader, augment, EvalTransform(size, mean=mean, std=std), test_bs, rank, world)

@@ -14,26 +14,40 @@ Each method lives in one module of this package and registers itself with
 The class declares what a training loop needs (``config_keys``, ``start_epoch``,
 ``needs_saliency``, ...: see :class:`pretrain.mixing.base.Mixer`).
 """
+
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Dict, Type
 
 from pretrain.mixing.base import REGISTRY, Mixer, MixResult, mix_loss, register
-from pretrain.mixing.saliency import gradient_saliency
 from pretrain.mixing.salfmix import salfmix
+from pretrain.mixing.saliency import gradient_saliency
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 # The paper's table order (baseline, single-image methods and ablations, two-image methods,
 # HybridMix); a method not listed here follows, in registration order.
-PAPER_ORDER = ("none", "cutout", "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "mixup",
-               "cutmix", "saliencymix", "resizemix", "puzzlemix", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3")
+PAPER_ORDER = (
+    "none",
+    "cutout",
+    "cutout_saliency",
+    "salfmix",
+    "salfmix_random",
+    "salfmix_nopool",
+    "mixup",
+    "cutmix",
+    "saliencymix",
+    "resizemix",
+    "puzzlemix",
+    "hybridmix_v1",
+    "hybridmix_v2",
+    "hybridmix_v3",
+)
 
 #: Every method by its ``MIX.METHOD`` name, in the paper's order.
-MIXERS: Dict[str, Type[Mixer]] = {
+MIXERS: dict[str, type[Mixer]] = {
     **{name: REGISTRY[name] for name in PAPER_ORDER if name in REGISTRY},
     **{name: cls for name, cls in REGISTRY.items() if name not in PAPER_ORDER},
 }

@@ -9,11 +9,13 @@ A mixer is called as ``mixer(images, targets, model=None, saliency=None)`` and r
 Every random draw goes through the mixer's own ``torch.Generator`` (``mixer.generator``), so a
 seeded mixer is deterministic and its state can be checkpointed with ``get_state()``.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass
 import inspect
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +40,7 @@ class MixResult:
     targets_a: Tensor  # long [B]
     targets_b: Tensor  # long [B]
     lam: Tensor  # float [B], on the images' device
-    own: Optional[Tensor] = None  # bool [B, H, W]
+    own: Tensor | None = None  # bool [B, H, W]
 
 
 def mix_loss(logits: Tensor, result: MixResult) -> Tensor:
@@ -49,7 +51,7 @@ def mix_loss(logits: Tensor, result: MixResult) -> Tensor:
     return (lam * ce_a + (1.0 - lam) * ce_b).mean()
 
 
-def check_batch(images: Tensor, targets: Optional[Tensor] = None) -> None:
+def check_batch(images: Tensor, targets: Tensor | None = None) -> None:
     """Raise ValueError unless ``images`` is [B, C, H, W] float and ``targets`` is long [B]."""
     if not isinstance(images, Tensor) or images.dim() != 4:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
@@ -63,9 +65,7 @@ def check_batch(images: Tensor, targets: Optional[Tensor] = None) -> None:
             shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
             raise ValueError(f"targets: expected a 1-D tensor of class indices [B], got {shape}")
         if targets.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"targets: batch size {targets.shape[0]} does not match images' {images.shape[0]}"
-            )
+            raise ValueError(f"targets: batch size {targets.shape[0]} does not match images' {images.shape[0]}")
         if targets.dtype != torch.long:
             raise ValueError(f"targets: expected dtype torch.long (class indices), got {targets.dtype}")
 
@@ -95,7 +95,9 @@ def check_saliency(saliency: Tensor, images: Tensor) -> None:
     finite = torch.isfinite(saliency).flatten(1).all(dim=1)
     if not bool(finite.all()):
         bad = (~finite).nonzero().flatten().tolist()
-        raise NonFiniteSaliencyError(f"saliency: not finite (NaN or Inf) for {len(bad)} of {b} samples (batch positions {bad[:8]})")
+        raise NonFiniteSaliencyError(
+            f"saliency: not finite (NaN or Inf) for {len(bad)} of {b} samples (batch positions {bad[:8]})"
+        )
 
 
 def check_prob(name: str, value: float) -> float:
@@ -117,25 +119,25 @@ def check_positive(name: str, value: float) -> float:
 # same numbers on every device; they are O(B) numbers), then moved to the images' device at once.
 # ---------------------------------------------------------------------------------------------
 #: A step's random draws: tensors and Python flags, possibly nested in dicts (see Mixer.draw).
-Draws = Dict[str, Any]
+Draws = dict[str, Any]
 
 
-def uniform(size: int, generator: Optional[torch.Generator]) -> Tensor:
+def uniform(size: int, generator: torch.Generator | None) -> Tensor:
     """``size`` float32 values uniform in [0, 1) drawn from ``generator`` (on the host)."""
     return torch.rand(size, generator=generator)
 
 
-def permutation(n: int, generator: Optional[torch.Generator]) -> Tensor:
+def permutation(n: int, generator: torch.Generator | None) -> Tensor:
     """A random permutation of ``range(n)`` (int64, on the host) drawn from ``generator``."""
     return torch.randperm(n, generator=generator)
 
 
-def integers(high: int, size: int, generator: Optional[torch.Generator]) -> Tensor:
+def integers(high: int, size: int, generator: torch.Generator | None) -> Tensor:
     """``size`` int64 values uniform in [0, high) (on the host) drawn from ``generator``."""
     return torch.randint(high, (size,), generator=generator)
 
 
-def beta(alpha: float, size: int, generator: Optional[torch.Generator]) -> np.ndarray:
+def beta(alpha: float, size: int, generator: torch.Generator | None) -> np.ndarray:
     """``size`` draws of Beta(alpha, alpha) as float64, seeded from ``generator``.
 
     torch's Beta/Gamma samplers take no generator, so one 63-bit seed is drawn from ``generator``
@@ -145,12 +147,12 @@ def beta(alpha: float, size: int, generator: Optional[torch.Generator]) -> np.nd
     return np.random.default_rng(seed).beta(alpha, alpha, size)
 
 
-def rand(size: int, generator: Optional[torch.Generator], device: torch.device) -> Tensor:
+def rand(size: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
     """:func:`uniform` moved to ``device`` (a library helper; mixers draw with :meth:`Mixer.draw`)."""
     return host_to_device({"u": uniform(size, generator)}, device)["u"]
 
 
-def _tensors(draws: Any, out: List[Tensor]) -> None:
+def _tensors(draws: Any, out: list[Tensor]) -> None:
     if isinstance(draws, Tensor):
         out.append(draws)
     elif isinstance(draws, dict):
@@ -177,7 +179,7 @@ def host_to_device(draws: Draws, device: torch.device) -> Draws:
     device = torch.device(device)
     if device.type == "cpu":
         return draws
-    leaves: List[Tensor] = []
+    leaves: list[Tensor] = []
     _tensors(draws, leaves)
     if not leaves:
         return draws
@@ -240,11 +242,11 @@ class Mixer:
     runs_on_host: bool = False
     start_epoch: int = 1  # the baselines' official code mixes from the first epoch
     composite: str = "identity"
-    config_args: Tuple[str, ...] = ()
-    config_keys: Dict[str, str] = {}
+    config_args: tuple[str, ...] = ()
+    config_keys: dict[str, str] = {}
 
     @classmethod
-    def config_defaults(cls) -> Dict[str, Any]:
+    def config_defaults(cls) -> dict[str, Any]:
         """``{arg: default}`` of :attr:`config_args`, read from the constructor's signature (one
         source of truth for the library and the config tree)."""
         params = inspect.signature(cls.__init__).parameters
@@ -255,7 +257,7 @@ class Mixer:
             defaults[arg] = params[arg].default
         return defaults
 
-    def __init__(self, generator: Optional[torch.Generator] = None, seed: Optional[int] = None) -> None:
+    def __init__(self, generator: torch.Generator | None = None, seed: int | None = None) -> None:
         if generator is None:
             generator = torch.Generator()
             generator.manual_seed(int(torch.randint(2**62, (1,))) if seed is None else seed)
@@ -265,7 +267,7 @@ class Mixer:
         """Raise ValueError (naming the argument) unless this mixer can mix ``h x w`` images; the
         trainer calls it once, before training, so a bad geometry fails before the first step."""
 
-    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def host_draws(self, shape: tuple[int, ...]) -> Draws:
         """Every random draw of one call on a batch of ``shape`` [B, C, H, W], from
         ``self.generator``, as host tensors and Python flags; implemented by each method."""
         return {}
@@ -274,7 +276,7 @@ class Mixer:
         """:meth:`host_draws` moved to ``device`` (one non-blocking copy)."""
         return host_to_device(self.host_draws(tuple(shape)), device)
 
-    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         """Mix a validated batch with the draws of :meth:`draw`; implemented by each method."""
         raise NotImplementedError
 
@@ -282,17 +284,15 @@ class Mixer:
         self,
         images: Tensor,
         targets: Tensor,
-        model: Optional[torch.nn.Module] = None,
-        saliency: Optional[Tensor] = None,
+        model: torch.nn.Module | None = None,
+        saliency: Tensor | None = None,
     ) -> MixResult:
         """Mix a batch. ``saliency`` [B, H, W] is used if given, else computed with ``model``."""
         check_batch(images, targets)
         if self.needs_saliency:
             if saliency is None:
                 if model is None:
-                    raise ValueError(
-                        f"{type(self).__name__} needs a saliency map: pass saliency=[B, H, W] or model="
-                    )
+                    raise ValueError(f"{type(self).__name__} needs a saliency map: pass saliency=[B, H, W] or model=")
                 saliency = gradient_saliency(model, images, targets, self.saliency_reduction)
             check_saliency(saliency, images)
         return self.apply(images, targets, saliency, self.draw(images.shape, images.device))
@@ -302,13 +302,13 @@ class Mixer:
         return f"{type(self).__name__}({params})"
 
 
-def unmixed(images: Tensor, targets: Tensor, own: Optional[Tensor] = None) -> MixResult:
+def unmixed(images: Tensor, targets: Tensor, own: Tensor | None = None) -> MixResult:
     """The result of a single-image method or of a skipped mix: one label with weight 1."""
     lam = torch.ones(images.shape[0], device=images.device)
     return MixResult(images, targets, targets, lam, own)
 
 
-def both_own(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
+def both_own(a: Tensor | None, b: Tensor | None) -> Tensor | None:
     """The pixels own in both masks (``None`` = all pixels)."""
     return b if a is None else a if b is None else a & b
 
@@ -322,7 +322,7 @@ class PairMixer(Mixer):
     methods that use it).
     """
 
-    config_args: Tuple[str, ...] = ("prob",)
+    config_args: tuple[str, ...] = ("prob",)
 
     def __init__(self, prob: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -333,30 +333,27 @@ class PairMixer(Mixer):
         and mix only when r < prob (no draw is made when prob = 1). A host draw."""
         return self.prob < 1.0 and float(torch.rand(1, generator=self.generator)) >= self.prob
 
-    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def host_draws(self, shape: tuple[int, ...]) -> Draws:
         if self.skips_batch():
             return {"skip": True}
         return {"skip": False, "index": permutation(shape[0], self.generator), "pair": self.pair_draws(shape)}
 
-    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         if draws["skip"]:
             return unmixed(images, targets)
         index = draws["index"]
         partner_saliency = saliency[index] if saliency is not None else None
         return self.apply_pair(images, targets, images[index], targets[index], partner_saliency, draws["pair"])
 
-    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def pair_draws(self, shape: tuple[int, ...]) -> Draws:
         """The pair step's host draws for pairs of ``shape`` [B, C, H, W]; implemented by each method."""
         raise NotImplementedError
 
-    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor],
-                   draws: Draws) -> MixResult:
+    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Tensor | None, draws: Draws) -> MixResult:
         """Mix each ``x1[i]`` with its partner ``x2[i]`` using ``draws``; implemented by each method."""
         raise NotImplementedError
 
-    def mix_pair(
-        self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor] = None
-    ) -> MixResult:
+    def mix_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Tensor | None = None) -> MixResult:
         """Mix each ``x1[i]`` with its partner ``x2[i]`` (checks, draws, applies)."""
         check_pair(x1, y1, x2, y2)
         return self.apply_pair(x1, y1, x2, y2, s2, host_to_device(self.pair_draws(tuple(x1.shape)), x1.device))
@@ -365,18 +362,20 @@ class PairMixer(Mixer):
 MixerFactory = Callable[..., Mixer]
 
 #: Every registered method by name (see :func:`register`); ``pretrain.mixing`` orders it.
-REGISTRY: Dict[str, Type[Mixer]] = {}
+REGISTRY: dict[str, type[Mixer]] = {}
 
 
-def register(name: str) -> Callable[[Type[Mixer]], Type[Mixer]]:
+def register(name: str) -> Callable[[type[Mixer]], type[Mixer]]:
     """Class decorator: register a :class:`Mixer` subclass under ``name`` (its ``MIX.METHOD``)."""
 
-    def add(cls: Type[Mixer]) -> Type[Mixer]:
+    def add(cls: type[Mixer]) -> type[Mixer]:
         if name in REGISTRY and REGISTRY[name] is not cls:
             raise ValueError(f"mixing method {name!r} is registered twice ({REGISTRY[name].__name__}, {cls.__name__})")
         if cls.composite not in COMPOSITES:
-            raise ValueError(f"mixing method {name!r}: {cls.__name__}.composite must be one of {', '.join(COMPOSITES)}, "
-                             f"got {cls.composite!r}")
+            raise ValueError(
+                f"mixing method {name!r}: {cls.__name__}.composite must be one of {', '.join(COMPOSITES)}, "
+                f"got {cls.composite!r}"
+            )
         cls.name = name
         REGISTRY[name] = cls
         return cls
@@ -388,5 +387,5 @@ def register(name: str) -> Callable[[Type[Mixer]], Type[Mixer]]:
 class NoMix(Mixer):
     """The baseline: images and labels pass through unchanged (lam = 1)."""
 
-    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         return unmixed(images, targets)

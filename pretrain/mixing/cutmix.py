@@ -8,9 +8,8 @@ Mixing is applied with probability ``prob`` per batch (official: 0.5 on CIFAR, 1
 The official code draws one lam and one box per batch (the default here); ``per_sample=True``
 draws both per pair.
 """
-from __future__ import annotations
 
-from typing import Optional, Tuple
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -29,6 +28,7 @@ def cutmix_boxes(lam: Tensor, h: int, w: int, u: Tensor) -> Tensor:
 @register("cutmix")
 class CutMix(PairMixer):
     """CutMix with ``lam ~ Beta(beta, beta)``, area-corrected lam."""
+
     composite = "paste"
     config_args = ("beta", "prob", "per_sample")
 
@@ -37,13 +37,12 @@ class CutMix(PairMixer):
         self.beta = check_positive("beta", beta)
         self.per_sample = bool(per_sample)
 
-    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def pair_draws(self, shape: tuple[int, ...]) -> Draws:
         k = shape[0] if self.per_sample else 1
         lam = torch.as_tensor(sample_beta(self.beta, k, self.generator))
         return {"lam": lam, "u": uniform(2 * k, self.generator).view(k, 2)}
 
-    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor],
-                   draws: Draws) -> MixResult:
+    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Tensor | None, draws: Draws) -> MixResult:
         b, _, h, w = x1.shape
         boxes = cutmix_boxes(draws["lam"], h, w, draws["u"]).expand(b, 4)
         mixed, lam = paste_boxes(x1, x2, boxes)

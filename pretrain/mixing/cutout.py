@@ -12,9 +12,8 @@ least salient patch P_l exactly as SalfMix chooses it (side ``floor(W * r)`` aro
 cell of the n x n pooled saliency), so it differs from SalfMix only in filling P_l with zeros
 instead of P_m (the comparison of section 6.3).
 """
-from __future__ import annotations
 
-from typing import Optional, Tuple
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -42,6 +41,7 @@ def cutout(images: Tensor, length: int, u: Tensor) -> Tensor:
 @register("cutout")
 class Cutout(Mixer):
     """Cutout with a hole of side ``size * H`` (``size`` in (0, 1]), one per image."""
+
     composite = "single_image"
     config_args = ("size",)
 
@@ -51,10 +51,10 @@ class Cutout(Mixer):
             raise ValueError(f"size: expected the hole side as a fraction of the image in (0, 1], got {size}")
         self.size = float(size)
 
-    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def host_draws(self, shape: tuple[int, ...]) -> Draws:
         return {"u": uniform(2 * shape[0], self.generator).view(-1, 2)}
 
-    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         b, _, h, w = images.shape
         holes = cutout_holes(b, h, w, int(self.size * h), draws["u"])
         return unmixed(torch.where(like(holes, images), 0.0, images), targets, ~holes[:, 0])
@@ -63,6 +63,7 @@ class Cutout(Mixer):
 @register("cutout_saliency")
 class CutoutSaliency(Mixer):
     """Cutout that drops the least salient patch P_l (paper section 6.2)."""
+
     composite = "single_image"
     needs_saliency = True
     start_epoch = 2  # an ablation of SalfMix: the same schedule (Algorithm 2)
@@ -76,10 +77,10 @@ class CutoutSaliency(Mixer):
         check_n(self.n, min(h, w))
         patch_side(self.r, h, w)
 
-    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def host_draws(self, shape: tuple[int, ...]) -> Draws:
         return {"u": position_draws(shape[0], self.generator)}
 
-    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         _, _, h, w = images.shape
         n, o = check_n(self.n, min(h, w)), patch_side(self.r, h, w)
         _, p_l = salfmix_positions(saliency, n, o, draws["u"])

@@ -41,6 +41,7 @@ float bytes as centre values; see :mod:`pretrain.mixing.saliencymix`); colour in
 accepted (convert to grey first, e.g. with :func:`pretrain.mixing.saliencymix.gray_uint8`).
 Steps 4-5 use float64, so a device without float64 (Apple MPS) is not supported.
 """
+
 from __future__ import annotations
 
 import torch
@@ -116,8 +117,7 @@ def centre_surround(integral: Tensor, gray: Tensor, n: int, exact_sums: bool = F
         # than broadcast advanced indexing); same float32 order as the C++ ``a + b - c - d``.
         left, right = integral.index_select(2, x1), integral.index_select(2, x2)
         window = (
-            right.index_select(1, y2) + left.index_select(1, y1)
-            - left.index_select(1, y2) - right.index_select(1, y1)
+            right.index_select(1, y2) + left.index_select(1, y1) - left.index_select(1, y2) - right.index_select(1, y1)
         )
     area = ((x2 - x1).view(1, w) * (y2 - y1).view(h, 1) - 1).float()
     mean = (window - gray) / area
@@ -152,9 +152,7 @@ def fine_grained_saliency_u8(gray: Tensor) -> Tensor:
         shape = tuple(gray.shape) if isinstance(gray, Tensor) else type(gray).__name__
         raise ValueError(f"gray: expected a 3-D tensor [B, H, W] of 8-bit grey values, got {shape}")
     if gray.dtype == torch.bool or gray.is_complex() or gray.numel() == 0:
-        raise ValueError(
-            f"gray: expected a non-empty uint8 or float tensor, got {gray.dtype} {tuple(gray.shape)}"
-        )
+        raise ValueError(f"gray: expected a non-empty uint8 or float tensor, got {gray.dtype} {tuple(gray.shape)}")
     g = gray.float().round().clamp(0.0, 255.0)
     if g.shape[1] * g.shape[2] == 1:
         # A 1 x 1 window has area - 1 = 0: the C++ 0 / 0 = NaN fails both "> 0" tests -> 0.

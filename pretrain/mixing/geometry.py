@@ -3,9 +3,8 @@
 Pure functions on tensors, vectorised over the batch on the tensors' device. Boxes are integer
 tensors ``[B, 4]`` as ``(y1, x1, y2, x2)``, half-open: rows ``y1 <= i < y2``, cols ``x1 <= j < x2``.
 """
-from __future__ import annotations
 
-from typing import Tuple, Union
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,7 @@ def centered_boxes(cy: Tensor, cx: Tensor, cut_h: Tensor, cut_w: Tensor, h: int,
     return torch.stack([y1, x1, y2, x2], dim=1).long()
 
 
-def cut_size(lam: Tensor, h: int, w: int) -> Tuple[Tensor, Tensor]:
+def cut_size(lam: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
     """CutMix's cut side: ``int(H * sqrt(1 - lam))`` and ``int(W * sqrt(1 - lam))``."""
     rat = torch.sqrt(1.0 - lam.double())
     return (h * rat).floor().long(), (w * rat).floor().long()
@@ -59,7 +58,7 @@ def like(mask: Tensor, images: Tensor) -> Tensor:
     return mask
 
 
-def _patch_index(shape: Tuple[int, ...], yx: Tensor, size: Tuple[int, int], nhwc: bool = False) -> Tensor:
+def _patch_index(shape: tuple[int, ...], yx: Tensor, size: tuple[int, int], nhwc: bool = False) -> Tensor:
     """Flat indices of each sample's patch, [B*C*ph*pw], into a contiguous [B, C, H, W] tensor,
     or into its contiguous [B, H, W, C] permutation (a channels_last tensor) with ``nhwc``."""
     b, c, h, w = shape
@@ -81,7 +80,7 @@ def square_boxes(yx: Tensor, side: int) -> Tensor:
     return torch.cat([yx, yx + side], dim=1)
 
 
-def paste_boxes(x1: Tensor, x2: Tensor, boxes: Tensor) -> Tuple[Tensor, Tensor]:
+def paste_boxes(x1: Tensor, x2: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     """``x1`` [B, C, H, W] with each sample's box [B, 4] replaced by the same region of ``x2``.
 
     Returns the mixed images and ``lam`` [B] = the fraction of pixels still from ``x1``.
@@ -92,9 +91,7 @@ def paste_boxes(x1: Tensor, x2: Tensor, boxes: Tensor) -> Tuple[Tensor, Tensor]:
     return mixed, lam.float()
 
 
-def paste_patches(
-    dst: Tensor, src: Tensor, src_yx: Tensor, dst_yx: Tensor, size: Tuple[int, int]
-) -> Tensor:
+def paste_patches(dst: Tensor, src: Tensor, src_yx: Tensor, dst_yx: Tensor, size: tuple[int, int]) -> Tensor:
     """A copy of ``dst`` [B, C, H, W] with ``src[b]``'s patch at ``src_yx[b]`` pasted at ``dst_yx[b]``.
 
     Every patch is ``size = (ph, pw)`` and must lie inside both images. ``src`` [B, C, Hs, Ws] may
@@ -113,12 +110,12 @@ def paste_patches(
     return out.put_(_patch_index(tuple(out.shape), dst_yx, size), values)
 
 
-def cell_kernel(h: int, w: int, n: int) -> Tuple[int, int]:
+def cell_kernel(h: int, w: int, n: int) -> tuple[int, int]:
     """The pooling kernel (= stride) of an ``n`` x ``n`` grid on an H x W map: ``(H // n, W // n)``."""
     return h // n, w // n
 
 
-def pool_cells(saliency: Tensor, kernel: Tuple[int, int]) -> Tensor:
+def pool_cells(saliency: Tensor, kernel: tuple[int, int]) -> Tensor:
     """Average-pool ``saliency`` [B, H, W] with kernel = stride = ``kernel``, no padding: [B, rows, cols].
 
     ``rows = ceil(H / kh)``: when the kernel does not divide the side, the remainder rows (and
@@ -128,7 +125,7 @@ def pool_cells(saliency: Tensor, kernel: Tuple[int, int]) -> Tensor:
     return F.avg_pool2d(saliency.unsqueeze(1).float(), (kh, kw), stride=(kh, kw), ceil_mode=True)[:, 0]
 
 
-def _cell_of(flat: Tensor, cols: int, kernel: Tuple[int, int], hw: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
+def _cell_of(flat: Tensor, cols: int, kernel: tuple[int, int], hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Top-left pixel and size, each [B, 2], of the cells at row-major indices ``flat`` [B]."""
     (kh, kw), (h, w) = kernel, hw
     # Python numbers, not device tensors: nothing is copied from the host inside a step.
@@ -138,7 +135,7 @@ def _cell_of(flat: Tensor, cols: int, kernel: Tuple[int, int], hw: Tuple[int, in
     return top, size
 
 
-def extreme_cells(saliency: Tensor, kernel: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def extreme_cells(saliency: Tensor, kernel: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The most and least salient cells of ``saliency`` [B, H, W] pooled by :func:`pool_cells`.
 
     Returns ``(top_max, size_max, top_min, size_min)``, each [B, 2] as ``(y, x)``: the top-left
@@ -153,8 +150,7 @@ def extreme_cells(saliency: Tensor, kernel: Tuple[int, int]) -> Tuple[Tensor, Te
     return top_max, size_max, top_min, size_min
 
 
-def patch_range(cell_start: Tensor, cell_size: Union[Tensor, int], patch: int,
-                length: Union[Tensor, int]) -> Tuple[Tensor, Tensor]:
+def patch_range(cell_start: Tensor, cell_size: Tensor | int, patch: int, length: Tensor | int) -> tuple[Tensor, Tensor]:
     """Inclusive range ``[lo, hi]`` of patch starts for a patch of side ``patch`` (elementwise).
 
     The patch must lie inside ``[0, length)`` and contain the cell ``[c, c + cell_size)`` when it
@@ -168,7 +164,7 @@ def patch_range(cell_start: Tensor, cell_size: Union[Tensor, int], patch: int,
     return lo, hi
 
 
-def patch_containing(cell_yx: Tensor, cell_size: Tensor, patch: int, hw: Tuple[int, int], u: Tensor) -> Tensor:
+def patch_containing(cell_yx: Tensor, cell_size: Tensor, patch: int, hw: tuple[int, int], u: Tensor) -> Tensor:
     """Top-left ``(y, x)`` [N, 2] of a ``patch`` x ``patch`` square drawn uniformly among the
     positions inside the image that contain the cell at ``cell_yx`` [N, 2] of size ``cell_size``
     [N, 2] (see :func:`patch_range`); ``u`` [N, 2] holds uniform draws in [0, 1)."""

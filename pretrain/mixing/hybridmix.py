@@ -19,19 +19,19 @@ losses, so sample z's map depends only on (x_z, y_z) and equals the map of that 
 The partner's map is therefore ``saliency[z]``: the same maps as the paper's two passes, for the
 cost of one. The two SalfMix calls still draw their patch positions independently.
 """
+
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import Any
 
 from torch import Tensor
 
-from pretrain.mixing.base import (Draws, Mixer, MixResult, PairMixer, both_own, integers, permutation, register,
-                                  unmixed)
+from pretrain.mixing.base import Draws, Mixer, MixResult, PairMixer, both_own, integers, permutation, register, unmixed
 from pretrain.mixing.cutmix import CutMix
 from pretrain.mixing.mixup import Mixup
-from pretrain.mixing.saliencymix import SaliencyMix
 from pretrain.mixing.salfmix import check_n, check_r, patch_side, position_draws, self_mix
+from pretrain.mixing.saliencymix import SaliencyMix
 
 PARTNERS = ("uniform", "permutation")
 
@@ -49,18 +49,24 @@ class HybridMix(Mixer):
     start_epoch = 2  # Algorithm 2 mixes from the second epoch on
     config_keys = {"n": "MIX.N", "r": "MIX.R"}
     config_args = ("partner", "per_pair", "beta", "prob")
-    pair_class: Type[PairMixer] = CutMix
+    pair_class: type[PairMixer] = CutMix
 
     @classmethod
-    def config_defaults(cls) -> Dict[str, Any]:
+    def config_defaults(cls) -> dict[str, Any]:
         """Its own arguments' defaults, and the two-image method's for those passed on to it."""
         own = inspect.signature(HybridMix.__init__).parameters
         pair = cls.pair_class.config_defaults()
         return {arg: own[arg].default if arg in own else pair[arg] for arg in cls.config_args}
 
     def __init__(
-        self, n: int = 4, r: float = 0.3, partner: str = "uniform", per_pair: bool = True,
-        generator=None, seed=None, **pair_kwargs,
+        self,
+        n: int = 4,
+        r: float = 0.3,
+        partner: str = "uniform",
+        per_pair: bool = True,
+        generator=None,
+        seed=None,
+        **pair_kwargs,
     ) -> None:
         super().__init__(generator=generator, seed=seed)
         self.n, self.r = check_n(n), check_r(r)
@@ -75,23 +81,27 @@ class HybridMix(Mixer):
         self.pair.check_input(h, w)
 
     @staticmethod
-    def pair_options(per_pair: bool, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    def pair_options(per_pair: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The two-image method's keyword arguments: ``kwargs`` plus its per-pair switch."""
         if "per_sample" in kwargs:
             raise ValueError("per_sample: HybridMix sets it from per_pair (one lam and box per pair or per batch)")
         return {**kwargs, "per_sample": per_pair}
 
-    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def host_draws(self, shape: tuple[int, ...]) -> Draws:
         b = shape[0]
         draws: Draws = {"self": position_draws(b, self.generator)}  # SalfMix(x_d)
         if self.pair.skips_batch():
             return {**draws, "skip": True}
         partner = integers(b, b, self.generator) if self.partner == "uniform" else permutation(b, self.generator)
-        return {**draws, "skip": False, "partner": partner,
-                "partner_self": position_draws(b, self.generator),  # SalfMix(x_z): draws of its own
-                "pair": self.pair.pair_draws(shape)}
+        return {
+            **draws,
+            "skip": False,
+            "partner": partner,
+            "partner_self": position_draws(b, self.generator),  # SalfMix(x_z): draws of its own
+            "pair": self.pair.pair_draws(shape),
+        }
 
-    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         _, _, h, w = images.shape
         n, o = check_n(self.n, min(h, w)), patch_side(self.r, h, w)
         x1, own = self_mix(images, saliency, n, o, draws["self"])  # [B, C, H, W], SalfMix(x_d)
@@ -107,6 +117,7 @@ class HybridMix(Mixer):
 @register("hybridmix_v1")
 class HybridMixV1(HybridMix):
     """HybridMix v1: SalfMix + Mixup."""
+
     composite = "blend"
     config_args = ("partner", "per_pair", "alpha", "prob")
     pair_class = Mixup
@@ -115,20 +126,24 @@ class HybridMixV1(HybridMix):
 @register("hybridmix_v2")
 class HybridMixV2(HybridMix):
     """HybridMix v2: SalfMix + SaliencyMix (per pair: each box on its own partner's saliency)."""
+
     composite = "paste"
     pair_class = SaliencyMix
 
     @staticmethod
-    def pair_options(per_pair: bool, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    def pair_options(per_pair: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
         """SaliencyMix's ``"per_sample"`` mode per pair; ``mode`` (default "official") per batch."""
         if per_pair and kwargs.get("mode", "per_sample") != "per_sample":
-            raise ValueError(f"mode: HybridMix v2 per pair uses SaliencyMix's 'per_sample' mode, got {kwargs['mode']!r}"
-                             " (set per_pair=False for a per-batch mode)")
+            raise ValueError(
+                f"mode: HybridMix v2 per pair uses SaliencyMix's 'per_sample' mode, got {kwargs['mode']!r}"
+                " (set per_pair=False for a per-batch mode)"
+            )
         return {**kwargs, "mode": "per_sample"} if per_pair else dict(kwargs)
 
 
 @register("hybridmix_v3")
 class HybridMixV3(HybridMix):
     """HybridMix v3: SalfMix + CutMix."""
+
     composite = "paste"
     pair_class = CutMix

@@ -5,9 +5,8 @@ Faithful to the official code (facebookresearch/mixup-cifar10): ``lam ~ Beta(alp
 ``x = lam * x1 + (1 - lam) * x2``, loss ``lam * CE(y1) + (1 - lam) * CE(y2)``. The official code
 draws one lam per batch (the default here); ``per_sample=True`` draws one per pair.
 """
-from __future__ import annotations
 
-from typing import Optional, Tuple
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -24,6 +23,7 @@ def mixup(x1: Tensor, x2: Tensor, lam: Tensor) -> Tensor:
 @register("mixup")
 class Mixup(PairMixer):
     """Mixup with ``lam ~ Beta(alpha, alpha)``, applied with probability ``prob`` per batch."""
+
     composite = "blend"
     config_args = ("alpha", "prob", "per_sample")
 
@@ -32,11 +32,10 @@ class Mixup(PairMixer):
         self.alpha = check_positive("alpha", alpha)
         self.per_sample = bool(per_sample)
 
-    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def pair_draws(self, shape: tuple[int, ...]) -> Draws:
         k = shape[0] if self.per_sample else 1
         return {"lam": torch.as_tensor(beta(self.alpha, k, self.generator), dtype=torch.float32)}
 
-    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor],
-                   draws: Draws) -> MixResult:
+    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Tensor | None, draws: Draws) -> MixResult:
         lam = draws["lam"].expand(x1.shape[0])
         return MixResult(mixup(x1, x2, lam), y1, y2, lam)

@@ -68,18 +68,19 @@ Official features left to the training loop (out of scope for a mixer), with the
   this project's ``mix_loss`` is the CE form (``MixResult`` carries lam either way).
 - The multi-process pool for the graph cuts (``--mp 8``): cuts run sequentially here.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pretrain.mixing.geometry import channels_last
 from pretrain.mixing.base import Draws, MixResult, PairMixer, check_pair, check_saliency, integers, register, unmixed
 from pretrain.mixing.base import beta as sample_beta
+from pretrain.mixing.geometry import channels_last
 
 BLOCK_NUMS = (2, 4, 8, 16)
 N_LABELS = (2, 3, 4)
@@ -88,7 +89,7 @@ UNARY_SCALE = 100  # pyGCO's float mode scales unaries by 1e5 and edges by 1e3: 
 LABEL_COST_SCALE = 100  # pyGCO's float-mode scale of the label-cost matrix
 
 
-def grid_sizes(side: int, block_num: int, neigh_size: int, t_size: int) -> Tuple[int, int, int]:
+def grid_sizes(side: int, block_num: int, neigh_size: int, t_size: int) -> tuple[int, int, int]:
     """``(block_size, neigh, t)``: the block side and the effective neighbour / transport sizes
     (official ``min(size, block_size)``; ``t = -1`` stays -1)."""
     block_size = side // block_num
@@ -126,7 +127,7 @@ def cost_matrix(n: int, device: torch.device) -> Tensor:
     return dist.float() / float((n - 1) ** 2)
 
 
-def neighbor_penalty(top: Tensor, bottom: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+def neighbor_penalty(top: Tensor, bottom: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Official ``neigh_penalty``: mean |difference| across block boundaries.
 
     ``top`` [B, C, h, w] supplies the upper / left side of each boundary, ``bottom`` the lower /
@@ -141,9 +142,17 @@ def neighbor_penalty(top: Tensor, bottom: Tensor, k: int) -> Tuple[Tensor, Tenso
 
 
 def graph_terms(
-    x1: Tensor, x2: Tensor, u1: Tensor, u2: Tensor, block_num: int,
-    beta: float, gamma: float, neigh_size: int, mean: Tensor, std: Tensor,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    x1: Tensor,
+    x2: Tensor,
+    u1: Tensor,
+    u2: Tensor,
+    block_num: int,
+    beta: float,
+    gamma: float,
+    neigh_size: int,
+    mean: Tensor,
+    std: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The official unaries and edge terms after the submodular rewrite, vectorised.
 
     ``u1``, ``u2`` [B, n, n]: normalised block saliency of x1 and x2; ``beta`` is the official
@@ -189,9 +198,15 @@ def label_prior(lam: float, n_labels: int) -> np.ndarray:
 
 
 def graphcut_costs(
-    cost_x1: Tensor, cost_x2: Tensor, pw_v: Tensor, pw_h: Tensor,
-    lam: float, beta: float, eta: float, n_labels: int,
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    cost_x1: Tensor,
+    cost_x2: Tensor,
+    pw_v: Tensor,
+    pw_h: Tensor,
+    lam: float,
+    beta: float,
+    eta: float,
+    n_labels: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """int32 inputs of ``gco.cut_grid_graph``: unaries [B, n, n, L], vertical / horizontal edge
     weights, and the [L, L] label costs; official ``graphcut_multi`` arithmetic (float32,
     truncation), in the integer scale described in the module docstring."""
@@ -199,10 +214,15 @@ def graphcut_costs(
     large = float(1000 * n**2)
     prior = eta * label_prior(lam, n_labels) / n**2
     weights = np.linspace(0, 1, n_labels)  # label l takes l / (L - 1) of each block from x2
-    unary = torch.stack(
-        [(float(1 - t) * cost_x1 + float(t) * cost_x2 + float(prior[i])) * large for i, t in enumerate(weights)],
-        dim=-1,
-    ).to(torch.int32).to(torch.int64) * UNARY_SCALE
+    unary = (
+        torch.stack(
+            [(float(1 - t) * cost_x1 + float(t) * cost_x2 + float(prior[i])) * large for i, t in enumerate(weights)],
+            dim=-1,
+        )
+        .to(torch.int32)
+        .to(torch.int64)
+        * UNARY_SCALE
+    )
     edge_v = ((pw_v + beta) * large).to(torch.int32)
     edge_h = ((pw_h + beta) * large).to(torch.int32)
     lab = np.arange(n_labels)
@@ -275,11 +295,24 @@ def transport_blocks(images: Tensor, src: Tensor, size: int) -> Tensor:
 
 @torch.no_grad()
 def puzzle_mix(
-    x1: Tensor, x2: Tensor, s1: Tensor, s2: Tensor, lam: float, block_num: int, *,
-    beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4, n_labels: int = 3,
-    transport: bool = True, t_eps: float = 0.8, t_size: int = 4,
-    mean: Optional[Tensor] = None, std: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
+    x1: Tensor,
+    x2: Tensor,
+    s1: Tensor,
+    s2: Tensor,
+    lam: float,
+    block_num: int,
+    *,
+    beta: float = 1.2,
+    gamma: float = 0.5,
+    eta: float = 0.2,
+    neigh_size: int = 4,
+    n_labels: int = 3,
+    transport: bool = True,
+    t_eps: float = 0.8,
+    t_size: int = 4,
+    mean: Tensor | None = None,
+    std: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """Official ``mixup_graph`` for pairs ``(x1[i], x2[i])`` with saliency ``s1``, ``s2`` [B, H, W].
 
     Returns the mixed images and the mask [B, 1, H, W] (fraction of each pixel from x1).
@@ -310,7 +343,7 @@ def puzzle_mix(
     return mixed.to(dtype), mask
 
 
-def _channel_stat(name: str, value, positive: bool) -> Optional[Tensor]:
+def _channel_stat(name: str, value, positive: bool) -> Tensor | None:
     if value is None:
         return None
     t = torch.as_tensor(value, dtype=torch.float32).flatten()
@@ -328,21 +361,43 @@ class PuzzleMix(PairMixer):
     official values: CIFAR-100 mean (129.3, 124.1, 112.4) / 255, std (68.2, 65.4, 70.4) / 255;
     CIFAR-10 (125.3, 123.0, 113.9) / 255, (63.0, 62.1, 66.7) / 255; Tiny-ImageNet 0.5, 0.5.
     """
+
     composite = "graph_cut"
     needs_saliency = True
     saliency_reduction = "rms"
     runs_on_host = True  # the graph cut (gco) solves each pair on the host
     # Its smoothness term works on un-normalised pixels: the data's normalisation comes along.
-    config_args = ("alpha", "beta", "gamma", "eta", "neigh_size", "n_labels", "transport", "t_eps", "t_size",
-                   "block_nums", "prob")
+    config_args = (
+        "alpha",
+        "beta",
+        "gamma",
+        "eta",
+        "neigh_size",
+        "n_labels",
+        "transport",
+        "t_eps",
+        "t_size",
+        "block_nums",
+        "prob",
+    )
     config_keys = {"mean": "AUG.MEAN", "std": "AUG.STD"}
 
     def __init__(
-        self, alpha: float = 1.0, beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2,
-        neigh_size: int = 4, n_labels: int = 3, transport: bool = True, t_eps: float = 0.8,
-        t_size: int = 4, block_nums: Sequence[int] = BLOCK_NUMS,
-        mean: Union[None, float, Sequence[float]] = None, std: Union[None, float, Sequence[float]] = None,
-        prob: float = 1.0, **kwargs,
+        self,
+        alpha: float = 1.0,
+        beta: float = 1.2,
+        gamma: float = 0.5,
+        eta: float = 0.2,
+        neigh_size: int = 4,
+        n_labels: int = 3,
+        transport: bool = True,
+        t_eps: float = 0.8,
+        t_size: int = 4,
+        block_nums: Sequence[int] = BLOCK_NUMS,
+        mean: None | float | Sequence[float] = None,
+        std: None | float | Sequence[float] = None,
+        prob: float = 1.0,
+        **kwargs,
     ) -> None:
         super().__init__(prob=prob, **kwargs)
         if not float(alpha) > 0:
@@ -367,29 +422,45 @@ class PuzzleMix(PairMixer):
     def check_input(self, h: int, w: int) -> None:
         check_geometry(h, w, self.block_nums, self.neigh_size, self.t_size)
 
-    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         # One saliency tensor serves both images: s1 = saliency, s2 = saliency[index].
         if draws["skip"]:
             return unmixed(images, targets)
         index = draws["index"]
-        return self.apply_pair(images, targets, images[index], targets[index], saliency[index], draws["pair"],
-                               s1=saliency)
+        return self.apply_pair(
+            images, targets, images[index], targets[index], saliency[index], draws["pair"], s1=saliency
+        )
 
-    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def pair_draws(self, shape: tuple[int, ...]) -> Draws:
         # Host numbers: the graph cut runs on the host anyway (runs_on_host).
         block = int(integers(len(self.block_nums), 1, self.generator))
         return {"block_num": self.block_nums[block], "lam": float(sample_beta(self.alpha, 1, self.generator)[0])}
 
     def mix_pair(
-        self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor] = None,
-        *, s1: Optional[Tensor] = None,
+        self,
+        x1: Tensor,
+        y1: Tensor,
+        x2: Tensor,
+        y2: Tensor,
+        s2: Tensor | None = None,
+        *,
+        s1: Tensor | None = None,
     ) -> MixResult:
         """Mix ``x1[i]`` with ``x2[i]``; needs both saliency maps ``s1`` and ``s2`` [B, H, W]."""
         check_pair(x1, y1, x2, y2)
         return self.apply_pair(x1, y1, x2, y2, s2, self.pair_draws(tuple(x1.shape)), s1=s1)
 
-    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor], draws: Draws,
-                   *, s1: Optional[Tensor] = None) -> MixResult:
+    def apply_pair(
+        self,
+        x1: Tensor,
+        y1: Tensor,
+        x2: Tensor,
+        y2: Tensor,
+        s2: Tensor | None,
+        draws: Draws,
+        *,
+        s1: Tensor | None = None,
+    ) -> MixResult:
         if s1 is None or s2 is None:
             raise ValueError("PuzzleMix.mix_pair needs the saliency of both images: s1= and s2= [B, H, W]")
         check_saliency(s1, x1)
@@ -401,9 +472,22 @@ class PuzzleMix(PairMixer):
                 raise ValueError(f"{name}: {stat.numel()} values for {c} channels")
         block_num, lam = draws["block_num"], draws["lam"]
         mixed, mask = puzzle_mix(
-            x1, x2, s1, s2, lam, block_num, beta=self.beta, gamma=self.gamma, eta=self.eta,
-            neigh_size=self.neigh_size, n_labels=self.n_labels, transport=self.transport,
-            t_eps=self.t_eps, t_size=self.t_size, mean=self.mean, std=self.std,
+            x1,
+            x2,
+            s1,
+            s2,
+            lam,
+            block_num,
+            beta=self.beta,
+            gamma=self.gamma,
+            eta=self.eta,
+            neigh_size=self.neigh_size,
+            n_labels=self.n_labels,
+            transport=self.transport,
+            t_eps=self.t_eps,
+            t_size=self.t_size,
+            mean=self.mean,
+            std=self.std,
         )
         if channels_last(x1):  # the transport's block gathers come out contiguous: keep the input's layout
             mixed = mixed.contiguous(memory_format=torch.channels_last)

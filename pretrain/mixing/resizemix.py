@@ -25,9 +25,8 @@ are one batched gather with ``F.interpolate``'s index rule (the same pixels, wit
 not depend on tau: no host read-back, compilable). Option ``per_sample=True`` (not in the
 authors' code) draws one tau per pair.
 """
-from __future__ import annotations
 
-from typing import Optional, Tuple
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -58,7 +57,7 @@ def centre_then_shift(centre: Tensor, size: Tensor, length: int) -> Tensor:
     return torch.minimum((centre - size // 2).clamp(min=0), length - size)
 
 
-def resize_paste(x1: Tensor, x2: Tensor, tau: Tensor, top: Tensor, left: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def resize_paste(x1: Tensor, x2: Tensor, tau: Tensor, top: Tensor, left: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Paste each ``x2[i]`` shrunk by ``tau[i]`` (nearest) into ``x1[i]`` at ``(top[i], left[i])``.
 
     Returns the mixed images, the shrunk heights and widths [B]. One gather of the whole batch.
@@ -85,11 +84,12 @@ def resize_paste(x1: Tensor, x2: Tensor, tau: Tensor, top: Tensor, left: Tensor)
 @register("resizemix")
 class ResizeMix(PairMixer):
     """ResizeMix with side scale ``tau ~ U(scale[0], scale[1])``."""
+
     composite = "paste"
     config_args = ("scale", "prob", "per_sample")
 
     def __init__(
-        self, scale: Tuple[float, float] = (0.1, 0.8), per_sample: bool = False, prob: float = 1.0, **kwargs
+        self, scale: tuple[float, float] = (0.1, 0.8), per_sample: bool = False, prob: float = 1.0, **kwargs
     ) -> None:
         super().__init__(prob=prob, **kwargs)
         if len(scale) != 2 or not 0.0 < float(scale[0]) <= float(scale[1]) <= 1.0:
@@ -97,14 +97,13 @@ class ResizeMix(PairMixer):
         self.scale_min, self.scale_max = float(scale[0]), float(scale[1])
         self.per_sample = bool(per_sample)
 
-    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def pair_draws(self, shape: tuple[int, ...]) -> Draws:
         k = shape[0] if self.per_sample else 1
         span = self.scale_max - self.scale_min
         tau = self.scale_min + span * torch.rand(k, generator=self.generator, dtype=torch.float64)
         return {"tau": tau, "u": uniform(2 * shape[0], self.generator).view(-1, 2)}
 
-    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor],
-                   draws: Draws) -> MixResult:
+    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Tensor | None, draws: Draws) -> MixResult:
         b, _, h, w = x1.shape
         tau, u = draws["tau"].expand(b), draws["u"]
         centre_y = (u[:, 0] * h).floor().long().clamp(max=h - 1)  # np.random.randint(0, H, B)

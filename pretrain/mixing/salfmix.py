@@ -17,9 +17,8 @@ No official code was released. Choices where the paper is silent, all documented
 Ablations of section 6: :class:`SalfMixRandom` draws P_m and P_l uniformly over the image (no
 saliency), :class:`SalfMixNoPool` uses pixel-level argmax/argmin (1 x 1 cells, on any image shape).
 """
-from __future__ import annotations
 
-from typing import Optional, Tuple
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -43,7 +42,7 @@ def patch_side(r: float, h: int, w: int) -> int:
     return o
 
 
-def check_n(n: int, side: Optional[int] = None) -> int:
+def check_n(n: int, side: int | None = None) -> int:
     """Return the pooled grid size ``n``; raises ValueError unless it is an integer in
     [1, side] (``side`` = the smaller image side, when known)."""
     top = side if side is not None else float("inf")
@@ -53,12 +52,12 @@ def check_n(n: int, side: Optional[int] = None) -> int:
     return int(n)
 
 
-def position_draws(b: int, generator: Optional[torch.Generator]) -> Tensor:
+def position_draws(b: int, generator: torch.Generator | None) -> Tensor:
     """The host draws of :func:`salfmix_positions` for a batch of ``b``: uniform [B, (P_m, P_l), (y, x)]."""
     return uniform(4 * b, generator).view(b, 2, 2)
 
 
-def salfmix_positions(saliency: Tensor, n: int, o: int, u: Tensor, pool: bool = True) -> Tuple[Tensor, Tensor]:
+def salfmix_positions(saliency: Tensor, n: int, o: int, u: Tensor, pool: bool = True) -> tuple[Tensor, Tensor]:
     """Top-left ``(y, x)`` [B, 2] of P_m and of P_l for saliency maps [B, H, W], placed by the
     uniform draws ``u`` [B, 2, 2] (:func:`position_draws`) among the positions that contain the cell.
 
@@ -78,7 +77,7 @@ def salfmix(
     saliency: Tensor,
     n: int,
     r: float,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     pool: bool = True,
 ) -> Tensor:
     """Self-mixed copy of ``images`` [B, C, H, W] given ``saliency`` [B, H, W] (Algorithm 1)."""
@@ -88,7 +87,7 @@ def salfmix(
     return self_mix(images, saliency, check_n(n, min(h, w)), patch_side(r, h, w), position_draws(b, generator), pool)[0]
 
 
-def self_mix(images: Tensor, saliency: Tensor, n: int, o: int, u: Tensor, pool: bool = True) -> Tuple[Tensor, Tensor]:
+def self_mix(images: Tensor, saliency: Tensor, n: int, o: int, u: Tensor, pool: bool = True) -> tuple[Tensor, Tensor]:
     """:func:`salfmix` on inputs already checked, with the patch side ``o`` and the draws ``u``
     (:func:`position_draws`) given.
 
@@ -98,13 +97,13 @@ def self_mix(images: Tensor, saliency: Tensor, n: int, o: int, u: Tensor, pool: 
     return paste_patches(images, images, p_m, p_l, (o, o)), ~box_mask(square_boxes(p_l, o), h, w)[:, 0]
 
 
-def random_salfmix(images: Tensor, r: float, generator: Optional[torch.Generator] = None) -> Tensor:
+def random_salfmix(images: Tensor, r: float, generator: torch.Generator | None = None) -> Tensor:
     """SalfMix without saliency: P_m and P_l uniform over all positions inside the image."""
     check_batch(images)
     return random_self_mix(images, r, uniform(4 * images.shape[0], generator).view(-1, 4))[0]
 
 
-def random_self_mix(images: Tensor, r: float, u: Tensor) -> Tuple[Tensor, Tensor]:
+def random_self_mix(images: Tensor, r: float, u: Tensor) -> tuple[Tensor, Tensor]:
     """:func:`random_salfmix` with its uniform draws ``u`` [B, 4] given, and the own-pixel masks
     [B, H, W] (False on P_l)."""
     b, _, h, w = images.shape
@@ -112,9 +111,15 @@ def random_self_mix(images: Tensor, r: float, u: Tensor) -> Tuple[Tensor, Tensor
     u = u.to(images.device)
     # (u * limit).floor() per column, with the limits as Python numbers: no host-to-device copy.
     ys, xs = (h - o + 1), (w - o + 1)
-    starts = torch.stack([(u[:, 0] * ys).floor().clamp(max=ys - 1), (u[:, 1] * xs).floor().clamp(max=xs - 1),
-                          (u[:, 2] * ys).floor().clamp(max=ys - 1), (u[:, 3] * xs).floor().clamp(max=xs - 1)],
-                         dim=1).long()
+    starts = torch.stack(
+        [
+            (u[:, 0] * ys).floor().clamp(max=ys - 1),
+            (u[:, 1] * xs).floor().clamp(max=xs - 1),
+            (u[:, 2] * ys).floor().clamp(max=ys - 1),
+            (u[:, 3] * xs).floor().clamp(max=xs - 1),
+        ],
+        dim=1,
+    ).long()
     own = ~box_mask(square_boxes(starts[:, 2:], o), h, w)[:, 0]
     return paste_patches(images, images, starts[:, :2], starts[:, 2:], (o, o)), own
 
@@ -122,6 +127,7 @@ def random_self_mix(images: Tensor, r: float, u: Tensor) -> Tuple[Tensor, Tensor
 @register("salfmix")
 class SalfMix(Mixer):
     """SalfMix as a mixer: single-image, lam = 1. ``n`` pooled grid, ``r`` patch ratio."""
+
     composite = "single_image"
     needs_saliency = True
     start_epoch = 2  # Algorithm 2: the saliency of an untrained net is noise
@@ -135,10 +141,10 @@ class SalfMix(Mixer):
         check_n(self.n, min(h, w))
         patch_side(self.r, h, w)
 
-    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def host_draws(self, shape: tuple[int, ...]) -> Draws:
         return {"u": position_draws(shape[0], self.generator)}
 
-    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         _, _, h, w = images.shape
         mixed, own = self_mix(images, saliency, check_n(self.n, min(h, w)), patch_side(self.r, h, w), draws["u"])
         return unmixed(mixed, targets, own)
@@ -154,7 +160,7 @@ class SalfMixNoPool(SalfMix):
     def __init__(self, r: float = 0.3, **kwargs) -> None:
         super().__init__(n=1, r=r, **kwargs)
 
-    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         _, _, h, w = images.shape
         mixed, own = self_mix(images, saliency, 1, patch_side(self.r, h, w), draws["u"], pool=False)
         return unmixed(mixed, targets, own)
@@ -163,6 +169,7 @@ class SalfMixNoPool(SalfMix):
 @register("salfmix_random")
 class SalfMixRandom(Mixer):
     """Ablation "w/o saliency": P_m and P_l drawn uniformly (no saliency pass)."""
+
     composite = "single_image"
     start_epoch = 2  # an ablation of SalfMix: the same schedule
     config_keys = {"r": "MIX.R"}
@@ -174,9 +181,9 @@ class SalfMixRandom(Mixer):
     def check_input(self, h: int, w: int) -> None:
         patch_side(self.r, h, w)
 
-    def host_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def host_draws(self, shape: tuple[int, ...]) -> Draws:
         return {"u": uniform(4 * shape[0], self.generator).view(-1, 4)}
 
-    def apply(self, images: Tensor, targets: Tensor, saliency: Optional[Tensor], draws: Draws) -> MixResult:
+    def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         mixed, own = random_self_mix(images, self.r, draws["u"])
         return unmixed(mixed, targets, own)

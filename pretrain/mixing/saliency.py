@@ -1,4 +1,5 @@
 """Gradient saliency (paper eq. 2-3): ``M = max_c |dCE(f(x), y) / dx|``."""
+
 from __future__ import annotations
 
 import torch
@@ -43,14 +44,10 @@ def reduce_gradient(grad: Tensor, reduction: str = "max") -> Tensor:
     raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
 
 
-def gradient_saliency(
-    model: torch.nn.Module, images: Tensor, targets: Tensor, reduction: str = "max"
-) -> Tensor:
+def gradient_saliency(model: torch.nn.Module, images: Tensor, targets: Tensor, reduction: str = "max") -> Tensor:
     """Saliency map [B, H, W] of ``images`` [B, C, H, W] for labels ``targets`` [B] (eq. 2-3)."""
     if images.dim() != 4:
         raise ValueError(f"images: expected a 4-D tensor [B, C, H, W], got {tuple(images.shape)}")
     if targets.dim() != 1 or targets.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"targets: expected shape ({images.shape[0]},) to match images, got {tuple(targets.shape)}"
-        )
+        raise ValueError(f"targets: expected shape ({images.shape[0]},) to match images, got {tuple(targets.shape)}")
     return reduce_gradient(input_gradient(model, images, targets), reduction)

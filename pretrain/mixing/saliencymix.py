@@ -66,9 +66,8 @@ Deviations from the official code, both modes:
   in the ImageNet/TinyImageNet commands. ``prob`` here is that probability (default 1.0), applied
   by PairMixer; the shipped CIFAR leaves set 0.5.
 """
-from __future__ import annotations
 
-from typing import Optional, Tuple
+from __future__ import annotations
 
 import numpy as np
 import torch
@@ -123,7 +122,7 @@ def saliency_peaks(saliency: Tensor) -> Tensor:
     return torch.stack([flat // w, flat % w], dim=1)
 
 
-def official_peak(image: Tensor) -> Tuple[int, int]:
+def official_peak(image: Tensor) -> tuple[int, int]:
     """``(row, col)`` of the official SaliencyMix centre for one normalised image [C, H, W].
 
     OpenCV's fine-grained saliency of ``image`` transposed to HWC float32 numpy, re-quantised with
@@ -167,11 +166,13 @@ class SaliencyMix(PairMixer):
     ``mix_pair`` draws exactly one ``beta(self.beta, k, generator)`` (k = 1 in "official" mode,
     k = B in "per_sample" mode) and nothing else, so a test can replay its draws.
     """
+
     composite = "paste"
     config_args = ("beta", "prob", "mode", "backend")
 
-    def __init__(self, beta: float = 1.0, prob: float = 1.0, mode: str = "official", backend: str = "torch",
-                 **kwargs) -> None:
+    def __init__(
+        self, beta: float = 1.0, prob: float = 1.0, mode: str = "official", backend: str = "torch", **kwargs
+    ) -> None:
         super().__init__(prob=prob, **kwargs)
         self.beta = check_positive("beta", beta)
         if mode not in MODES:
@@ -182,19 +183,16 @@ class SaliencyMix(PairMixer):
         # OpenCV's detector (the official mode's reference) reads one image back to the host.
         self.runs_on_host = mode == "official" and backend == "opencv"
 
-    def pair_draws(self, shape: Tuple[int, ...]) -> Draws:
+    def pair_draws(self, shape: tuple[int, ...]) -> Draws:
         k = 1 if self.mode == "official" else shape[0]
         return {"lam": torch.as_tensor(sample_beta(self.beta, k, self.generator))}
 
-    def mix_pair(
-        self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor] = None
-    ) -> MixResult:
+    def mix_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Tensor | None = None) -> MixResult:
         """Mix ``x1[i]`` with ``x2[i]``; ``s2`` is ignored (the saliency comes from the images)."""
         check_pair_channels(x1, y1, x2, y2)
         return super().mix_pair(x1, y1, x2, y2, s2)
 
-    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Optional[Tensor],
-                   draws: Draws) -> MixResult:
+    def apply_pair(self, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor, s2: Tensor | None, draws: Draws) -> MixResult:
         check_channels(x2)
         b, _, h, w = x1.shape
         lam0 = draws["lam"]

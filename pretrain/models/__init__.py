@@ -1,15 +1,16 @@
 """Classification models: torchvision's ResNet-50 (for detection transfer), the CIFAR-style
 PreActResNet-18/50/101 of the paper's classification tables, PyramidNet-110 and RegNetX-200MF (Table 6)."""
-from typing import Callable, Dict
+
+from collections.abc import Callable
 
 import torchvision
 from torch import nn
 
-from pretrain.models.weights import load_resnet50, read_state_dict
 from pretrain.models.preact_resnet import preactresnet18, preactresnet50, preactresnet101
 from pretrain.models.pyramidnet import pyramidnet110, pyramidnet110_a48
 from pretrain.models.regnet import regnetx_200m
 from pretrain.models.resnet_cifar import resnet20
+from pretrain.models.weights import load_resnet50, read_state_dict
 
 
 def resnet50(num_classes: int) -> nn.Module:
@@ -17,7 +18,7 @@ def resnet50(num_classes: int) -> nn.Module:
     return torchvision.models.resnet50(num_classes=num_classes)
 
 
-ARCHS: Dict[str, Callable[[int], nn.Module]] = {
+ARCHS: dict[str, Callable[[int], nn.Module]] = {
     "resnet50": resnet50,
     "preactresnet18": preactresnet18,
     "preactresnet50": preactresnet50,

@@ -6,9 +6,8 @@ final BN-ReLU, global average pooling and a linear classifier. PreActResNet-18 u
 blocks [2, 2, 2, 2] (11 M parameters), -50 and -101 bottlenecks [3, 4, 6, 3] and [3, 4, 23, 3]
 (24 M and 43 M with 100 classes, as the paper states).
 """
-from __future__ import annotations
 
-from typing import List, Type, Union
+from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
@@ -67,7 +66,7 @@ class PreActBottleneck(nn.Module):
 class PreActResNet(nn.Module):
     """CIFAR-style pre-activation ResNet: [B, 3, H, W] -> logits [B, num_classes]."""
 
-    def __init__(self, block: Type[Union[PreActBlock, PreActBottleneck]], num_blocks: List[int], num_classes: int) -> None:
+    def __init__(self, block: type[PreActBlock | PreActBottleneck], num_blocks: list[int], num_classes: int) -> None:
         super().__init__()
         self.in_planes = 64
         self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)

@@ -10,6 +10,7 @@ stage with strides 1, 2, 2; the shortcut is the identity (2 x 2 average pooling 
 strides) with the extra channels zero-padded; a final BN-ReLU, global average pooling and a
 linear classifier.
 """
+
 from __future__ import annotations
 
 import torch

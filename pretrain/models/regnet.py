@@ -23,10 +23,10 @@ CIFAR-100 gives 2.35 M parameters, the paper's 2.3 M). The network is built by t
 the parameters above, not by the repository's code. The training recipe is in
 configs/pretrain/Base-CIFAR100-RegNet200M.yaml.
 """
+
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +36,7 @@ REGNETX_200MF = {"w_a": 36.44, "w_0": 24, "w_m": 2.49, "depth": 13, "group_width
 STEM_WIDTH = 32
 
 
-def regnet_stages(w_a: float, w_0: int, w_m: float, depth: int, q: int = 8) -> Tuple[List[int], List[int]]:
+def regnet_stages(w_a: float, w_0: int, w_m: float, depth: int, q: int = 8) -> tuple[list[int], list[int]]:
     """Per-stage (widths, depths) of the quantised linear rule: block j has the continuous width
     w_0 + w_a j, snapped to w_0 w_m^k (k rounded in log space) and then to a multiple of q;
     consecutive blocks of equal width form a stage."""
@@ -54,7 +54,7 @@ def regnet_stages(w_a: float, w_0: int, w_m: float, depth: int, q: int = 8) -> T
     return widths, depths
 
 
-def compatible_widths(widths: List[int], group_width: int, bottleneck: float) -> Tuple[List[int], List[int]]:
+def compatible_widths(widths: list[int], group_width: int, bottleneck: float) -> tuple[list[int], list[int]]:
     """Widths and group widths made compatible: a group no wider than the bottleneck, and the
     bottleneck width a multiple of the group width (the RegNet paper's adjustment)."""
     inner = [int(w * bottleneck) for w in widths]
@@ -91,16 +91,25 @@ class XBlock(nn.Module):
 class RegNetCifar(nn.Module):
     """[B, 3, H, W] -> logits [B, num_classes]; a stride-1 stem, stage strides 1, 2, 2, 2."""
 
-    def __init__(self, widths: List[int], depths: List[int], group_widths: List[int], bottleneck: float,
-                 num_classes: int, stem_width: int = STEM_WIDTH) -> None:
+    def __init__(
+        self,
+        widths: list[int],
+        depths: list[int],
+        group_widths: list[int],
+        bottleneck: float,
+        num_classes: int,
+        stem_width: int = STEM_WIDTH,
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(3, stem_width, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU(inplace=True)
         )
         stages, in_planes = [], stem_width
         for i, (w, d, g) in enumerate(zip(widths, depths, group_widths)):
-            blocks = [XBlock(in_planes if b == 0 else w, w, (1 if i == 0 else 2) if b == 0 else 1, bottleneck, g)
-                      for b in range(d)]
+            blocks = [
+                XBlock(in_planes if b == 0 else w, w, (1 if i == 0 else 2) if b == 0 else 1, bottleneck, g)
+                for b in range(d)
+            ]
             stages.append(nn.Sequential(*blocks))
             in_planes = w
         self.stages = nn.Sequential(*stages)

@@ -8,6 +8,7 @@ and where a stage halves the resolution and doubles the width, the input subsamp
 2 and zero channels appended (no parameters). Convolutions use He initialisation, as the paper.
 The input side is free: 32 px ends at 8 x 8, Fashion-MNIST's 28 px at 7 x 7.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,7 +33,7 @@ class BasicBlock(nn.Module):
     def shortcut(self, x: Tensor) -> Tensor:
         """Identity, subsampled with the block's stride and zero-padded to its width (option A)."""
         if self.stride != 1:
-            x = x[:, :, ::self.stride, ::self.stride]
+            x = x[:, :, :: self.stride, :: self.stride]
         if self.extra:
             x = F.pad(x, (0, 0, 0, 0, 0, self.extra))
         return x

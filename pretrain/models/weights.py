@@ -1,14 +1,13 @@
 """Reading classifier checkpoints: ours (``{"model": state_dict, ...}``), plain state dicts,
 and DDP-wrapped ones (keys prefixed ``module.``)."""
-from __future__ import annotations
 
-from typing import Dict, Optional
+from __future__ import annotations
 
 import torch
 import torchvision
 
 
-def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """The model state dict stored in ``path``, with any ``module.`` prefix removed."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -19,10 +18,10 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     state = obj.get("model", obj.get("state_dict", obj)) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict or a dict with a 'model' state dict")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
-def load_resnet50(path: Optional[str] = None, num_classes: int = 200) -> torch.nn.Module:
+def load_resnet50(path: str | None = None, num_classes: int = 200) -> torch.nn.Module:
     """torchvision's ResNet-50, randomly initialised or loaded from ``path``.
 
     The number of classes is read from the checkpoint's ``fc.weight`` when there is one.

@@ -23,6 +23,7 @@ and ``det_r50c4_<mode>_AP50`` / ``_AP`` (generated data, a backbone trained for 
 only show the evaluation runs). ``--smoke``: tiny images, few proposals, a few iterations, so
 that the same path runs on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
 
 from salfmix.config_files import config_path
 
@@ -43,11 +43,30 @@ PRETRAIN_CONFIG = config_path("pretrain/Base-Demo-R50.yaml")
 PAPER_ITERS = 24000
 SPEED = re.compile(r"Overall training speed: (\d+) iterations in \S+ \(([\d.]+) s / it\)")
 # A tiny R50-C4 for a CPU: small images and few proposals and regions (res5 runs per region).
-SMOKE_OPTS = ["INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "96", "INPUT.MIN_SIZE_TEST", "64",
-              "INPUT.MAX_SIZE_TEST", "96", "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN",
-              "32", "MODEL.RPN.PRE_NMS_TOPK_TEST", "200", "MODEL.RPN.POST_NMS_TOPK_TEST", "16",
-              "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", "7",
-              "DATALOADER.NUM_WORKERS", "0"]
+SMOKE_OPTS = [
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "96",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "96",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "32",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "16",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "16",
+    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION",
+    "7",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -58,14 +77,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=100, help="training iterations per run")
     p.add_argument("--batch", type=int, default=8, help="images per iteration (the paper: 8)")
     p.add_argument("--modes", nargs="+", default=["fp32", "amp"], choices=("fp32", "amp"))
-    p.add_argument("--pretrain-epochs", type=int, default=2,
-                   help="epochs of the backbone's pretraining (0: a random ResNet-50, BatchNorm calibrated)")
+    p.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=2,
+        help="epochs of the backbone's pretraining (0: a random ResNet-50, BatchNorm calibrated)",
+    )
     p.add_argument("--run-timeout", type=float, default=240, help="seconds allowed to each command")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, for a CPU")
     return p
 
 
-def command(cmd: List[str], timeout: float) -> None:
+def command(cmd: list[str], timeout: float) -> None:
     """Run ``cmd`` from the repository root, output passed through; its process group is killed
     at ``timeout``. Raises SystemExit naming the command if it fails."""
     name = " ".join(cmd[1:3])
@@ -77,13 +100,13 @@ def command(cmd: List[str], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        raise SystemExit(f"error: {name} did not finish within {timeout:.0f} s")
+        raise SystemExit(f"error: {name} did not finish within {timeout:.0f} s") from None
     print(f"({name}: {time.perf_counter() - start:.1f} s)", flush=True)
     if code != 0:
         raise SystemExit(f"error: {name} failed (exit {code})")
 
 
-def calibrate_batchnorm(src: Optional[str], dst: str, voc: str, device: str, max_images: int = 32) -> None:
+def calibrate_batchnorm(src: str | None, dst: str, voc: str, device: str, max_images: int = 32) -> None:
     """Save the ResNet-50 of ``src`` (None: a random one) with every BatchNorm's running statistics
     recomputed as the plain average over train-mode forwards of the VOC images (normalised as in
     pretraining)."""
@@ -105,13 +128,13 @@ def calibrate_batchnorm(src: Optional[str], dst: str, voc: str, device: str, max
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     with torch.no_grad():
         for i in range(0, len(names), 8):
-            batch = np.stack([np.asarray(Image.open(os.path.join(folder, n)).convert("RGB")) for n in names[i:i + 8]])
+            batch = np.stack([np.asarray(Image.open(os.path.join(folder, n)).convert("RGB")) for n in names[i : i + 8]])
             x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div(255)
             model((x - mean) / std)
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, dst)
 
 
-def seconds_per_iter(run_dir: str) -> Optional[float]:
+def seconds_per_iter(run_dir: str) -> float | None:
     """Detectron2's overall training speed from the run's log.txt (median of metrics.json's
     per-iteration ``time`` as a fallback); None if neither is there."""
     log = os.path.join(run_dir, "log.txt")
@@ -130,7 +153,7 @@ def seconds_per_iter(run_dir: str) -> Optional[float]:
     return None
 
 
-def eval_results(run_dir: str) -> Dict[str, float]:
+def eval_results(run_dir: str) -> dict[str, float]:
     """AP / AP50 / AP75 of the run's (single) test set, from eval_results.json; {} if absent."""
     path = os.path.join(run_dir, "eval_results.json")
     if not os.path.isfile(path):
@@ -147,7 +170,7 @@ def bench(key: str, value: float) -> None:
     print(f"BENCH {key} {value:.4g}", flush=True)
 
 
-def main(args: argparse.Namespace) -> Dict[str, float]:
+def main(args: argparse.Namespace) -> dict[str, float]:
     """Prepare, train and evaluate each mode; print BENCH lines; return them."""
     py, work = sys.executable, os.path.abspath(args.work)
     modes = [m for m in args.modes if m != "amp" or args.device == "cuda"]
@@ -158,37 +181,77 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
     weights = os.path.join(work, "r50.pkl")
     small = ["--classes", "4", "--train-per-class", "4", "--val-per-class", "2"] if args.smoke else []
     if not os.path.isdir(tiny):
-        command([py, "-m", "salfmix.cli.make_demo_data", "--out", os.path.join(work, "data"), "--datasets", "tinyimagenet"]
-                + small, args.run_timeout)
+        command(
+            [py, "-m", "salfmix.cli.make_demo_data", "--out", os.path.join(work, "data"), "--datasets", "tinyimagenet"]
+            + small,
+            args.run_timeout,
+        )
     if not os.path.isdir(voc):
-        size = ["--num-trainval", "8", "--num-test", "4"] if args.smoke else \
-            ["--num-trainval", "64", "--num-test", "32", "--width", "500", "--height", "375"]
+        size = (
+            ["--num-trainval", "8", "--num-test", "4"]
+            if args.smoke
+            else ["--num-trainval", "64", "--num-test", "32", "--width", "500", "--height", "375"]
+        )
         command([py, "-m", "detection.voc_demo", "--out", os.path.join(work, "voc")] + size, args.run_timeout)
     if not os.path.isfile(weights):
         pre = os.path.join(work, "pretrain")
         trained = None
         if args.pretrain_epochs > 0:
-            opts = ["DATA.ROOT", tiny, "OUTPUT_DIR", pre, "SOLVER.MAX_EPOCHS", str(args.pretrain_epochs),
-                    "TRAIN.PROGRESS", "False"]
+            opts = [
+                "DATA.ROOT",
+                tiny,
+                "OUTPUT_DIR",
+                pre,
+                "SOLVER.MAX_EPOCHS",
+                str(args.pretrain_epochs),
+                "TRAIN.PROGRESS",
+                "False",
+            ]
             if args.smoke:
                 opts += ["MODEL.INPUT_SIZE", "32", "SOLVER.BATCH_SIZE", "8", "TEST.BATCH_SIZE", "8"]
-            command([py, "-m", "salfmix.cli.pretrain", "--config-file", PRETRAIN_CONFIG, "MIX.METHOD", "none"] + opts, args.run_timeout)
+            command(
+                [py, "-m", "salfmix.cli.pretrain", "--config-file", PRETRAIN_CONFIG, "MIX.METHOD", "none"] + opts,
+                args.run_timeout,
+            )
             trained = os.path.join(pre, "model_final.pth")
         calibrated = os.path.join(work, "r50_calibrated.pth")
         calibrate_batchnorm(trained, calibrated, voc, args.device)
         command([py, "-m", "salfmix.cli.convert_to_detectron2", calibrated, weights], args.run_timeout)
-    results: Dict[str, float] = {}
+    results: dict[str, float] = {}
     failed = []
     for mode in modes:
         out = os.path.join(work, f"det_{mode}")
         opts = [
-            "MODEL.WEIGHTS", weights, "MODEL.DEVICE", args.device, "MODEL.ROI_HEADS.NUM_CLASSES", "3",
-            "SALFMIX.VOC_FOLDER.NAME", "gpucheck_voc", "SALFMIX.VOC_FOLDER.DIR", voc,
-            "SALFMIX.VOC_FOLDER.CLASS_NAMES", "['red', 'green', 'blue']",
-            "DATASETS.TRAIN", "('gpucheck_voc_trainval',)", "DATASETS.TEST", "('gpucheck_voc_test',)",
-            "SOLVER.IMS_PER_BATCH", str(args.batch), "SOLVER.REFERENCE_WORLD_SIZE", "0",
-            "SOLVER.MAX_ITER", str(args.iters), "SOLVER.CHECKPOINT_PERIOD", "100000000",
-            "SOLVER.AMP.ENABLED", str(mode == "amp"), "SEED", "0", "OUTPUT_DIR", out,
+            "MODEL.WEIGHTS",
+            weights,
+            "MODEL.DEVICE",
+            args.device,
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            "3",
+            "SALFMIX.VOC_FOLDER.NAME",
+            "gpucheck_voc",
+            "SALFMIX.VOC_FOLDER.DIR",
+            voc,
+            "SALFMIX.VOC_FOLDER.CLASS_NAMES",
+            "['red', 'green', 'blue']",
+            "DATASETS.TRAIN",
+            "('gpucheck_voc_trainval',)",
+            "DATASETS.TEST",
+            "('gpucheck_voc_test',)",
+            "SOLVER.IMS_PER_BATCH",
+            str(args.batch),
+            "SOLVER.REFERENCE_WORLD_SIZE",
+            "0",
+            "SOLVER.MAX_ITER",
+            str(args.iters),
+            "SOLVER.CHECKPOINT_PERIOD",
+            "100000000",
+            "SOLVER.AMP.ENABLED",
+            str(mode == "amp"),
+            "SEED",
+            "0",
+            "OUTPUT_DIR",
+            out,
         ] + (SMOKE_OPTS if args.smoke else [])
         try:
             command([py, "-m", "salfmix.cli.train_detection", "--config-file", DET_CONFIG] + opts, args.run_timeout)
@@ -207,8 +270,10 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
     if fp32 and amp:
         results["det_r50c4_amp_speedup_vs_fp32"] = fp32 / amp
         bench("det_r50c4_amp_speedup_vs_fp32", fp32 / amp)
-    print(f"settings: device={args.device}, batch={args.batch}, iters={args.iters}, modes={' '.join(modes)}, "
-          f"smoke={args.smoke}")
+    print(
+        f"settings: device={args.device}, batch={args.batch}, iters={args.iters}, modes={' '.join(modes)}, "
+        f"smoke={args.smoke}"
+    )
     if failed:
         raise SystemExit(f"error: the {' and '.join(failed)} run failed")
     return results

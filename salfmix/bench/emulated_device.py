@@ -21,14 +21,16 @@ The emulation is for counting, not for speed (every op goes through Python), and
 model CUDA semantics beyond the synchronisation points: a plain CPU tensor meeting an emulated
 one in an op is recorded as ``mixed devices`` (CUDA would refuse it, except 0-dim CPU scalars).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import traceback
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -37,8 +39,15 @@ from torch.utils._pytree import tree_flatten, tree_map
 EMULATED = torch.device("meta")
 
 aten = torch.ops.aten
-_DATA_DEPENDENT = {aten.nonzero.default, aten.masked_select.default, aten._unique2.default, aten.unique_dim.default,
-                   aten.unique_consecutive.default, aten.repeat_interleave.Tensor, aten.argwhere.default}
+_DATA_DEPENDENT = {
+    aten.nonzero.default,
+    aten.masked_select.default,
+    aten._unique2.default,
+    aten.unique_dim.default,
+    aten.unique_consecutive.default,
+    aten.repeat_interleave.Tensor,
+    aten.argwhere.default,
+}
 _COPIES = {aten._to_copy.default, aten.copy_.default}
 
 # Frames from these folders name a sync's source line (the first one from the innermost frame).
@@ -64,13 +73,19 @@ def _caller() -> str:
 class EmulatedTensor(torch.Tensor):
     """A tensor on the emulated device: reports :data:`EMULATED`, holds a CPU tensor."""
 
-    recorder: Optional["Emulation"] = None  # the active emulation (one at a time)
+    recorder: Emulation | None = None  # the active emulation (one at a time)
 
     @staticmethod
-    def __new__(cls, data: torch.Tensor) -> "EmulatedTensor":
-        out = torch.Tensor._make_wrapper_subclass(cls, data.shape, strides=data.stride(), dtype=data.dtype,
-                                                  device=EMULATED, requires_grad=data.requires_grad,
-                                                  storage_offset=data.storage_offset())
+    def __new__(cls, data: torch.Tensor) -> EmulatedTensor:
+        out = torch.Tensor._make_wrapper_subclass(
+            cls,
+            data.shape,
+            strides=data.stride(),
+            dtype=data.dtype,
+            device=EMULATED,
+            requires_grad=data.requires_grad,
+            storage_offset=data.storage_offset(),
+        )
         out.host = data
         return out
 
@@ -86,7 +101,7 @@ class EmulatedTensor(torch.Tensor):
         return self.host.numpy(*args, **kwargs)
 
     @classmethod
-    def __torch_dispatch__(cls, func: Any, types: Any, args: Tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_dispatch__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         return _run(func, args, kwargs or {})
 
 
@@ -112,22 +127,29 @@ def _targets_emulated(kwargs: dict) -> bool:
     return isinstance(device, torch.device) and device.type == EMULATED.type
 
 
-def _run(func: Any, args: Tuple, kwargs: dict) -> Any:
+def _run(func: Any, args: tuple, kwargs: dict) -> Any:
     flat, _ = tree_flatten((args, kwargs))
     emulated = [t for t in flat if isinstance(t, EmulatedTensor)]
     plain = [t for t in flat if isinstance(t, torch.Tensor) and not isinstance(t, EmulatedTensor)]
     if func is aten._local_scalar_dense.default:
         _record("item")
         return func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
-    if func in _DATA_DEPENDENT or (func is aten.index.Tensor and any(
-            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else []))):
+    if func in _DATA_DEPENDENT or (
+        func is aten.index.Tensor
+        and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else []))
+    ):
         _record(f"data-dependent shape ({func.__name__.split('.')[0]})")
     if func in _COPIES:
         source = args[1] if func is aten.copy_.default else args[0]
-        to_host = func is aten._to_copy.default and not _targets_emulated(kwargs) and "device" in kwargs \
+        to_host = (
+            func is aten._to_copy.default
+            and not _targets_emulated(kwargs)
+            and "device" in kwargs
             and kwargs["device"] is not None
-        if isinstance(source, EmulatedTensor) and (to_host or (func is aten.copy_.default
-                                                               and not isinstance(args[0], EmulatedTensor))):
+        )
+        if isinstance(source, EmulatedTensor) and (
+            to_host or (func is aten.copy_.default and not isinstance(args[0], EmulatedTensor))
+        ):
             _record("device-to-host copy")
             out = func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
             return out
@@ -150,7 +172,7 @@ class _FactoryMode(TorchDispatchMode):
     """Factories asked for the emulated device (``torch.zeros(..., device=)``) and copies of
     plain tensors to it go through :func:`_run`."""
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: Tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         flat, _ = tree_flatten((args, kwargs))
         if _targets_emulated(kwargs) or any(isinstance(t, EmulatedTensor) for t in flat):
@@ -162,7 +184,7 @@ class _FactoryMode(TorchDispatchMode):
 class Emulation:
     """The active emulation: its device and what it recorded."""
 
-    syncs: List[Sync] = field(default_factory=list)
+    syncs: list[Sync] = field(default_factory=list)
     device: torch.device = EMULATED
 
     def device_tensor(self, t: torch.Tensor) -> torch.Tensor:
@@ -209,7 +231,7 @@ def emulated_device() -> Iterator[Emulation]:
         EmulatedTensor.recorder = None
 
 
-def count_syncs(fn: Callable[[], Any], warmup: Callable[[], Any] = lambda: None) -> Tuple[int, str]:
+def count_syncs(fn: Callable[[], Any], warmup: Callable[[], Any] = lambda: None) -> tuple[int, str]:
     """``(count, summary)`` of the synchronisation points of ``fn()`` under the emulation, after
     ``warmup()`` (whose own points are not counted)."""
     with emulated_device() as emu:

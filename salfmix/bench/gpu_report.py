@@ -6,6 +6,7 @@ step logs, in which each step's output follows a ``=== step <name>`` line; colle
 measure, and the last lines of each step that did not pass) that docs/BENCHMARKS.md can take
 over. Also prints it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,6 @@ import os
 import re
 import sys
 import tempfile
-from typing import Dict, List, Tuple
 
 BENCH = re.compile(r"^BENCH (\S+) (\S+)\s*$")
 HEADER = re.compile(r"^=== step (\S+)")
@@ -38,7 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_steps(out: str) -> List[Dict[str, str]]:
+def read_steps(out: str) -> list[dict[str, str]]:
     """The rows of ``steps.tsv``, in order."""
     rows = []
     path = os.path.join(out, "steps.tsv")
@@ -51,9 +51,9 @@ def read_steps(out: str) -> List[Dict[str, str]]:
     return rows
 
 
-def read_sections(path: str) -> Dict[str, List[str]]:
+def read_sections(path: str) -> dict[str, list[str]]:
     """Lines of a log file by step (the ``=== step <name>`` headers split it)."""
-    sections: Dict[str, List[str]] = {}
+    sections: dict[str, list[str]] = {}
     current = ""
     if not os.path.isfile(path):
         return sections
@@ -68,7 +68,7 @@ def read_sections(path: str) -> Dict[str, List[str]]:
     return sections
 
 
-def bench_lines(lines: List[str]) -> List[Tuple[str, str]]:
+def bench_lines(lines: list[str]) -> list[tuple[str, str]]:
     """The (name, value) of every BENCH line."""
     return [(m.group(1), m.group(2)) for m in map(BENCH.match, lines) if m]
 
@@ -77,7 +77,7 @@ def summary(out: str, title: str = "GPU check", tail: int = 12, note: str = "") 
     """The Markdown summary of the run in ``out``."""
     steps = read_steps(out)
     logs = {row["log"] for row in steps if row["log"]}
-    sections: Dict[str, List[str]] = {}
+    sections: dict[str, list[str]] = {}
     for log in sorted(logs):
         for name, lines in read_sections(os.path.join(out, log)).items():
             sections.setdefault(name, []).extend(lines)
@@ -95,14 +95,18 @@ def summary(out: str, title: str = "GPU check", tail: int = 12, note: str = "") 
         if found:
             md += ["", f"## {TITLES.get(row['name'], row['name'])}", "", "| measure | value |", "| --- | --- |"]
             md += [f"| `{name}` | {value} |" for name, value in found]
-        extra = [line for line in sections.get(row["name"], [])
-                 if line.startswith(("settings:", "sync in ", "amp: skipped", "bf16: skipped"))
-                 or re.match(r"^\w+: left out", line)]
+        extra = [
+            line
+            for line in sections.get(row["name"], [])
+            if line.startswith(("settings:", "sync in ", "amp: skipped", "bf16: skipped"))
+            or re.match(r"^\w+: left out", line)
+        ]
         if found and extra:
             md += ["", *[f"- {line}" for line in extra]]
         if row["name"] == "tests":
-            outcome = [line for line in sections.get("tests", [])
-                       if re.search(r"\d+ (passed|failed|skipped|error)", line)]
+            outcome = [
+                line for line in sections.get("tests", []) if re.search(r"\d+ (passed|failed|skipped|error)", line)
+            ]
             if outcome:
                 md += ["", f"## {TITLES['tests']}", "", f"`{outcome[-1].strip('= ')}`"]
     bad = [row for row in steps if row["status"] not in ("ok", "skipped")]

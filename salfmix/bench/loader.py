@@ -6,11 +6,12 @@ memory-mapped pack and augments the batch on the device; the baseline decodes JP
 transforms each image with PIL in 2 DataLoader worker processes. Packing (a one-off) and worker
 start-up are excluded: the first ``warmup`` batches of each path are not timed.
 """
+
 from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -26,7 +27,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_batches(batches: Callable[[], Iterator[Tensor]], num_batches: int, warmup: int, device: torch.device) -> float:
+def _time_batches(
+    batches: Callable[[], Iterator[Tensor]], num_batches: int, warmup: int, device: torch.device
+) -> float:
     """Images per second over ``num_batches`` batches after ``warmup`` untimed ones; ``batches()``
     starts a new epoch and is called again as often as needed."""
     count, images = 0, 0
@@ -51,11 +54,11 @@ def loader_throughput(
     output_size: int = 64,
     device: str = "cpu",
     num_workers: int = 2,
-    jitter: Tuple[float, float, float] = (0.4, 0.4, 0.4),
+    jitter: tuple[float, float, float] = (0.4, 0.4, 0.4),
     warmup: int = 2,
-    cache_dir: Optional[str] = None,
+    cache_dir: str | None = None,
     tune_malloc: bool = True,
-) -> Dict[str, object]:
+) -> dict[str, object]:
     """Images/s of both input pipelines on TinyImageNet's train split at ``root``.
 
     ``jitter`` is (brightness, contrast, saturation), used by both. ``tune_malloc`` applies
@@ -70,10 +73,17 @@ def loader_throughput(
     malloc_tuned = keep_freed_memory() if tune_malloc else False
     dataset = load_dataset("tinyimagenet", root, "train", cache_dir=cache_dir, progress=False)
     if len(dataset) < batch_size:
-        raise ValueError(f"loader_throughput: {root} has {len(dataset)} training images, fewer than batch_size={batch_size}")
+        raise ValueError(
+            f"loader_throughput: {root} has {len(dataset)} training images, fewer than batch_size={batch_size}"
+        )
     loader = BatchLoader(dataset, batch_size, shuffle=True, drop_last=True, seed=0, pin_memory=dev.type == "cuda")
     augment = TrainAugment(
-        output_size, brightness=jitter[0], contrast=jitter[1], saturation=jitter[2], mean=IMAGENET_MEAN, std=IMAGENET_STD
+        output_size,
+        brightness=jitter[0],
+        contrast=jitter[1],
+        saturation=jitter[2],
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
     )
     generator = torch.Generator().manual_seed(0)
     epoch = [0]
@@ -104,7 +114,7 @@ def loader_throughput(
 
     ours_rate = _time_batches(ours, num_batches, warmup, dev)
     theirs_rate = _time_batches(theirs, num_batches, warmup, dev)
-    del baseline  # stops the persistent workers
+    baseline = None  # stops the persistent workers
     return {
         "ours_images_per_s": ours_rate,
         "imagefolder_images_per_s": theirs_rate,

@@ -8,14 +8,13 @@ Prints one ``BENCH <name> <value>`` line per measure:
   is the cost of one ``gradient_saliency`` pass.
 Mixers are timed as a training step runs them: ``mixer.apply(..., mixer.draw(...))``.
 """
+
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import sys
 import time
-from typing import Callable, Dict
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +51,7 @@ def salfmix_loop(images: torch.Tensor, saliency: torch.Tensor, n: int, r: float,
             lo_x, hi_x = max(0, min(cx, cx + k - o)), min(w - o, max(cx, cx + k - o))
             starts.append((rng.randint(lo_y, hi_y), rng.randint(lo_x, hi_x)))
         (ym, xm), (yl, xl) = starts
-        out[i, :, yl:yl + o, xl:xl + o] = images[i, :, ym:ym + o, xm:xm + o]
+        out[i, :, yl : yl + o, xl : xl + o] = images[i, :, ym : ym + o, xm : xm + o]
     return out
 
 
@@ -71,7 +70,7 @@ def timeit(fn: Callable[[], object], repeats: int, device: str) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def main(args: argparse.Namespace) -> Dict[str, float]:
+def main(args: argparse.Namespace) -> dict[str, float]:
     """Run the measures, print BENCH lines, return them."""
     torch.manual_seed(0)
     dev = args.device
@@ -79,12 +78,13 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
     targets = torch.randint(200, (args.batch,), device=dev)
     model = torchvision.models.resnet50(num_classes=200).to(dev)
     saliency = gradient_saliency(model, images, targets)
-    results: Dict[str, float] = {}
+    results: dict[str, float] = {}
 
     # What a training step runs: the host draws and the device work (no input checks, no read-back).
     batched = make_mixer("salfmix", n=args.n, r=args.r, seed=0)
-    fast = timeit(lambda: batched.apply(images, targets, saliency, batched.draw(images.shape, images.device)),
-                  args.repeats, dev)
+    fast = timeit(
+        lambda: batched.apply(images, targets, saliency, batched.draw(images.shape, images.device)), args.repeats, dev
+    )
     slow = timeit(lambda: salfmix_loop(images, saliency, args.n, args.r, random.Random(0)), 2, dev)
     results["salfmix_batched_ms"] = fast * 1e3
     results["salfmix_loop_ms"] = slow * 1e3
@@ -105,8 +105,11 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
         if getattr(mixer, "saliency_reduction", "max") != "max":
             sal = gradient_saliency(model, images, targets, mixer.saliency_reduction)
         try:
-            cost = timeit(lambda: mixer.apply(images, targets, sal, mixer.draw(images.shape, images.device)),
-                          2 if name == "puzzlemix" else args.repeats, dev)
+            cost = timeit(
+                lambda mixer=mixer, sal=sal: mixer.apply(images, targets, sal, mixer.draw(images.shape, images.device)),
+                2 if name == "puzzlemix" else args.repeats,
+                dev,
+            )
         except ImportError as err:  # an optional dependency (gco for PuzzleMix)
             print(f"{name}: left out ({err})")
             continue

@@ -30,6 +30,7 @@ Optional measures:
   synchronisations per step of a steady-state epoch (see :func:`epoch_syncs`; real ones on CUDA,
   counted on an emulated device on the CPU), their source lines printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,11 +38,10 @@ import collections
 import math
 import os
 import socket
-import sys
 import tempfile
 import time
 import warnings
-from typing import Callable, Dict, List, Tuple
+from collections.abc import Callable
 
 import torch
 
@@ -63,20 +63,30 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--loader-repeats", type=int, default=3, help="loader measures (the medians are reported)")
     p.add_argument("--skip-loader", action="store_true")
     p.add_argument("--skip-steps", action="store_true", help="skip the step ratios (e.g. with --suspects alone)")
-    p.add_argument("--opts", nargs="*", default=[], metavar="KEY VALUE",
-                   help="config overrides for every trainer, e.g. MODEL.CHANNELS_LAST True")
+    p.add_argument(
+        "--opts",
+        nargs="*",
+        default=[],
+        metavar="KEY VALUE",
+        help="config overrides for every trainer, e.g. MODEL.CHANNELS_LAST True",
+    )
     p.add_argument("--methods", nargs="*", default=[], help="methods also timed with fresh saliency (step_ms_<m>)")
-    p.add_argument("--project-epochs", type=int, default=0,
-                   help="project each method's wall time over this many epochs")
-    p.add_argument("--project-train-images", type=int, default=100000,
-                   help="training images per epoch of the projection (TinyImageNet-200: 100000)")
+    p.add_argument(
+        "--project-epochs", type=int, default=0, help="project each method's wall time over this many epochs"
+    )
+    p.add_argument(
+        "--project-train-images",
+        type=int,
+        default=100000,
+        help="training images per epoch of the projection (TinyImageNet-200: 100000)",
+    )
     p.add_argument("--suspects", action="store_true", help="measure the per-step costs besides training (see above)")
     p.add_argument("--suspect-steps", type=int, default=10, help="steps queued per timed round of --suspects")
     p.add_argument("--sync-steps", type=int, default=30, help="steps of the emulated epoch of --suspects on the CPU")
     return p
 
 
-def median(values: List[float]) -> float:
+def median(values: list[float]) -> float:
     """The middle value (the upper one of an even count)."""
     return sorted(values)[len(values) // 2]
 
@@ -86,17 +96,34 @@ def make_trainer(method: str, saliency: str, args: argparse.Namespace, tiny: str
     from pretrain.config import load_config
     from pretrain.engine.trainer import Trainer
 
-    cfg = load_config("pretrain/Base-Demo-R50.yaml", [
-        "DATA.ROOT", tiny, "OUTPUT_DIR", os.path.join(out, f"{method}_{saliency}"), "MODEL.ARCH", args.arch,
-        "MODEL.INPUT_SIZE", str(args.size), "SOLVER.BATCH_SIZE", str(args.batch), "MIX.METHOD", method,
-        "MIX.SALIENCY", saliency, "MIX.START_EPOCH", "1",
-    ] + list(args.opts))
+    cfg = load_config(
+        "pretrain/Base-Demo-R50.yaml",
+        [
+            "DATA.ROOT",
+            tiny,
+            "OUTPUT_DIR",
+            os.path.join(out, f"{method}_{saliency}"),
+            "MODEL.ARCH",
+            args.arch,
+            "MODEL.INPUT_SIZE",
+            str(args.size),
+            "SOLVER.BATCH_SIZE",
+            str(args.batch),
+            "MIX.METHOD",
+            method,
+            "MIX.SALIENCY",
+            saliency,
+            "MIX.START_EPOCH",
+            "1",
+        ]
+        + list(args.opts),
+    )
     trainer = Trainer(cfg)
     trainer.model.train()
     return trainer
 
 
-def extra_variants(args: argparse.Namespace) -> List[Tuple[str, str, str]]:
+def extra_variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """The ``--methods`` variants not already among VARIANTS (``none`` is the baseline, ``hybridmix_v3``
     the fresh variant)."""
     known = {method for _, method, saliency in VARIANTS if saliency == "fresh"}
@@ -130,7 +157,7 @@ def on_device(trainer, images: torch.Tensor, targets: torch.Tensor, indices: tor
     return images.to(dev), targets.to(dev), indices.to(dev), indices
 
 
-def step_times(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
+def step_times(args: argparse.Namespace, tiny: str, out: str) -> dict[str, float]:
     """Median seconds of one training step of each variant, all on the same batch, timed in turns."""
     trainers = {}
     for name, method, saliency in VARIANTS + extra_variants(args):
@@ -146,7 +173,7 @@ def step_times(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float
     batch = on_device(first, images, targets, indices)
     sync = torch.cuda.synchronize if first.device.type == "cuda" else (lambda: None)
     # Epoch 1 is a warm-up round; it also fills the cache for these samples, as after a first epoch.
-    times: Dict[str, List[float]] = {name: [] for name in trainers}
+    times: dict[str, list[float]] = {name: [] for name in trainers}
     for round_ in range(args.steps + 1):
         for name, trainer in list(trainers.items()):
             sync()
@@ -166,8 +193,9 @@ def step_times(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float
     return {name: median(t) for name, t in times.items()}
 
 
-def loss_step(trainer, images: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor,
-              sync: bool, flag: bool) -> Callable[[], None]:
+def loss_step(
+    trainer, images: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor, sync: bool, flag: bool
+) -> Callable[[], None]:
     """The model part of a training step on one mixed batch: forward, mixed loss, backward, optimizer
     step; with ``sync`` the loss is read on the host, with ``flag`` a finite-loss flag is also
     all-reduced and read, as ``Trainer.train_step`` does under DDP."""
@@ -195,11 +223,11 @@ def loss_step(trainer, images: torch.Tensor, targets: torch.Tensor, indices: tor
     return step
 
 
-def timed_rounds(fns: Dict[str, Callable[[], None]], steps: int, rounds: int, device: torch.device) -> Dict[str, float]:
+def timed_rounds(fns: dict[str, Callable[[], None]], steps: int, rounds: int, device: torch.device) -> dict[str, float]:
     """Median seconds per call of each function: ``rounds`` rounds in turns, each ``steps`` calls
     queued back to back and one device synchronisation; one untimed round first."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times: Dict[str, List[float]] = {name: [] for name in fns}
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for round_ in range(rounds + 1):
         for name, fn in fns.items():
             sync()
@@ -236,20 +264,28 @@ def one_process_group(device: torch.device) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}",
-                            rank=0, world_size=1)
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1
+    )
 
 
-SYNC_CASES = (("none", "fresh"), ("cutmix", "fresh"), ("mixup", "fresh"), ("salfmix", "fresh"), ("salfmix", "cached"),
-              ("hybridmix_v3", "fresh"), ("hybridmix_v3", "cached"))
+SYNC_CASES = (
+    ("none", "fresh"),
+    ("cutmix", "fresh"),
+    ("mixup", "fresh"),
+    ("salfmix", "fresh"),
+    ("salfmix", "cached"),
+    ("hybridmix_v3", "fresh"),
+    ("hybridmix_v3", "cached"),
+)
 
 
-def epoch_syncs(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
+def epoch_syncs(args: argparse.Namespace, tiny: str, out: str) -> dict[str, float]:
     """``syncs_per_step_<method>_<source>``: host synchronisations per step of a steady-state epoch
     (after a warm-up epoch), with their source lines printed. On CUDA, real ones
     (``torch.cuda.set_sync_debug_mode``, over ``Trainer.train_epoch``); on the CPU, counted on the
     emulated device (:mod:`salfmix.bench.syncs`, ``--sync-steps`` steps)."""
-    results: Dict[str, float] = {}
+    results: dict[str, float] = {}
     for method, source in SYNC_CASES:
         if torch.cuda.is_available():
             trainer = make_trainer(method, source, args, tiny, out)
@@ -265,18 +301,20 @@ def epoch_syncs(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, floa
     return results
 
 
-def suspects(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
+def suspects(args: argparse.Namespace, tiny: str, out: str) -> dict[str, float]:
     """The per-step costs besides training (see the module docstring)."""
     import torch.distributed as dist
 
-    results: Dict[str, float] = {}
+    results: dict[str, float] = {}
     trainers = {m: make_trainer(m, "fresh", args, tiny, out) for m in ("none", "hybridmix_v3")}
     for method, trainer in trainers.items():
         images, targets, indices = next(iter(trainer.data.train_loader))
         batch = on_device(trainer, images, targets, indices)
-        fns = {"trainer": lambda t=trainer: t.train_step(*batch, mixing=True),
-               "nosync": loss_step(trainer, images, targets, indices, sync=False, flag=False),
-               "sync": loss_step(trainer, images, targets, indices, sync=True, flag=False)}
+        fns = {
+            "trainer": lambda t=trainer, b=batch: t.train_step(*b, mixing=True),
+            "nosync": loss_step(trainer, images, targets, indices, sync=False, flag=False),
+            "sync": loss_step(trainer, images, targets, indices, sync=True, flag=False),
+        }
         times = timed_rounds(fns, args.suspect_steps, max(args.steps, 1), trainer.device)
         results[f"{method}_trainer_step_ms"] = times["trainer"] * 1e3
         results[f"{method}_loss_sync_cost_pct"] = 100 * (times["sync"] / times["nosync"] - 1)
@@ -294,17 +332,22 @@ def suspects(args: argparse.Namespace, tiny: str, out: str) -> Dict[str, float]:
     return results
 
 
-def main(args: argparse.Namespace) -> Dict[str, float]:
+def main(args: argparse.Namespace) -> dict[str, float]:
     """Run the measures, print BENCH lines, return them."""
-    from salfmix.bench.loader import loader_throughput
     from pretrain.data.demo import write_demo_data
+    from salfmix.bench.loader import loader_throughput
 
     tiny = os.path.join(args.data, "tiny-imagenet-200")
     if not os.path.isdir(tiny):
         write_demo_data(args.data, datasets=("tinyimagenet",))
-    results: Dict[str, float] = {}
-    settings = {"arch": args.arch, "batch": args.batch, "size": args.size, "steps": args.steps,
-                "threads": torch.get_num_threads()}
+    results: dict[str, float] = {}
+    settings = {
+        "arch": args.arch,
+        "batch": args.batch,
+        "size": args.size,
+        "steps": args.steps,
+        "threads": torch.get_num_threads(),
+    }
     if args.opts:
         settings["opts"] = " ".join(args.opts)
     check_batch(tiny, args.batch)
@@ -326,12 +369,20 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         # Each call times our path, then ImageFolder's; a few short calls in turns, and the median
         # of each rate and of the speedup, keep a change in machine load from favouring one path.
-        runs = [loader_throughput(tiny, args.loader_batch, args.loader_batches, args.size, device,
-                                  num_workers=args.loader_workers) for _ in range(args.loader_repeats)]
+        runs = [
+            loader_throughput(
+                tiny, args.loader_batch, args.loader_batches, args.size, device, num_workers=args.loader_workers
+            )
+            for _ in range(args.loader_repeats)
+        ]
         for key in ("ours_images_per_s", "imagefolder_images_per_s", "loader_speedup_vs_imagefolder"):
             results[key] = median([float(run[key]) for run in runs])
-        settings.update({f"loader_{k}": runs[0][k] for k in ("batch_size", "num_batches", "imagefolder_workers",
-                                                               "train_images", "malloc_tuned")})
+        settings.update(
+            {
+                f"loader_{k}": runs[0][k]
+                for k in ("batch_size", "num_batches", "imagefolder_workers", "train_images", "malloc_tuned")
+            }
+        )
         settings["loader_repeats"] = args.loader_repeats
     if args.suspects:
         with tempfile.TemporaryDirectory() as out:

@@ -8,17 +8,18 @@ the measured epoch divided by its steps and where they came from. A CUDA run's s
 for the host when this is at most the monitor's periodic reads (one per LOG_PERIOD steps and one
 at the end of the epoch); ``make bench`` prints it for every method and saliency source.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
-from typing import Dict, List, Optional, Tuple
 
 from salfmix.bench.emulated_device import EMULATED, emulated_device
 
 
-def syncs_per_step(method: str, source: str = "fresh", steps: int = 30, workdir: Optional[str] = None,
-                   opts: Optional[List[str]] = None) -> Tuple[float, str]:
+def syncs_per_step(
+    method: str, source: str = "fresh", steps: int = 30, workdir: str | None = None, opts: list[str] | None = None
+) -> tuple[float, str]:
     """``(syncs per step, summary by source line)`` of one steady-state epoch of ``method``."""
     import pretrain.engine.trainer as trainer_mod
     from pretrain.config import load_config
@@ -26,12 +27,37 @@ def syncs_per_step(method: str, source: str = "fresh", steps: int = 30, workdir:
 
     batch = 8
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        root = write_demo_data(tmp, datasets=("tinyimagenet",), classes=4, train_per_class=steps * batch // 4,
-                               val_per_class=1)["tinyimagenet"]
-        cfg = load_config(None, ["DATA.NAME", "tinyimagenet", "DATA.ROOT", root, "DATA.CACHE_DIR", os.path.join(tmp, "c"),
-                                 "OUTPUT_DIR", os.path.join(tmp, "out"), "MODEL.ARCH", "resnet20", "MODEL.INPUT_SIZE", "32",
-                                 "SOLVER.BATCH_SIZE", str(batch), "MIX.METHOD", method, "MIX.SALIENCY", source,
-                                 "MIX.N", "4", "MIX.START_EPOCH", "1", *(opts or [])])
+        root = write_demo_data(
+            tmp, datasets=("tinyimagenet",), classes=4, train_per_class=steps * batch // 4, val_per_class=1
+        )["tinyimagenet"]
+        cfg = load_config(
+            None,
+            [
+                "DATA.NAME",
+                "tinyimagenet",
+                "DATA.ROOT",
+                root,
+                "DATA.CACHE_DIR",
+                os.path.join(tmp, "c"),
+                "OUTPUT_DIR",
+                os.path.join(tmp, "out"),
+                "MODEL.ARCH",
+                "resnet20",
+                "MODEL.INPUT_SIZE",
+                "32",
+                "SOLVER.BATCH_SIZE",
+                str(batch),
+                "MIX.METHOD",
+                method,
+                "MIX.SALIENCY",
+                source,
+                "MIX.N",
+                "4",
+                "MIX.START_EPOCH",
+                "1",
+                *(opts or []),
+            ],
+        )
         real = trainer_mod.dist_utils.init_distributed
         trainer_mod.dist_utils.init_distributed = lambda: (0, 1, EMULATED)
         try:
@@ -45,12 +71,12 @@ def syncs_per_step(method: str, source: str = "fresh", steps: int = 30, workdir:
             trainer_mod.dist_utils.init_distributed = real
 
 
-def all_syncs(methods: Optional[List[str]] = None, steps: int = 30) -> Dict[str, float]:
+def all_syncs(methods: list[str] | None = None, steps: int = 30) -> dict[str, float]:
     """``{"syncs_per_step_<method>_<source>": value}`` for every method (both sources for those
     that take saliency)."""
     from pretrain.mixing import MIXERS
 
-    out: Dict[str, float] = {}
+    out: dict[str, float] = {}
     for method in methods or list(MIXERS):
         for source in ("fresh", "cached") if MIXERS[method].needs_saliency else ("fresh",):
             out[f"syncs_per_step_{method}_{source}"], _ = syncs_per_step(method, source, steps)

@@ -14,14 +14,13 @@ A step is forward, mixed-precision loss, backward and an SGD step (momentum 0.9,
 is synchronised once after the timed ones, as a training loop that never waits would run.
 bf16 is skipped on the CPU (the trainer trains in fp32 there).
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import sys
 import time
-from typing import Callable, Dict
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,13 +39,17 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (cuDNN picks its kernels)")
     p.add_argument("--compile", action="store_true", help="measure torch.compile instead of fp32 / bf16")
-    p.add_argument("--compile-backend", default="inductor",
-                   help="torch.compile backend (inductor: the default one; aot_eager traces without code generation)")
+    p.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="torch.compile backend (inductor: the default one; aot_eager traces without code generation)",
+    )
     return p
 
 
-def train_step(model: torch.nn.Module, device: torch.device, batch: int, size: int, classes: int,
-               bf16: bool, channels_last: bool) -> Callable[[], None]:
+def train_step(
+    model: torch.nn.Module, device: torch.device, batch: int, size: int, classes: int, bf16: bool, channels_last: bool
+) -> Callable[[], None]:
     """One training step of ``model`` on a fixed random batch, as a closure."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, size, size, generator=gen).to(device)
@@ -85,22 +88,24 @@ def images_per_s(step: Callable[[], None], device: torch.device, batch: int, ste
     return batch * steps / (time.perf_counter() - start)
 
 
-def report(results: Dict[str, float], key: str, value: float) -> None:
+def report(results: dict[str, float], key: str, value: float) -> None:
     """Record one measure and print its BENCH line at once."""
     results[key] = value
     print(f"BENCH {key} {value:.4g}", flush=True)
 
 
-def main(args: argparse.Namespace) -> Dict[str, float]:
+def main(args: argparse.Namespace) -> dict[str, float]:
     """Run the measures, print BENCH lines, return them."""
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda: no CUDA device is available")
     bf16 = device.type == "cuda"
     name, results = f"{args.arch}_{args.size}px", {}
-    print(f"settings: arch={args.arch}, batch={args.batch}, size={args.size}, steps={args.steps}, "
-          f"warmup={args.warmup}, device={device}, torch={torch.__version__}, threads={torch.get_num_threads()}"
-          + (f", compile_backend={args.compile_backend}" if args.compile else ""))
+    print(
+        f"settings: arch={args.arch}, batch={args.batch}, size={args.size}, steps={args.steps}, "
+        f"warmup={args.warmup}, device={device}, torch={torch.__version__}, threads={torch.get_num_threads()}"
+        + (f", compile_backend={args.compile_backend}" if args.compile else "")
+    )
 
     def rate(bf16_cl: bool, compiled: bool = False) -> float:
         torch.manual_seed(0)

@@ -14,12 +14,10 @@ A run with MIX.SALIENCY cached is its own row (``salfmix+cached``). ``--compare 
 adds Welch's two-sided t-test of row A minus row B on the per-seed top-1 errors, e.g.
 ``--compare hybridmix_v3 cutmix --compare salfmix salfmix+cached``.
 """
+
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from typing import Dict
 
 from pretrain.report import ReportError, build_report, write_report
 
@@ -31,19 +29,28 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for report.md/.csv/.json and the chart")
     p.add_argument("--title", default="Top-1 / top-5 test error", help="title of the table and the chart")
     p.add_argument("--png-name", default="report.png", help="file name of the chart inside --out")
-    p.add_argument("--compare", nargs=2, action="append", default=[], metavar=("A", "B"),
-                   help="add Welch's two-sided t-test of row A minus row B (top-1, per seed); repeatable")
-    p.add_argument("--allow-incomplete", action="store_true",
-                   help="report runs that stopped before their last epoch (flagged) instead of refusing")
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("A", "B"),
+        help="add Welch's two-sided t-test of row A minus row B (top-1, per seed); repeatable",
+    )
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="report runs that stopped before their last epoch (flagged) instead of refusing",
+    )
     return p
 
 
-def main(args: argparse.Namespace) -> Dict[str, str]:
+def main(args: argparse.Namespace) -> dict[str, str]:
     """Write the report files; print the markdown table; return the paths. Bad input exits with one line."""
     try:
         report = build_report(args.run_dirs, args.allow_incomplete, args.title, compare=args.compare)
     except ReportError as err:
-        raise SystemExit(f"error: {err}")
+        raise SystemExit(f"error: {err}") from None
     paths = write_report(report, args.out, args.png_name)
     with open(paths["md"], encoding="utf-8") as f:
         print(f.read(), end="")

@@ -12,6 +12,7 @@ Example::
 
     python -m salfmix.cli.convert_to_detectron2 output/pretrain/r50_cutmix/model_final.pth r50_cutmix.pkl
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,7 @@ import sys
 import numpy as np
 
 from detection.convert import convert_state_dict, read_checkpoint, write_detectron2_pickle
-from salfmix.errors import DetectionSetupError
-from salfmix.errors import RunError
+from salfmix.errors import DetectionSetupError, RunError
 from salfmix.runs.files import remove_stale_temps
 from salfmix.runs.signals import Interrupted, StopSignals
 
@@ -39,9 +39,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> str:
     """Convert ``args.input`` to ``args.output``; return the output path."""
     if not args.output.endswith(".pkl"):
-        raise DetectionSetupError(
-            f"{args.output}: OUT must end with .pkl (Detectron2 reads pickles by extension)"
-        )
+        raise DetectionSetupError(f"{args.output}: OUT must end with .pkl (Detectron2 reads pickles by extension)")
     if not os.path.isfile(args.input):
         raise DetectionSetupError(f"{args.input}: checkpoint not found")
     if os.path.exists(args.output) and not args.force:

@@ -7,12 +7,10 @@ Example::
 
     python -m salfmix.cli.make_demo_data --out output/demo/data
 """
+
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from typing import Dict, Optional
 
 from pretrain.data.demo import DATASETS, write_demo_data
 
@@ -31,12 +29,18 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(args: Optional[argparse.Namespace] = None) -> Dict[str, str]:
+def main(args: argparse.Namespace | None = None) -> dict[str, str]:
     """Write the requested datasets under ``args.out``; returns ``{dataset: folder}``."""
     args = args if args is not None else get_parser().parse_args()
     made = write_demo_data(
-        args.out, args.datasets, args.classes, args.train_per_class, args.val_per_class,
-        args.cifar100_train_per_class, args.cifar100_test_per_class, args.seed,
+        args.out,
+        args.datasets,
+        args.classes,
+        args.train_per_class,
+        args.val_per_class,
+        args.cifar100_train_per_class,
+        args.cifar100_test_per_class,
+        args.seed,
     )
     print("Generated data (coloured shapes, NOT the real datasets), in the real on-disk layouts:")
     for name, folder in made.items():

@@ -10,16 +10,16 @@ Flags may come anywhere among the KEY VALUE overrides. A run folder is locked wh
 it, never overwritten once finished, and resumed only with the same config (see pretrain/README.md).
 Ctrl-C (or SIGTERM) stops at the end of the current step and prints the command that resumes.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Dict
 
 from pretrain.config import load_config
-from salfmix.runs.cli import flags_anywhere, resume_command
 from salfmix.errors import RunError
+from salfmix.runs.cli import flags_anywhere, resume_command
 from salfmix.runs.signals import Interrupted
 
 
@@ -32,7 +32,7 @@ def get_parser() -> argparse.ArgumentParser:
     return flags_anywhere(p)
 
 
-def main(args: argparse.Namespace) -> Dict[str, float]:
+def main(args: argparse.Namespace) -> dict[str, float]:
     """Train; returns the final epoch's metrics. Exits with a one-line message on bad input,
     and with status 130 / 143 (one line naming the resume command) on SIGINT / SIGTERM."""
     from pretrain.engine.runner import run_pretraining
@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
     try:
         cfg = load_config(args.config_file, args.opts)
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}")
+        raise SystemExit(f"error: {err}") from None
     again = resume_command("salfmix.cli.pretrain", args.config_file, args.opts)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     try:
@@ -49,9 +49,9 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
     except Interrupted as stop:
         if main_rank:
             print(f"{stop}; resume with: {again}", file=sys.stderr)
-        raise SystemExit(stop.exit_code)
+        raise SystemExit(stop.exit_code) from None
     except (RunError, ValueError, FileNotFoundError, NonFiniteLossError) as err:
-        raise SystemExit(f"error: {err}")
+        raise SystemExit(f"error: {err}") from None
     if not main_rank:
         return result.record
     if result.status == "already finished":

@@ -19,6 +19,7 @@ Datasets: the built-in VOC names are read from $DETECTRON2_DATASETS/VOC2007 and 
 The run folder (OUTPUT_DIR) receives config.yaml, run_info.json, eval_results.json and, with
 SALFMIX.PRETRAIN_METRICS, pretrain_metrics.json (see detection/README.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,15 +30,14 @@ from typing import Any
 import torch
 
 import detection  # noqa: F401  (before Detectron2: restores the names it needs)
-from detectron2.engine import default_argument_parser, launch
-
-from salfmix.errors import DetectionSetupError
 from detection.run_folder import already_finished, check_training_run
 from detection.train import check_setup, init_torchrun
 from detection.train import run as train
+from salfmix.errors import DetectionSetupError, RunError
 from salfmix.runs.cli import flags_anywhere, resume_command
-from salfmix.errors import RunError
 from salfmix.runs.signals import Interrupted
+
+from detectron2.engine import default_argument_parser, launch
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -58,12 +58,19 @@ def main(args: argparse.Namespace) -> Any:
     """
     launcher = [] if args.num_gpus == 1 else ["--num-gpus", str(args.num_gpus)]
     if args.num_machines > 1:
-        launcher += ["--num-machines", str(args.num_machines), "--machine-rank", str(args.machine_rank),
-                     "--dist-url", args.dist_url]
+        launcher += [
+            "--num-machines",
+            str(args.num_machines),
+            "--machine-rank",
+            str(args.machine_rank),
+            "--dist-url",
+            args.dist_url,
+        ]
     if args.eval_only:  # an interrupted evaluation is simply run again
         launcher.append("--eval-only")
-    args.resume_command = resume_command("salfmix.cli.train_detection", args.config_file, args.opts, launcher,
-                                         resume=args.resume or not args.eval_only)
+    args.resume_command = resume_command(
+        "salfmix.cli.train_detection", args.config_file, args.opts, launcher, resume=args.resume or not args.eval_only
+    )
     if init_torchrun():  # torchrun started this process: it is one worker of the job
         return train(args)
     world_size = args.num_gpus * args.num_machines

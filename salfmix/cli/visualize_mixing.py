@@ -5,12 +5,11 @@ Examples::
     python -m salfmix.cli.visualize_mixing --out output/mixing                       # generated images
     python -m salfmix.cli.visualize_mixing --images a.jpg b.jpg --checkpoint output/r50/model_final.pth
 """
+
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-from typing import List, Optional
 
 import numpy as np
 import torch
@@ -25,7 +24,9 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", nargs="*", default=None, help="image files (default: generated demo images)")
     p.add_argument("--num-generated", type=int, default=6, help="how many generated images when --images is not given")
-    p.add_argument("--checkpoint", default=None, help="a ResNet-50 checkpoint (ours, torchvision or DDP); default: untrained")
+    p.add_argument(
+        "--checkpoint", default=None, help="a ResNet-50 checkpoint (ours, torchvision or DDP); default: untrained"
+    )
     p.add_argument("--size", type=int, default=64, help="images are resized to size x size")
     p.add_argument("--n", type=int, default=8, help="pooled saliency grid (8 at 64 px, 4 at 32 px)")
     p.add_argument("--r", type=float, default=0.3, help="patch side ratio")
@@ -34,7 +35,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_images(paths: List[str], size: int) -> np.ndarray:
+def load_images(paths: list[str], size: int) -> np.ndarray:
     """Read and resize image files to uint8 [N, size, size, 3]; a clear error names a bad file."""
     from PIL import Image
 
@@ -44,17 +45,17 @@ def load_images(paths: List[str], size: int) -> np.ndarray:
             with Image.open(path) as im:
                 out.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)))
         except (OSError, ValueError) as err:
-            raise SystemExit(f"{path}: not a readable image ({err})")
+            raise SystemExit(f"{path}: not a readable image ({err})") from None
     return np.stack(out)
 
 
-def main(args: argparse.Namespace) -> List[str]:
+def main(args: argparse.Namespace) -> list[str]:
     """Write the figures; returns their paths."""
     torch.manual_seed(args.seed)
     model = load_resnet50(args.checkpoint)
     if args.images:
         raw = load_images(args.images, args.size)
-        names: Optional[List[str]] = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
+        names: list[str] | None = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
         images = normalize(raw)
         with torch.no_grad():  # no labels: explain the model's own prediction
             targets = model.eval()(images).argmax(dim=1)

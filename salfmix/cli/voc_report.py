@@ -14,15 +14,14 @@ Example::
 
 writes report.md, report.csv, report.json and report.png to --out.
 """
+
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from typing import Dict
 
-from salfmix.errors import DetectionSetupError
 from detection.report import build_report, write_report
+from salfmix.errors import DetectionSetupError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -31,16 +30,22 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="detection run folders (OUTPUT_DIRs)")
     p.add_argument("--out", required=True, help="folder for report.md/.csv/.json/.png")
     p.add_argument("--dataset", default=None, help="test dataset to report (default: voc_2007_test, or the only one)")
-    p.add_argument("--note", default=None, help="a line printed under the title and kept in report.json (e.g. the data's origin)")
-    p.add_argument("--allow-incomplete", action="store_true",
-                   help="show runs evaluated before their last iteration, in rows of their own (default: refused)")
+    p.add_argument(
+        "--note", default=None, help="a line printed under the title and kept in report.json (e.g. the data's origin)"
+    )
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="show runs evaluated before their last iteration, in rows of their own (default: refused)",
+    )
     return p
 
 
-def main(args: argparse.Namespace) -> Dict[str, str]:
+def main(args: argparse.Namespace) -> dict[str, str]:
     """Write the report files; print the markdown table; return the paths."""
-    report = build_report(args.run_dirs, args.dataset, args.note, allow_incomplete=args.allow_incomplete,
-                          out_dir=args.out)
+    report = build_report(
+        args.run_dirs, args.dataset, args.note, allow_incomplete=args.allow_incomplete, out_dir=args.out
+    )
     paths = write_report(report, args.out)
     with open(paths["md"], encoding="utf-8") as f:
         print(f.read(), end="")

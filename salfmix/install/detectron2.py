@@ -5,10 +5,10 @@ Usage::
     salfmix-install-detectron2 [--force] [--sdist PATH]    (= python -m salfmix.install.detectron2)
 
 OpenCV first: Detectron2 imports ``cv2``, so where no OpenCV imports, opencv-python-headless is
-installed (an existing one is kept). If ``import detectron2`` already works in this interpreter (for example a CUDA build the user
-made from Detectron2's own source), nothing is done. Otherwise the script builds Detectron2 0.6
-from the ``pb1-detectron2==0.6`` source distribution, the only Detectron2 0.6 release on the
-package index, after fixing its two packaging defects:
+installed (an existing one is kept). If ``import detectron2`` already works in this interpreter
+(for example a CUDA build the user made from Detectron2's own source), nothing is done. Otherwise
+the script builds Detectron2 0.6 from the ``pb1-detectron2==0.6`` source distribution, the only
+Detectron2 0.6 release on the package index, after fixing its two packaging defects:
 
 1. the sdist ships no C++ sources but its ``setup.py`` builds ``detectron2._C``: a minimal
    ``detectron2/layers/csrc/vision.cpp`` (version queries only, see ``VISION_CPP``) is added;
@@ -31,8 +31,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 PACKAGE_NAME = "pb1-detectron2"
 PACKAGE_VERSION = "0.6"
@@ -115,15 +115,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="build and install even if detectron2 is already importable "
-        "(its files are replaced)",
+        help="build and install even if detectron2 is already importable (its files are replaced)",
     )
     parser.add_argument(
         "--sdist",
         type=Path,
         default=None,
-        help=f"use this already downloaded {SDIST_NAME} instead of downloading it "
-        "(its sha256 is still checked)",
+        help=f"use this already downloaded {SDIST_NAME} instead of downloading it (its sha256 is still checked)",
     )
     return parser
 
@@ -141,16 +139,12 @@ def verify_sha256(path: Path, expected: str = SDIST_SHA256) -> None:
     """Raise ``InstallError`` unless the file at ``path`` has the sha256 ``expected``."""
     actual = sha256_of(path)
     if actual != expected.lower():
-        raise InstallError(
-            f"refusing {path.name}: sha256 is {actual}, expected {expected}"
-        )
+        raise InstallError(f"refusing {path.name}: sha256 is {actual}, expected {expected}")
 
 
 def run_command(cmd: Sequence[str], what: str, env: dict[str, str] | None = None) -> str:
     """Run ``cmd``, return its combined output; raise ``InstallError`` if it fails."""
-    proc = subprocess.run(
-        list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
+    proc = subprocess.run(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-25:])
         raise InstallError(f"{what} failed (exit {proc.returncode}):\n{tail}")
@@ -169,8 +163,12 @@ def detectron2_importable() -> bool:
 
 def module_importable(module: str) -> bool:
     """Whether ``import module`` works in a fresh process of this interpreter."""
-    return subprocess.run([sys.executable, "-c", f"import {module}"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode == 0
+    return (
+        subprocess.run(
+            [sys.executable, "-c", f"import {module}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ).returncode
+        == 0
+    )
 
 
 def ensure_opencv() -> None:
@@ -180,7 +178,9 @@ def ensure_opencv() -> None:
     if module_importable("cv2"):
         return
     print(f"no OpenCV importable: installing {OPENCV} with pip ...", flush=True)
-    run_command([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", OPENCV], f"pip install {OPENCV}")
+    run_command(
+        [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", OPENCV], f"pip install {OPENCV}"
+    )
 
 
 def check_prerequisites() -> None:
@@ -191,9 +191,7 @@ def check_prerequisites() -> None:
         stderr=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
-        raise InstallError(
-            "torch and setuptools must be installed first (Detectron2's setup.py imports torch)"
-        )
+        raise InstallError("torch and setuptools must be installed first (Detectron2's setup.py imports torch)")
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler.split()[0]) is None:
         raise InstallError(f"no C++ compiler found ({compiler!r}); install g++ or set CXX")
@@ -202,9 +200,7 @@ def check_prerequisites() -> None:
 def download_sdist(dest: Path) -> Path:
     """Download the sdist into ``dest`` with pip, pip itself checking the hash; return it."""
     requirements = dest / "requirements.txt"
-    requirements.write_text(
-        f"{PACKAGE_NAME}=={PACKAGE_VERSION} --hash=sha256:{SDIST_SHA256}\n"
-    )
+    requirements.write_text(f"{PACKAGE_NAME}=={PACKAGE_VERSION} --hash=sha256:{SDIST_SHA256}\n")
     cmd = [
         sys.executable, "-m", "pip", "download",
         "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
@@ -215,8 +211,7 @@ def download_sdist(dest: Path) -> Path:
     except InstallError as err:
         if "DO NOT MATCH THE HASHES" in str(err):
             raise InstallError(
-                f"refusing {SDIST_NAME}: the downloaded file does not have sha256 "
-                f"{SDIST_SHA256}"
+                f"refusing {SDIST_NAME}: the downloaded file does not have sha256 {SDIST_SHA256}"
             ) from None
         raise
     found = sorted(dest.glob(f"{PACKAGE_NAME}-{PACKAGE_VERSION}.*")) + sorted(

@@ -18,6 +18,7 @@ in a dry run). ``install`` installs them into the running Python with ``--no-ind
 --no-deps`` (torch and everything else already there is left alone), builds Detectron2 from
 its hash-checked source with ``salfmix.install.detectron2``, and installs this project.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 # The checkout the kit installs (this file is salfmix/install/wheels.py in it).
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,11 +56,18 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=("download", "verify", "install", "preflight"))
     p.add_argument("--dest", default=os.path.join(REPO, ".wheels"), help="the folder of the files (default .wheels)")
-    p.add_argument("--python312", default="", help="download: a CPython 3.12 to build gco-wrapper's wheel with "
-                   "(default: python3.12 on PATH, else pyenv's; none found: its source travels)")
+    p.add_argument(
+        "--python312",
+        default="",
+        help="download: a CPython 3.12 to build gco-wrapper's wheel with "
+        "(default: python3.12 on PATH, else pyenv's; none found: its source travels)",
+    )
     p.add_argument("--force", action="store_true", help="download: fetch again even if the folder verifies")
-    p.add_argument("--pip-check", action="store_true", help="verify: also ask pip (dry run) to accept each wheel "
-                   "for CPython 3.12 on x86-64 Linux")
+    p.add_argument(
+        "--pip-check",
+        action="store_true",
+        help="verify: also ask pip (dry run) to accept each wheel for CPython 3.12 on x86-64 Linux",
+    )
     return p
 
 
@@ -69,7 +77,7 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def requirement_pins(path: str = REQUIREMENTS) -> Dict[str, str]:
+def requirement_pins(path: str = REQUIREMENTS) -> dict[str, str]:
     """``{canonical name: pinned version}`` of the requirements file, in file order."""
     pins = {}
     with open(path, encoding="utf-8") as f:
@@ -81,12 +89,12 @@ def requirement_pins(path: str = REQUIREMENTS) -> Dict[str, str]:
     return pins
 
 
-def requirement_names(path: str = REQUIREMENTS) -> List[str]:
+def requirement_names(path: str = REQUIREMENTS) -> list[str]:
     """The canonical names pinned in the requirements file, in file order."""
     return list(requirement_pins(path))
 
 
-def split_artifact(filename: str) -> Tuple[str, str]:
+def split_artifact(filename: str) -> tuple[str, str]:
     """``(canonical name, version)`` of a wheel or sdist file name."""
     if filename.endswith(".whl"):
         name, version = filename.split("-")[:2]
@@ -107,11 +115,15 @@ def wheel_fits(filename: str) -> bool:
     if len(parts) < 5:
         return False
     py, abi, plat = parts[-3:]
-    py_ok = any(t in ("py3", "cp312") or (t.startswith("cp3") and abi == "abi3" and int(t[3:] or 0) <= 12)
-                for t in py.split("."))
+    py_ok = any(
+        t in ("py3", "cp312") or (t.startswith("cp3") and abi == "abi3" and int(t[3:] or 0) <= 12)
+        for t in py.split(".")
+    )
     abi_ok = any(t in ("none", "abi3", "cp312") for t in abi.split("."))
-    plat_ok = any(t == "any" or t == "linux_x86_64" or (t.startswith("manylinux") and t.endswith("_x86_64"))
-                  for t in plat.split("."))
+    plat_ok = any(
+        t == "any" or t == "linux_x86_64" or (t.startswith("manylinux") and t.endswith("_x86_64"))
+        for t in plat.split(".")
+    )
     return py_ok and abi_ok and plat_ok
 
 
@@ -124,7 +136,7 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def artifacts(dest: str) -> List[str]:
+def artifacts(dest: str) -> list[str]:
     """The wheel and sdist file names in ``dest``, sorted."""
     return sorted(f for f in os.listdir(dest) if f.endswith((".whl", ".tar.gz")))
 
@@ -138,7 +150,7 @@ def write_manifest(dest: str) -> None:
     os.replace(tmp, os.path.join(dest, MANIFEST))
 
 
-def run_command(cmd: Sequence[str], what: str, env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None) -> str:
+def run_command(cmd: Sequence[str], what: str, env: dict[str, str] | None = None, cwd: str | None = None) -> str:
     """Run ``cmd``; return its output, or raise WheelsError with the output's tail."""
     proc = subprocess.run(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
     if proc.returncode != 0:
@@ -148,12 +160,12 @@ def run_command(cmd: Sequence[str], what: str, env: Optional[Dict[str, str]] = N
 
 
 # ---------------------------------------------------------------------------------------------
-def verify(dest: str, pip_check: bool = False) -> List[str]:
+def verify(dest: str, pip_check: bool = False) -> list[str]:
     """Check ``dest`` against its manifest and the requirements; return the artifact names."""
     manifest = os.path.join(dest, MANIFEST)
     if not os.path.isfile(manifest):
         raise WheelsError(f"{manifest} not found: run `make gpu-wheels` first")
-    listed: Dict[str, str] = {}
+    listed: dict[str, str] = {}
     with open(manifest, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             found = re.fullmatch(r"([0-9a-f]{64}) [ *](\S+)\n?", line)
@@ -167,7 +179,7 @@ def verify(dest: str, pip_check: bool = False) -> List[str]:
     for name, digest in listed.items():
         if sha256_of(os.path.join(dest, name)) != digest:
             raise WheelsError(f"{os.path.join(dest, name)}: sha256 differs from {MANIFEST}")
-    by_name: Dict[str, List[str]] = {}
+    by_name: dict[str, list[str]] = {}
     for f in files:
         by_name.setdefault(artifact_name(f), []).append(f)
     for name, version in requirement_pins().items():
@@ -176,8 +188,9 @@ def verify(dest: str, pip_check: bool = False) -> List[str]:
             raise WheelsError(f"{dest}: expected one file of {name}, found {found or 'none'}")
         f = found[0]
         if split_artifact(f)[1] != version:
-            raise WheelsError(f"{dest}/{f}: expected version {version} of {name} "
-                              "(`make gpu-wheels` updates the folder)")
+            raise WheelsError(
+                f"{dest}/{f}: expected version {version} of {name} (`make gpu-wheels` updates the folder)"
+            )
         if f.endswith(".whl") and not wheel_fits(f):
             raise WheelsError(f"{dest}/{f}: not installable by CPython 3.12 on x86-64 Linux")
         if f.endswith(".tar.gz") and name not in (DETECTRON2,) + COMPILED_SDISTS:
@@ -187,21 +200,45 @@ def verify(dest: str, pip_check: bool = False) -> List[str]:
     if pip_check:
         wheels = [os.path.join(dest, f) for f in files if f.endswith(".whl")]
         with tempfile.TemporaryDirectory() as target:
-            cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-deps",
-                   "--only-binary", ":all:", "--target", target, *TARGET]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--no-index",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--target",
+                target,
+                *TARGET,
+            ]
             cmd += [x for plat in PLATFORMS for x in ("--platform", plat)] + wheels
             run_command(cmd, "pip install --dry-run (CPython 3.12, x86-64 Linux)")
     return files
 
 
-def find_python312(given: str) -> Optional[str]:
+def find_python312(given: str) -> str | None:
     """A CPython 3.12 interpreter: ``given``, else python3.12 on PATH, else pyenv's; None if none runs."""
-    candidates = [given] if given else ["python3.12"] + sorted(
-        glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")), reverse=True)
+    candidates = (
+        [given]
+        if given
+        else ["python3.12"]
+        + sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")), reverse=True)
+    )
     for exe in candidates:
         try:
-            out = subprocess.run([exe, "-c", "import sys, platform; print(platform.python_implementation(), "
-                                  "sys.version_info[:2] == (3, 12))"], capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [
+                    exe,
+                    "-c",
+                    "import sys, platform; print(platform.python_implementation(), sys.version_info[:2] == (3, 12))",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if out.returncode == 0 and out.stdout.split() == ["CPython", "True"]:
@@ -211,7 +248,7 @@ def find_python312(given: str) -> Optional[str]:
     return None
 
 
-def download(dest: str, python312: str = "", force: bool = False) -> List[str]:
+def download(dest: str, python312: str = "", force: bool = False) -> list[str]:
     """Fill ``dest`` (see the module docstring); return the artifact names."""
     if not force and os.path.isdir(dest):
         try:
@@ -223,8 +260,21 @@ def download(dest: str, python312: str = "", force: bool = False) -> List[str]:
     os.makedirs(dest, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gpu-wheels-") as tmp:
         fetched, built = os.path.join(tmp, "fetched"), os.path.join(tmp, "built")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--no-build-isolation",
-               *TARGET, *[x for plat in PLATFORMS for x in ("--platform", plat)], "-r", REQUIREMENTS, "-d", fetched]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--require-hashes",
+            "--no-build-isolation",
+            *TARGET,
+            *[x for plat in PLATFORMS for x in ("--platform", plat)],
+            "-r",
+            REQUIREMENTS,
+            "-d",
+            fetched,
+        ]
         print("pip download (hash-checked) ...", flush=True)
         run_command(cmd, "pip download")
         os.makedirs(built)
@@ -232,12 +282,16 @@ def download(dest: str, python312: str = "", force: bool = False) -> List[str]:
         for f in sorted(os.listdir(fetched)):
             path, name = os.path.join(fetched, f), artifact_name(f)
             if name in PURE_SDISTS:
-                run_command([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", built, path],
-                    f"building a wheel of {f}")
+                run_command(
+                    [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", built, path],
+                    f"building a wheel of {f}",
+                )
             elif name in COMPILED_SDISTS:
                 exe = find_python312(python312)
                 if exe:
-                    run_command([exe, "-m", "pip", "wheel", "--no-deps", "-w", built, path], f"building a cp312 wheel of {f}")
+                    run_command(
+                        [exe, "-m", "pip", "wheel", "--no-deps", "-w", built, path], f"building a cp312 wheel of {f}"
+                    )
                 else:
                     print(f"no CPython 3.12 here: {f} travels as source and is built on the CUDA machine")
                     keep.append(path)
@@ -252,18 +306,21 @@ def download(dest: str, python312: str = "", force: bool = False) -> List[str]:
     return verify(dest)
 
 
-def travelling_bytes(repo: str = REPO) -> Optional[int]:
+def travelling_bytes(repo: str = REPO) -> int | None:
     """Bytes of the repository's tracked and untracked-not-ignored files (None outside git)."""
     try:
-        out = subprocess.run(["git", "-C", repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             capture_output=True, check=True).stdout
+        out = subprocess.run(
+            ["git", "-C", repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     paths = [os.path.join(repo, p) for p in out.decode().split("\0") if p]
     return sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
 
 
-def print_sizes(dest: str, files: List[str]) -> None:
+def print_sizes(dest: str, files: list[str]) -> None:
     """The files, their total, and the total that travels with the repository."""
     total = 0
     for f in files:
@@ -273,8 +330,10 @@ def print_sizes(dest: str, files: List[str]) -> None:
     print(f"wheels: {len(files)} files, {total / 2**20:.2f} MiB in {dest}")
     repo = travelling_bytes()
     if repo is not None:
-        print(f"repository (tracked + untracked, not ignored): {repo / 2**20:.2f} MiB; "
-              f"together: {(repo + total) / 2**20:.2f} MiB (the limit is 64 MiB)")
+        print(
+            f"repository (tracked + untracked, not ignored): {repo / 2**20:.2f} MiB; "
+            f"together: {(repo + total) / 2**20:.2f} MiB (the limit is 64 MiB)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,24 +346,43 @@ def importable(module: str) -> bool:
 # on the GPU machine's Python already (the kit never installs torch and its stack); otherwise the
 # distribution travels in .wheels/ (salfmix/install/gpu_requirements.txt).
 MODULES = (
-    ("torch", "machine"), ("torchvision", "machine"), ("numpy", "machine"), ("PIL", "machine"),
-    ("matplotlib", "machine"), ("tqdm", "machine"), ("tensorboard", "machine"), ("scipy", "machine"),
-    ("pytest", "machine"), ("yaml", "machine"), ("tabulate", "machine"), ("cloudpickle", "machine"),
-    ("portalocker", "machine"), ("cv2", "machine"),
-    ("fvcore", "fvcore"), ("iopath", "iopath"), ("yacs", "yacs"), ("termcolor", "termcolor"),
-    ("omegaconf", "omegaconf"), ("hydra", "hydra-core"), ("antlr4", "antlr4-python3-runtime"),
-    ("pycocotools", "pycocotools"), ("gco", "gco-wrapper"), ("pkg_resources", "setuptools"),
+    ("torch", "machine"),
+    ("torchvision", "machine"),
+    ("numpy", "machine"),
+    ("PIL", "machine"),
+    ("matplotlib", "machine"),
+    ("tqdm", "machine"),
+    ("tensorboard", "machine"),
+    ("scipy", "machine"),
+    ("pytest", "machine"),
+    ("yaml", "machine"),
+    ("tabulate", "machine"),
+    ("cloudpickle", "machine"),
+    ("portalocker", "machine"),
+    ("cv2", "machine"),
+    ("fvcore", "fvcore"),
+    ("iopath", "iopath"),
+    ("yacs", "yacs"),
+    ("termcolor", "termcolor"),
+    ("omegaconf", "omegaconf"),
+    ("hydra", "hydra-core"),
+    ("antlr4", "antlr4-python3-runtime"),
+    ("pycocotools", "pycocotools"),
+    ("gco", "gco-wrapper"),
+    ("pkg_resources", "setuptools"),
     ("detectron2", DETECTRON2),
 )
 
 
-def preflight(dest: str) -> List[str]:
+def preflight(dest: str) -> list[str]:
     """One line per module the kit will import that is neither importable here nor provided by a
     file in ``dest``: which module, and which wheel to carry (empty: nothing is missing)."""
     have = {artifact_name(f) for f in artifacts(dest)} if os.path.isdir(dest) else set()
     # One fresh interpreter tries every import (one process per module would cost ~20 s).
-    probe = ("import importlib, sys\nfor m in sys.argv[1:]:\n    try:\n        importlib.import_module(m)\n"
-             "    except Exception:\n        print(m)")
+    probe = (
+        "import importlib, sys\nfor m in sys.argv[1:]:\n    try:\n        importlib.import_module(m)\n"
+        "    except Exception:\n        print(m)"
+    )
     proc = subprocess.run([sys.executable, "-c", probe, *(m for m, _ in MODULES)], capture_output=True, text=True)
     absent = set(proc.stdout.split())
     missing = []
@@ -312,27 +390,42 @@ def preflight(dest: str) -> List[str]:
         if module not in absent:
             continue
         if dist == "machine":
-            missing.append(f"module {module} cannot be imported and the kit does not carry it: install it into "
-                           f"{sys.executable} on this machine (the kit leaves torch and its stack as they are)")
+            missing.append(
+                f"module {module} cannot be imported and the kit does not carry it: install it into "
+                f"{sys.executable} on this machine (the kit leaves torch and its stack as they are)"
+            )
         elif normalize(dist) not in have:
-            missing.append(f"module {module} cannot be imported and {dest} has no {dist}: run `make gpu-wheels` on a "
-                           "machine with network and carry .wheels/ here")
+            missing.append(
+                f"module {module} cannot be imported and {dest} has no {dist}: run `make gpu-wheels` on a "
+                "machine with network and carry .wheels/ here"
+            )
     return missing
 
 
 def install(dest: str) -> None:
     """Install the verified files into this interpreter, then Detectron2 and the project."""
     files = verify(dest)
-    pip = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--no-build-isolation",
-           "--disable-pip-version-check", "--no-cache-dir"]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--no-deps",
+        "--no-build-isolation",
+        "--disable-pip-version-check",
+        "--no-cache-dir",
+    ]
     wheels, skipped = [], []
     for f in files:
         if not f.endswith(".whl"):
             continue
         module = ONLY_IF_MISSING.get(artifact_name(f))
         (skipped if module and importable(module) else wheels).append(f)
-    print(f"installing {len(wheels)} wheels (--no-index --no-deps); already satisfied here: {skipped or 'none'}",
-          flush=True)
+    print(
+        f"installing {len(wheels)} wheels (--no-index --no-deps); already satisfied here: {skipped or 'none'}",
+        flush=True,
+    )
     run_command(pip + [os.path.join(dest, f) for f in wheels], "pip install of the wheels")
     for f in files:
         if f.endswith(".tar.gz") and artifact_name(f) in COMPILED_SDISTS:
@@ -343,13 +436,14 @@ def install(dest: str) -> None:
     # salfmix.install.detectron2 runs `pip install` of the patched source: no index there, and its
     # declared dependencies are either installed above or unused by the project (black, pydot).
     env = dict(os.environ, PIP_NO_INDEX="1", PIP_NO_DEPS="1")
-    tool = [sys.executable, "-m", "salfmix.install.detectron2",
-            "--sdist", os.path.join(dest, sdist[0])]
+    tool = [sys.executable, "-m", "salfmix.install.detectron2", "--sdist", os.path.join(dest, sdist[0])]
     print(run_command(tool, "python -m salfmix.install.detectron2", env=env).strip().splitlines()[-1], flush=True)
     print("the project (editable, no dependencies) ...", flush=True)
     run_command(pip + ["-e", REPO], "pip install -e of the project")
-    check = "import torch, pretrain.mixing, detection, detectron2; print('torch', torch.__version__, " \
-            "'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
+    check = (
+        "import torch, pretrain.mixing, detection, detectron2; print('torch', torch.__version__, "
+        "'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
+    )
     print(run_command([sys.executable, "-c", check], "importing the project", cwd=dest).strip().splitlines()[-1])
 
 

@@ -14,13 +14,15 @@
   detection run whose pretraining folder or converted weights were deleted (to save disk) is
   reported done, from its own results.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from salfmix.pipeline import stages
 from salfmix.errors import PipelineError
+from salfmix.pipeline import stages
 from salfmix.pipeline.plan import Plan
 
 __all__ = ["backbone_key", "check_plans", "check_visible_gpus", "decide"]
@@ -46,9 +48,9 @@ def _pretrain_text(plan: Plan) -> str:
 
 def _detection_text(plan: Plan) -> str:
     """The detection config as the run will save it: resolved and rescaled to its process count."""
-    from detectron2.engine import DefaultTrainer
-
     from detection.config import load_config
+
+    from detectron2.engine import DefaultTrainer
 
     cfg = load_config(plan.det_config, plan.det_overrides())
     return DefaultTrainer.auto_scale_workers(cfg, plan.num_gpus).dump()
@@ -60,9 +62,11 @@ def _refuse_drift(folder: str, text: str, same_run: Sequence[str], defaults: str
 
     drift = finished_run_drift(folder, text, same_run, defaults)
     if drift:
-        raise PipelineError(f"[{plan.name}] {what}: {folder} holds a finished run whose config differs from the one "
-                            f"asked for now in {describe_drift(drift)}; it is never reused for another recipe: move it "
-                            "away, or ask for the recipe it ran (nothing was run)")
+        raise PipelineError(
+            f"[{plan.name}] {what}: {folder} holds a finished run whose config differs from the one "
+            f"asked for now in {describe_drift(drift)}; it is never reused for another recipe: move it "
+            "away, or ask for the recipe it ran (nothing was run)"
+        )
 
 
 def refuse_live_run(folder: str, what: str) -> None:
@@ -75,7 +79,7 @@ def refuse_live_run(folder: str, what: str) -> None:
         raise PipelineError(f"{what}: {lock.refusal()}")
 
 
-def backbone_key(plan: Plan) -> Optional[Dict[str, Any]]:
+def backbone_key(plan: Plan) -> dict[str, Any] | None:
     """What identifies the pretraining run the plan's detection run is fine-tuned from: the
     finished pretraining run now in its folder (None when there is none)."""
     if stages.pretrain_state(plan.pretrain_dir, plan.label) != stages.FINISHED:
@@ -83,7 +87,7 @@ def backbone_key(plan: Plan) -> Optional[Dict[str, Any]]:
     return stages.source_key(plan.pretrain_dir)
 
 
-def recorded_backbone(det_dir: str) -> Optional[Dict[str, Any]]:
+def recorded_backbone(det_dir: str) -> dict[str, Any] | None:
     """The backbone a detection run recorded (``run_info.json``: ``backbone``); None if unknown."""
     from salfmix.runs.report import ReportError, read_json
 
@@ -102,8 +106,10 @@ def decide(plan: Plan, allow_live: bool = False) -> str:
     :data:`DONE_FROM_DETECTION` when its detection run is finished (whatever is left upstream),
     else "run" (the stages then skip what is finished). Raises :class:`PipelineError` (one line)
     for a run that can never be the one asked for."""
-    from detection.run_folder import SAME_RUN as DET_SAME_RUN, defaults_text as det_defaults
-    from pretrain.engine.runner import SAME_RUN as PRE_SAME_RUN, defaults_text as pre_defaults
+    from detection.run_folder import SAME_RUN as DET_SAME_RUN
+    from detection.run_folder import defaults_text as det_defaults
+    from pretrain.engine.runner import SAME_RUN as PRE_SAME_RUN
+    from pretrain.engine.runner import defaults_text as pre_defaults
 
     if not allow_live:  # (allowed when only looking, or when SLURM jobs of ours hold them)
         refuse_live_run(plan.pretrain_dir, f"[{plan.name}] pretrain")
@@ -118,20 +124,24 @@ def decide(plan: Plan, allow_live: bool = False) -> str:
         return "run"
     recorded, current = recorded_backbone(plan.det_dir), backbone_key(plan)
     if recorded is not None and current is not None and recorded != current:
-        raise PipelineError(f"[{plan.name}] {plan.det_dir} holds a detection run fine-tuned from another pretraining "
-                            f"run than the one now in {plan.pretrain_dir}: move {plan.det_dir} away to fine-tune this "
-                            "one (nothing was run)")
+        raise PipelineError(
+            f"[{plan.name}] {plan.det_dir} holds a detection run fine-tuned from another pretraining "
+            f"run than the one now in {plan.pretrain_dir}: move {plan.det_dir} away to fine-tune this "
+            "one (nothing was run)"
+        )
     if det_state == stages.FINISHED:
         return DONE_FROM_DETECTION
     if current is None and recorded is not None:
         # the pretraining will run (again): a new backbone for a detection run that began with another
-        raise PipelineError(f"[{plan.name}] {plan.det_dir} holds an unfinished detection run whose pretraining run is "
-                            f"no longer in {plan.pretrain_dir} (a new pretraining would give it another backbone): "
-                            f"move {plan.det_dir} away (nothing was run)")
+        raise PipelineError(
+            f"[{plan.name}] {plan.det_dir} holds an unfinished detection run whose pretraining run is "
+            f"no longer in {plan.pretrain_dir} (a new pretraining would give it another backbone): "
+            f"move {plan.det_dir} away (nothing was run)"
+        )
     return "run"
 
 
-def check_plans(plans: Sequence[Plan], report_out: Optional[str] = None, allow_live: bool = False) -> List[str]:
+def check_plans(plans: Sequence[Plan], report_out: str | None = None, allow_live: bool = False) -> list[str]:
     """The checks of the module docstring for every plan, before any stage; returns each plan's
     starting point (:func:`decide`). Raises :class:`PipelineError` with one line."""
     from detection.config import load_config
@@ -139,9 +149,13 @@ def check_plans(plans: Sequence[Plan], report_out: Optional[str] = None, allow_l
     from salfmix.errors import DetectionSetupError
 
     for plan in plans[:1]:
-        for path, what in ((plan.out, "--out"), (os.path.dirname(plan.pretrain_dir), "--out"),
-                           (os.path.dirname(plan.weights), "--out"), (os.path.dirname(plan.det_dir), "--out"),
-                           (os.path.dirname(plan.log("x")), "--out")):
+        for path, what in (
+            (plan.out, "--out"),
+            (os.path.dirname(plan.pretrain_dir), "--out"),
+            (os.path.dirname(plan.weights), "--out"),
+            (os.path.dirname(plan.det_dir), "--out"),
+            (os.path.dirname(plan.log("x")), "--out"),
+        ):
             _check_folder(path, what)
         if report_out is not None:
             _check_folder(report_out, "--report-out")
@@ -162,10 +176,14 @@ def check_visible_gpus(asked: int, option: str = "--num-gpus", cpu_ok: bool = Fa
     if not torch.cuda.is_available():
         if cpu_ok:
             return
-        raise PipelineError(f"{option} {asked}: no CUDA device is visible on {os.uname().nodename} "
-                            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+        raise PipelineError(
+            f"{option} {asked}: no CUDA device is visible on {os.uname().nodename} "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        )
     count = torch.cuda.device_count()
     if count < asked:
-        raise PipelineError(f"{option} {asked}: only {count} CUDA device{'s' if count != 1 else ''} visible on "
-                            f"{os.uname().nodename} (CUDA_VISIBLE_DEVICES="
-                            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+        raise PipelineError(
+            f"{option} {asked}: only {count} CUDA device{'s' if count != 1 else ''} visible on "
+            f"{os.uname().nodename} (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        )

@@ -7,12 +7,13 @@ checked, they are submitted and -- unless ``--no-wait`` -- followed until the re
 whose report is printed as the local launcher prints it. Exit status: 0 when every run finished,
 1 otherwise (the failed ones named, with their logs), 2 for bad input (nothing submitted).
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 from salfmix.errors import PipelineError
 from salfmix.pipeline.plan import Plan
@@ -24,12 +25,13 @@ def _slurm():
     try:
         from salfmix.pipeline import slurm
     except ImportError as err:
-        raise PipelineError(f"--launcher slurm needs submitit, which cannot be imported ({err}); "
-                            "pip install submitit") from None
+        raise PipelineError(
+            f"--launcher slurm needs submitit, which cannot be imported ({err}); pip install submitit"
+        ) from None
     return slurm
 
 
-def print_status(plans: Sequence[Plan], out: str, report_out: Optional[str]) -> None:
+def print_status(plans: Sequence[Plan], out: str, report_out: str | None) -> None:
     """Every (method, seed) and stage: its run folder's state, its SLURM job and the job's state."""
     try:
         slurm = _slurm()
@@ -46,8 +48,9 @@ def print_status(plans: Sequence[Plan], out: str, report_out: Optional[str]) -> 
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-def launch_slurm(prog: str, plans: List[Plan], args: argparse.Namespace, report_out: Optional[str],
-                 note: Optional[str]) -> Dict[str, str]:
+def launch_slurm(
+    prog: str, plans: list[Plan], args: argparse.Namespace, report_out: str | None, note: str | None
+) -> dict[str, str]:
     """Submit (or print, ``--dry-run``) the jobs of ``plans``; wait and print the report unless
     ``--no-wait``. Returns the report's paths (none without waiting); exits 1 when a run did not
     finish."""
@@ -59,8 +62,10 @@ def launch_slurm(prog: str, plans: List[Plan], args: argparse.Namespace, report_
     report_out = os.path.abspath(report_out or os.path.join(out, "report"))
     res = slurm.load_resources(args.cluster_config, slurm_overrides(args))
     if res.gpus_per_node and args.num_gpus not in (1, res.gpus_per_node):
-        raise PipelineError(f"--num-gpus {args.num_gpus} and --gpus-per-node {res.gpus_per_node}: under SLURM a "
-                            "training job runs one process per GPU of each node; give only --gpus-per-node")
+        raise PipelineError(
+            f"--num-gpus {args.num_gpus} and --gpus-per-node {res.gpus_per_node}: under SLURM a "
+            "training job runs one process per GPU of each node; give only --gpus-per-node"
+        )
     for plan in plans:  # processes per node: one per GPU, else --num-gpus CPU processes
         plan.num_gpus = res.gpus_per_node or plan.num_gpus
     recorded = slurm.recorded_jobs(out)
@@ -74,7 +79,7 @@ def launch_slurm(prog: str, plans: List[Plan], args: argparse.Namespace, report_
     return submit_and_follow(prog, slurm, jobs, res, out, report_out, args)
 
 
-def launch_study_slurm(prog: str, runs: Sequence, recipe, args: argparse.Namespace, title: str) -> Dict[str, str]:
+def launch_study_slurm(prog: str, runs: Sequence, recipe, args: argparse.Namespace, title: str) -> dict[str, str]:
     """``run_study --launcher slurm``: one job per unfinished run, then the report job."""
     from salfmix.pipeline.cli import slurm_overrides
     from salfmix.pipeline.study import study_report
@@ -85,16 +90,18 @@ def launch_study_slurm(prog: str, runs: Sequence, recipe, args: argparse.Namespa
     res = slurm.load_resources(args.cluster_config, slurm_overrides(args))
     recorded = slurm.recorded_jobs(out)
     states = slurm.slurm_states([v.get("job_id", "") for v in recorded.values()])
-    jobs = slurm.plan_study_jobs(runs, recipe, os.path.abspath(args.data_root), report_out, title, res, recorded,
-                                 states, args.keep_checkpoints)
+    jobs = slurm.plan_study_jobs(
+        runs, recipe, os.path.abspath(args.data_root), report_out, title, res, recorded, states, args.keep_checkpoints
+    )
     if len(jobs) == 1 and jobs[0].job_id is None and not args.dry_run:
         study_report(runs, report_out, title)
         return {"md": os.path.join(report_out, "report.md")}
     return submit_and_follow(prog, slurm, jobs, res, out, report_out, args)
 
 
-def submit_and_follow(prog: str, slurm, jobs: Sequence, res, out: str, report_out: str,
-                      args: argparse.Namespace) -> Dict[str, str]:
+def submit_and_follow(
+    prog: str, slurm, jobs: Sequence, res, out: str, report_out: str, args: argparse.Namespace
+) -> dict[str, str]:
     """``--dry-run``: print the jobs; else check the cluster, submit, and unless ``--no-wait``
     follow them and print the report (exit 1 when the report job did not complete)."""
     from salfmix.pipeline.runner import report_paths
@@ -107,7 +114,7 @@ def submit_and_follow(prog: str, slurm, jobs: Sequence, res, out: str, report_ou
         ids = slurm.submit_jobs(jobs, res, out)
     except PipelineError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     if args.no_wait:
         print("submitted; follow with the same command and --status (or run it again without --no-wait to wait)")
         return {}
@@ -120,7 +127,10 @@ def submit_and_follow(prog: str, slurm, jobs: Sequence, res, out: str, report_ou
     if final.get(ids["report"]) == "COMPLETED":
         print(f"wrote the report in {report_out}")
         return report_paths(report_out)
-    print(f"{prog}: error: report job {ids['report']} ended {final.get(ids['report'])}; jobs not completed: "
-          f"{', '.join(failed) or 'none'} (job logs in {os.path.join(out, 'slurm')}/<job id>/, stage logs beside "
-          "the runs)", file=sys.stderr)
+    print(
+        f"{prog}: error: report job {ids['report']} ended {final.get(ids['report'])}; jobs not completed: "
+        f"{', '.join(failed) or 'none'} (job logs in {os.path.join(out, 'slurm')}/<job id>/, stage logs beside "
+        "the runs)",
+        file=sys.stderr,
+    )
     raise SystemExit(1)

@@ -9,6 +9,7 @@ because Detectron2 and torchrun write through handlers and processes of their ow
 groups of their own and forwards each SIGINT / SIGTERM the pipeline receives to them, once: a
 child stops at its own safe point (``salfmix.runs.signals``) and the pipeline exits with its status.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,14 +17,14 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Dict, Iterator, List, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 from salfmix.runs.signals import StopSignals, die_with_parent
 
 __all__ = ["ChildSignals", "stage_output", "tail"]
 
 
-def _pump(read_fd: int, targets: List[int]) -> None:
+def _pump(read_fd: int, targets: list[int]) -> None:
     """Copy everything from ``read_fd`` to every fd of ``targets`` until end of file."""
     while True:
         try:
@@ -36,7 +37,7 @@ def _pump(read_fd: int, targets: List[int]) -> None:
             view = memoryview(chunk)
             while view:
                 try:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 except InterruptedError:
                     continue
                 except OSError:  # a closed terminal must not stop the log
@@ -53,7 +54,7 @@ def stage_output(log_path: str, quiet: bool = False) -> Iterator[None]:
         stream.flush()
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     saved = [os.dup(1), os.dup(2)]
-    pump: Optional[threading.Thread] = None
+    pump: threading.Thread | None = None
     try:
         if quiet:
             target = log_fd
@@ -103,7 +104,7 @@ class ChildSignals(StopSignals):
 
     def __init__(self) -> None:
         super().__init__()
-        self._children: Dict[int, subprocess.Popen] = {}
+        self._children: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
     def _handle(self, signum: int, frame: object) -> None:
@@ -117,15 +118,21 @@ class ChildSignals(StopSignals):
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def run(self, cmd: Sequence[str], env: Optional[Dict[str, str]] = None, log_path: Optional[str] = None) -> int:
+    def run(self, cmd: Sequence[str], env: dict[str, str] | None = None, log_path: str | None = None) -> int:
         """Run ``cmd`` (output appended to ``log_path``, else inherited) and return its exit
         status, 128 + N when signal N ended it. Safe to call from several threads."""
         log = open(log_path, "ab") if log_path else None
         try:
             # The child dies with this process (a SIGTERM at its death: it stops at its safe
             # point), so a killed orchestrator never leaves runs training on, orphaned.
-            proc = subprocess.Popen(list(cmd), env=env, stdout=log, stderr=subprocess.STDOUT if log else None,
-                                    start_new_session=True, preexec_fn=die_with_parent)
+            proc = subprocess.Popen(
+                list(cmd),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT if log else None,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
             with self._lock:
                 self._children[proc.pid] = proc
             try:

@@ -10,11 +10,12 @@ is any unknown method name, a missing config file, an override that does not loa
 override of a key the pipeline sets itself. The detection config is loaded the same way. So a
 typo in the last of several methods stops the command before the first one trains.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
 
 from salfmix.config_files import resolve
 from salfmix.errors import PipelineError
@@ -25,13 +26,17 @@ __all__ = ["PipelineError", "Plan", "PIPELINE_KEYS", "plan_pipelines", "split_wo
 # override of one in --pretrain-opts / --det-opts would make a run differ from its name.
 PIPELINE_KEYS = {
     "pretrain": {"SEED": "--seed", "OUTPUT_DIR": "--out"},
-    "detection": {"SEED": "--seed", "OUTPUT_DIR": "--out", "MODEL.WEIGHTS": "the pipeline's converted weights",
-                  "SALFMIX.METHOD": "--method (the pretraining config's MIX.METHOD)",
-                  "SALFMIX.PRETRAIN_METRICS": "the pipeline's pretraining run"},
+    "detection": {
+        "SEED": "--seed",
+        "OUTPUT_DIR": "--out",
+        "MODEL.WEIGHTS": "the pipeline's converted weights",
+        "SALFMIX.METHOD": "--method (the pretraining config's MIX.METHOD)",
+        "SALFMIX.PRETRAIN_METRICS": "the pipeline's pretraining run",
+    },
 }
 
 
-def split_words(values: Optional[Sequence[str]]) -> List[str]:
+def split_words(values: Sequence[str] | None) -> list[str]:
     """``["none cutmix", "salfmix"]`` -> ``["none", "cutmix", "salfmix"]`` (shell-quoted lists and
     separate words both work)."""
     return [word for value in values or [] for word in str(value).split()]
@@ -45,11 +50,11 @@ class Plan:
     seed: int
     out: str
     pretrain_config: str
-    pretrain_opts: List[str]
+    pretrain_opts: list[str]
     det_config: str
-    det_opts: List[str]
+    det_opts: list[str]
     num_gpus: int = 1
-    notes: List[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     # The pretraining config is a base of several methods: the pipeline sets MIX.METHOD.
     set_method: bool = False
     # Where the plan starts, decided from the manifests before anything runs (salfmix.pipeline.checks).
@@ -79,16 +84,26 @@ class Plan:
         """The log file of ``stage`` ("pretrain", "convert", "detection")."""
         return os.path.join(self.out, "logs", f"{self.name}.{stage}.log")
 
-    def pretrain_overrides(self) -> List[str]:
+    def pretrain_overrides(self) -> list[str]:
         """The pretraining run's ``KEY VALUE`` overrides: the user's, then the pipeline's."""
         method = ["MIX.METHOD", self.label] if self.set_method else []
         return [*self.pretrain_opts, *method, "SEED", str(self.seed), "OUTPUT_DIR", self.pretrain_dir]
 
-    def det_overrides(self) -> List[str]:
+    def det_overrides(self) -> list[str]:
         """The detection run's ``KEY VALUE`` overrides: the user's, then the pipeline's."""
-        return [*self.det_opts, "MODEL.WEIGHTS", self.weights, "SALFMIX.METHOD", self.label, "SEED", str(self.seed),
-                "SALFMIX.PRETRAIN_METRICS", os.path.join(self.pretrain_dir, "metrics.jsonl"),
-                "OUTPUT_DIR", self.det_dir]
+        return [
+            *self.det_opts,
+            "MODEL.WEIGHTS",
+            self.weights,
+            "SALFMIX.METHOD",
+            self.label,
+            "SEED",
+            str(self.seed),
+            "SALFMIX.PRETRAIN_METRICS",
+            os.path.join(self.pretrain_dir, "metrics.jsonl"),
+            "OUTPUT_DIR",
+            self.det_dir,
+        ]
 
 
 def _check_keys(opts: Sequence[str], stage: str, option: str) -> None:
@@ -96,11 +111,12 @@ def _check_keys(opts: Sequence[str], stage: str, option: str) -> None:
         raise PipelineError(f"{option}: expected KEY VALUE pairs, got an odd list {list(opts)}")
     for key in opts[::2]:
         if key in PIPELINE_KEYS[stage]:
-            raise PipelineError(f"{option}: {key} is set by the pipeline ({PIPELINE_KEYS[stage][key]}); "
-                                "remove it from the overrides")
+            raise PipelineError(
+                f"{option}: {key} is set by the pipeline ({PIPELINE_KEYS[stage][key]}); remove it from the overrides"
+            )
 
 
-def _pretrain_label(config: str, opts: Sequence[str], method: Optional[str], option: str) -> Tuple[str, str, bool]:
+def _pretrain_label(config: str, opts: Sequence[str], method: str | None, option: str) -> tuple[str, str, bool]:
     """The config file, the MIX.METHOD the plan trains and whether the pipeline sets it (see
     :func:`pretrain.config.method_config`: a base config takes ``method``, a config that trains
     another method is refused)."""
@@ -137,9 +153,16 @@ def _check_det_config(path: str, opts: Sequence[str]) -> None:
         raise PipelineError(f"--det-config {path}: {err}") from None
 
 
-def plan_pipelines(methods: Sequence[Optional[str]], seeds: Sequence[int], out: str, pretrain_config: str,
-                   det_config: str, pretrain_opts: Sequence[str] = (), det_opts: Sequence[str] = (),
-                   num_gpus: int = 1) -> List[Plan]:
+def plan_pipelines(
+    methods: Sequence[str | None],
+    seeds: Sequence[int],
+    out: str,
+    pretrain_config: str,
+    det_config: str,
+    pretrain_opts: Sequence[str] = (),
+    det_opts: Sequence[str] = (),
+    num_gpus: int = 1,
+) -> list[Plan]:
     """Every (method, seed) pipeline, seed-minor (all seeds of the first method first), checked
     as the module docstring says; raises :class:`PipelineError` at the first problem.
 
@@ -160,21 +183,35 @@ def plan_pipelines(methods: Sequence[Optional[str]], seeds: Sequence[int], out: 
     unknown = [m for m in names if m is not None and m not in MIXERS]
     if unknown:
         listed = ", ".join(repr(m) for m in unknown)
-        raise PipelineError(f"unknown method{'s' if len(unknown) > 1 else ''} {listed}; valid: {', '.join(MIXERS)} "
-                            "(nothing was run)")
+        raise PipelineError(
+            f"unknown method{'s' if len(unknown) > 1 else ''} {listed}; valid: {', '.join(MIXERS)} (nothing was run)"
+        )
     if None in names and METHOD_FIELD in pretrain_config:
         raise PipelineError(f"--pretrain-config {pretrain_config} contains {METHOD_FIELD}: give --method")
     _check_keys(pretrain_opts, "pretrain", "--pretrain-opts")
     _check_keys(det_opts, "detection", "--det-opts")
     det_config = resolve(det_config)
     if not os.path.isfile(det_config):
-        raise PipelineError(f"--det-config: {det_config} does not exist (a file, or a shipped config such as "
-                            "detection/voc0712_faster_rcnn_R_50_C4_24k.yaml)")
+        raise PipelineError(
+            f"--det-config: {det_config} does not exist (a file, or a shipped config such as "
+            "detection/voc0712_faster_rcnn_R_50_C4_24k.yaml)"
+        )
     labels = [_pretrain_label(pretrain_config, pretrain_opts, method, "--pretrain-opts") for method in names]
     _check_det_config(det_config, det_opts)
-    plans: List[Plan] = []
+    plans: list[Plan] = []
     for path, label, set_method in labels:
         for seed in dict.fromkeys(int(s) for s in seeds):
-            plans.append(Plan(label, seed, out, path, list(pretrain_opts), det_config, list(det_opts), num_gpus,
-                              set_method=set_method))
+            plans.append(
+                Plan(
+                    label,
+                    seed,
+                    out,
+                    path,
+                    list(pretrain_opts),
+                    det_config,
+                    list(det_opts),
+                    num_gpus,
+                    set_method=set_method,
+                )
+            )
     return plans

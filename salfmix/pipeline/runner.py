@@ -8,23 +8,24 @@ per stage. A failed stage stops the command with one line naming the stage and i
 SIGINT / SIGTERM stop the running stage at its safe point and the command exits 130 / 143:
 running the same command again continues.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import traceback
-from typing import Callable, Dict, Optional, Sequence
+from collections.abc import Callable, Sequence
 
+from salfmix.errors import PipelineError
 from salfmix.pipeline import stages
 from salfmix.pipeline.output import stage_output, tail
-from salfmix.errors import PipelineError
 from salfmix.pipeline.plan import Plan
 from salfmix.runs.signals import Interrupted
 
 __all__ = ["report_of", "run_methods", "run_pipeline", "run_stage"]
 
 
-def _stage(plan: Plan, stage: str, log_name: str, quiet: bool, work: Callable[[], Optional[str]]) -> None:
+def _stage(plan: Plan, stage: str, log_name: str, quiet: bool, work: Callable[[], str | None]) -> None:
     """Run ``work`` with its output in the stage's log; failures become one-line PipelineErrors."""
     log = plan.log(log_name)
     try:
@@ -68,11 +69,19 @@ def _pretrain_stage(plan: Plan, ctx: stages.Context, quiet: bool) -> None:
         return
     resuming = f" (resuming {plan.pretrain_dir})" if state == stages.RESUME else ""
     _say(plan, f"pretrain: {plan.pretrain_config}{resuming}")
-    _stage(plan, "pretrain", "pretrain", quiet, lambda: stages.run_pretrain(
-        plan.pretrain_config, plan.pretrain_overrides(), state == stages.RESUME, ctx, plan.num_gpus))
+    _stage(
+        plan,
+        "pretrain",
+        "pretrain",
+        quiet,
+        lambda: stages.run_pretrain(
+            plan.pretrain_config, plan.pretrain_overrides(), state == stages.RESUME, ctx, plan.num_gpus
+        ),
+    )
     if stages.pretrain_state(plan.pretrain_dir, plan.label) != stages.FINISHED:
-        raise PipelineError(f"[{plan.name}] pretrain: {plan.pretrain_dir} is not finished after the run "
-                            f"(see {plan.log('pretrain')})")
+        raise PipelineError(
+            f"[{plan.name}] pretrain: {plan.pretrain_dir} is not finished after the run (see {plan.log('pretrain')})"
+        )
 
 
 def _convert_stage(plan: Plan, quiet: bool) -> None:
@@ -83,9 +92,11 @@ def _convert_stage(plan: Plan, quiet: bool) -> None:
         raise PipelineError(f"[{plan.name}] convert: {plan.pretrain_dir} holds no finished pretraining run")
     if stages.detection_state(plan.det_dir, plan.label) != stages.FRESH:
         # new weights under the old name: the detection run would be credited to a backbone it never saw
-        raise PipelineError(f"[{plan.name}] {plan.det_dir} holds a detection run fine-tuned from an earlier "
-                            f"{plan.weights}, not from the pretraining run now in {plan.pretrain_dir}: move "
-                            f"{plan.det_dir} away to fine-tune this one")
+        raise PipelineError(
+            f"[{plan.name}] {plan.det_dir} holds a detection run fine-tuned from an earlier "
+            f"{plan.weights}, not from the pretraining run now in {plan.pretrain_dir}: move "
+            f"{plan.det_dir} away to fine-tune this one"
+        )
     _say(plan, f"convert: {plan.weights}")
     _stage(plan, "convert", "convert", quiet, lambda: stages.convert(plan.pretrain_dir, plan.weights))
 
@@ -99,23 +110,34 @@ def _detection_stage(plan: Plan, ctx: stages.Context, quiet: bool) -> None:
         _say(plan, f"fine-tune + evaluate: done ({results})")
         return
     if not stages.conversion_done(plan.pretrain_dir, plan.weights):
-        raise PipelineError(f"[{plan.name}] fine-tune: {plan.weights} is not the conversion of the finished "
-                            f"pretraining run in {plan.pretrain_dir}")
+        raise PipelineError(
+            f"[{plan.name}] fine-tune: {plan.weights} is not the conversion of the finished "
+            f"pretraining run in {plan.pretrain_dir}"
+        )
     if state == stages.EVALUATE:
         _say(plan, f"evaluate: {os.path.join(plan.det_dir, 'model_final.pth')}")
-        _stage(plan, "evaluate", "detection", quiet,
-               lambda: stages.evaluate_detection(plan.det_dir, ctx, plan.num_gpus))
+        _stage(
+            plan, "evaluate", "detection", quiet, lambda: stages.evaluate_detection(plan.det_dir, ctx, plan.num_gpus)
+        )
     else:
         resuming = f" (resuming {plan.det_dir})" if state == stages.RESUME else ""
         if state == stages.FRESH or recorded_backbone(plan.det_dir) is None:
             # which pretraining run this detection run's backbone comes from, before it starts
             stages.record_backbone(plan.det_dir, backbone_key(plan))
         _say(plan, f"fine-tune + evaluate: {plan.det_config}{resuming}")
-        _stage(plan, "fine-tune + evaluate", "detection", quiet, lambda: stages.train_detection(
-            plan.det_config, plan.det_overrides(), state == stages.RESUME, ctx, plan.num_gpus))
+        _stage(
+            plan,
+            "fine-tune + evaluate",
+            "detection",
+            quiet,
+            lambda: stages.train_detection(
+                plan.det_config, plan.det_overrides(), state == stages.RESUME, ctx, plan.num_gpus
+            ),
+        )
     if stages.detection_state(plan.det_dir, plan.label) != stages.FINISHED:
-        raise PipelineError(f"[{plan.name}] {plan.det_dir}: no final evaluation results after fine-tuning "
-                            f"(see {plan.log('detection')})")
+        raise PipelineError(
+            f"[{plan.name}] {plan.det_dir}: no final evaluation results after fine-tuning (see {plan.log('detection')})"
+        )
     _say(plan, f"results: {results}")
 
 
@@ -124,8 +146,12 @@ def run_stage(plan: Plan, stage: str, ctx: stages.Context, quiet: bool = False) 
     skipped when its folder says it is finished; the unit of a SLURM job
     (:mod:`salfmix.pipeline.slurm`). Raises :class:`PipelineError` (one line) or
     :class:`salfmix.runs.signals.Interrupted`."""
-    for folder in (os.path.dirname(plan.pretrain_dir), os.path.dirname(plan.weights), os.path.dirname(plan.det_dir),
-                   os.path.dirname(plan.log("x"))):
+    for folder in (
+        os.path.dirname(plan.pretrain_dir),
+        os.path.dirname(plan.weights),
+        os.path.dirname(plan.det_dir),
+        os.path.dirname(plan.log("x")),
+    ):
         os.makedirs(folder, exist_ok=True)
     if stage == "pretrain":
         _pretrain_stage(plan, ctx, quiet)
@@ -143,20 +169,24 @@ def run_pipeline(plan: Plan, ctx: stages.Context, quiet: bool = False) -> str:
     or :class:`salfmix.runs.signals.Interrupted`."""
     from salfmix.pipeline.checks import DONE_FROM_DETECTION
 
-    upstream_done = (stages.pretrain_state(plan.pretrain_dir, plan.label) == stages.FINISHED
-                     and stages.conversion_done(plan.pretrain_dir, plan.weights))
+    upstream_done = stages.pretrain_state(plan.pretrain_dir, plan.label) == stages.FINISHED and stages.conversion_done(
+        plan.pretrain_dir, plan.weights
+    )
     if plan.start == DONE_FROM_DETECTION and not upstream_done:
         # the detection results are what the pipeline is for: a deleted backbone is not redone
         gone = [p for p in (plan.pretrain_dir, plan.weights) if not os.path.exists(p)] or [plan.weights]
-        _say(plan, f"fine-tune + evaluate: done ({os.path.join(plan.det_dir, 'eval_results.json')}; "
-             f"{' and '.join(gone)} not needed: the detection run recorded its backbone)")
+        _say(
+            plan,
+            f"fine-tune + evaluate: done ({os.path.join(plan.det_dir, 'eval_results.json')}; "
+            f"{' and '.join(gone)} not needed: the detection run recorded its backbone)",
+        )
         return plan.det_dir
     for stage in ("pretrain", "convert", "detection"):
         run_stage(plan, stage, ctx, quiet)
     return plan.det_dir
 
 
-def report_of(plans: Sequence[Plan], report_out: str, note: Optional[str] = None, show: bool = True) -> str:
+def report_of(plans: Sequence[Plan], report_out: str, note: str | None = None, show: bool = True) -> str:
     """The detection report of the plans whose detection run is finished, in ``report_out``; the
     others are named (stage, state, log) and make it raise :class:`PipelineError` after the
     report of the rest is written. Returns the report's Markdown."""
@@ -177,15 +207,19 @@ def report_of(plans: Sequence[Plan], report_out: str, note: Optional[str] = None
             print(text, end="")
             print(f"wrote {', '.join(paths.values())}", flush=True)
     if missing:
-        names = "; ".join(f"{p.name} (see {p.log('pretrain')}, {p.log('convert')}, {p.log('detection')})"
-                          for p in missing)
-        raise PipelineError(f"report: {len(missing)} of {len(plans)} runs did not finish: {names}"
-                            + (" (the report holds the others)" if done else ""))
+        names = "; ".join(
+            f"{p.name} (see {p.log('pretrain')}, {p.log('convert')}, {p.log('detection')})" for p in missing
+        )
+        raise PipelineError(
+            f"report: {len(missing)} of {len(plans)} runs did not finish: {names}"
+            + (" (the report holds the others)" if done else "")
+        )
     return text
 
 
-def run_methods(plans: Sequence[Plan], ctx: stages.Context, report_out: str, note: Optional[str] = None,
-                quiet: bool = False) -> Dict[str, str]:
+def run_methods(
+    plans: Sequence[Plan], ctx: stages.Context, report_out: str, note: str | None = None, quiet: bool = False
+) -> dict[str, str]:
     """Every plan in order, then the detection report of all of them in ``report_out``; returns
     the report's file paths."""
     for plan in plans:
@@ -194,6 +228,6 @@ def run_methods(plans: Sequence[Plan], ctx: stages.Context, report_out: str, not
     return report_paths(report_out)
 
 
-def report_paths(report_out: str) -> Dict[str, str]:
+def report_paths(report_out: str) -> dict[str, str]:
     """The report's files in ``report_out`` (what :func:`detection.report.write_report` writes)."""
     return {ext: os.path.join(report_out, f"report.{ext}") for ext in ("md", "csv", "json", "png")}

@@ -23,6 +23,7 @@ same command run again submits only the stages that are neither finished nor que
 Multi-node: one task per node; the stage's tool starts on each node with torchrun (pretraining)
 or Detectron2's launch (detection) given the node's rank and the first node as the rendezvous.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,20 +33,45 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import submitit
 
 from salfmix.errors import PipelineError
 from salfmix.pipeline.plan import Plan
 
-__all__ = ["Resources", "StageJob", "StudyJob", "check_cluster", "dry_run", "load_resources", "plan_jobs",
-           "plan_study_jobs", "recorded_jobs", "slurm_states", "status_rows", "submit_jobs", "wait_for"]
+__all__ = [
+    "Resources",
+    "StageJob",
+    "StudyJob",
+    "check_cluster",
+    "dry_run",
+    "load_resources",
+    "plan_jobs",
+    "plan_study_jobs",
+    "recorded_jobs",
+    "slurm_states",
+    "status_rows",
+    "submit_jobs",
+    "wait_for",
+]
 
 STAGES = ("pretrain", "convert", "detection")
-ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "REQUEUE_HOLD",
-          "REQUEUE_FED", "SIGNALING", "STAGE_OUT"}
+ACTIVE = {
+    "PENDING",
+    "RUNNING",
+    "REQUEUED",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "RESIZING",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "SIGNALING",
+    "STAGE_OUT",
+}
 DEFAULTS_FILE = "slurm/cluster.yaml"  # shipped with the package (salfmix.config_files)
 
 
@@ -67,11 +93,15 @@ class Resources:
     signal_delay_s: int = 120
     max_requeues: int = 100
 
-    def sbatch(self, light: bool = False) -> Dict[str, Any]:
+    def sbatch(self, light: bool = False) -> dict[str, Any]:
         """submitit's parameters for a training job (``light``: a conversion or report job)."""
-        params: Dict[str, Any] = {"timeout_min": self.time_min, "nodes": 1 if light else self.nodes,
-                                  "tasks_per_node": 1, "cpus_per_task": 1 if light else self.cpus_per_task,
-                                  "slurm_signal_delay_s": self.signal_delay_s}
+        params: dict[str, Any] = {
+            "timeout_min": self.time_min,
+            "nodes": 1 if light else self.nodes,
+            "tasks_per_node": 1,
+            "cpus_per_task": 1 if light else self.cpus_per_task,
+            "slurm_signal_delay_s": self.signal_delay_s,
+        }
         if self.gpus_per_node and not light:
             params["gpus_per_node"] = self.gpus_per_node
         if self.mem_gb and not light:
@@ -93,7 +123,7 @@ class Resources:
         return " ".join(words)
 
 
-def load_resources(path: Optional[str], overrides: Dict[str, Any]) -> Resources:
+def load_resources(path: str | None, overrides: dict[str, Any]) -> Resources:
     """The cluster defaults of ``path`` (default: the shipped ``slurm/cluster.yaml``), then the
     command line's ``overrides`` (None = not given). One line for an unknown key or a bad value."""
     import yaml
@@ -142,7 +172,7 @@ def check_cluster(res: Resources) -> None:
     listed = _run(["sinfo", "-h", "-o", "%P %G"])
     if listed.returncode:
         raise PipelineError(f"--launcher slurm: sinfo failed: {' '.join((listed.stderr or listed.stdout).split())}")
-    partitions: Dict[str, str] = {}
+    partitions: dict[str, str] = {}
     default = ""
     for line in listed.stdout.splitlines():
         name, _, gres = line.strip().partition(" ")
@@ -151,22 +181,30 @@ def check_cluster(res: Resources) -> None:
         partitions[name] = partitions.get(name, "") + gres
     partition = res.partition or default
     if res.partition and res.partition not in partitions:
-        raise PipelineError(f"--partition {res.partition}: no such partition (this cluster has: "
-                            f"{', '.join(sorted(partitions)) or 'none'})")
+        raise PipelineError(
+            f"--partition {res.partition}: no such partition (this cluster has: "
+            f"{', '.join(sorted(partitions)) or 'none'})"
+        )
     if not partition:
-        raise PipelineError("--partition: this cluster has no default partition; name one "
-                            f"({', '.join(sorted(partitions))})")
+        raise PipelineError(
+            f"--partition: this cluster has no default partition; name one ({', '.join(sorted(partitions))})"
+        )
     if res.gpus_per_node and "gpu" not in partitions[partition]:
-        raise PipelineError(f"--gpus-per-node {res.gpus_per_node}: partition {partition} has no GPUs "
-                            f"(its nodes' gres: {partitions[partition].strip() or '(null)'})")
+        raise PipelineError(
+            f"--gpus-per-node {res.gpus_per_node}: partition {partition} has no GPUs "
+            f"(its nodes' gres: {partitions[partition].strip() or '(null)'})"
+        )
     if res.time_min * 60 < res.signal_delay_s + 60:
-        raise PipelineError(f"--time {res.time_min} min: shorter than the stop warning (--signal-delay "
-                            f"{res.signal_delay_s} s) plus a minute of training; a job could never checkpoint")
+        raise PipelineError(
+            f"--time {res.time_min} min: shorter than the stop warning (--signal-delay "
+            f"{res.signal_delay_s} s) plus a minute of training; a job could never checkpoint"
+        )
 
 
 # --- the jobs ---------------------------------------------------------------------------------
 
-def _node_context() -> Dict[str, Any]:
+
+def _node_context() -> dict[str, Any]:
     """This task's place in a multi-node job, from SLURM's environment."""
     nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", "1") or 1)
     if nodes <= 1:
@@ -174,8 +212,12 @@ def _node_context() -> Dict[str, Any]:
     hosts = _run(["scontrol", "show", "hostnames", os.environ.get("SLURM_JOB_NODELIST", "")]).stdout.split()
     master = hosts[0] if hosts else socket.gethostname()
     port = 20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000  # the same on every node, rarely taken
-    return {"nnodes": nodes, "node_rank": int(os.environ.get("SLURM_NODEID", "0")), "master_addr": master,
-            "master_port": port}
+    return {
+        "nnodes": nodes,
+        "node_rank": int(os.environ.get("SLURM_NODEID", "0")),
+        "master_addr": master,
+        "master_port": port,
+    }
 
 
 class _Job(submitit.helpers.Checkpointable):
@@ -215,10 +257,10 @@ class StageJob(_Job):
     """One stage of one pipeline plan, or the report of all (``stage`` "report", ``plans``)."""
 
     stage: str
-    plan: Optional[Plan] = None
+    plan: Plan | None = None
     plans: Sequence[Plan] = ()
     report_out: str = ""
-    note: Optional[str] = None
+    note: str | None = None
     gpus_per_node: int = 0
 
     def work(self, ctx: Any) -> str:
@@ -278,8 +320,8 @@ class JobPlan:
     key: str
     job: _Job
     light: bool
-    after: List[str]
-    job_id: Optional[str] = None
+    after: list[str]
+    job_id: str | None = None
 
 
 def jobs_file(out: str) -> str:
@@ -287,7 +329,7 @@ def jobs_file(out: str) -> str:
     return os.path.join(out, "slurm", "jobs.json")
 
 
-def recorded_jobs(out: str) -> Dict[str, Any]:
+def recorded_jobs(out: str) -> dict[str, Any]:
     """``OUT/slurm/jobs.json``: key -> {job_id, submitted}."""
     from salfmix.runs.report import ReportError, read_json
 
@@ -297,7 +339,7 @@ def recorded_jobs(out: str) -> Dict[str, Any]:
         raise PipelineError(str(err)) from None
 
 
-def slurm_states(job_ids: Sequence[str]) -> Dict[str, str]:
+def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
     """Each job's SLURM state: squeue for live jobs, sacct for ended ones ("" when unknown)."""
     ids = [j for j in dict.fromkeys(job_ids) if j]
     if not ids:
@@ -317,14 +359,20 @@ def slurm_states(job_ids: Sequence[str]) -> Dict[str, str]:
     return states
 
 
-def plan_jobs(plans: Sequence[Plan], report_out: str, note: Optional[str], res: Resources,
-              recorded: Dict[str, Any], states: Dict[str, str]) -> List[JobPlan]:
+def plan_jobs(
+    plans: Sequence[Plan],
+    report_out: str,
+    note: str | None,
+    res: Resources,
+    recorded: dict[str, Any],
+    states: dict[str, str],
+) -> list[JobPlan]:
     """The jobs of a command: every stage not finished, reusing the recorded jobs still queued or
     running (no duplicates), each depending on the job of its previous stage; the report last."""
-    jobs: List[JobPlan] = []
-    detections: List[str] = []
+    jobs: list[JobPlan] = []
+    detections: list[str] = []
     for plan in plans:
-        previous: Optional[str] = None
+        previous: str | None = None
         for stage in STAGES:
             key = f"{plan.name}/{stage}"
             if stage_done(plan, stage):
@@ -336,19 +384,33 @@ def plan_jobs(plans: Sequence[Plan], report_out: str, note: Optional[str], res: 
             previous = key
         if previous:
             detections.append(previous)
-    return _with_report(jobs, StageJob("report", plans=list(plans), report_out=report_out, note=note), detections,
-                        recorded, states)
+    return _with_report(
+        jobs, StageJob("report", plans=list(plans), report_out=report_out, note=note), detections, recorded, states
+    )
 
 
-def _with_report(jobs: List[JobPlan], report: _Job, after: List[str], recorded: Dict[str, Any],
-                 states: Dict[str, str]) -> List[JobPlan]:
+def _with_report(
+    jobs: list[JobPlan], report: _Job, after: list[str], recorded: dict[str, Any], states: dict[str, str]
+) -> list[JobPlan]:
     job_id = (recorded.get("report") or {}).get("job_id")
     unchanged = all(item.job_id for item in jobs)  # nothing new to wait for: a queued report job will do
-    return [*jobs, JobPlan("report", report, True, after, job_id if unchanged and states.get(job_id) in ACTIVE else None)]
+    return [
+        *jobs,
+        JobPlan("report", report, True, after, job_id if unchanged and states.get(job_id) in ACTIVE else None),
+    ]
 
 
-def plan_study_jobs(runs: Sequence[Any], recipe: Any, data_root: str, report_out: str, title: str, res: Resources,
-                    recorded: Dict[str, Any], states: Dict[str, str], keep_checkpoints: bool = False) -> List[JobPlan]:
+def plan_study_jobs(
+    runs: Sequence[Any],
+    recipe: Any,
+    data_root: str,
+    report_out: str,
+    title: str,
+    res: Resources,
+    recorded: dict[str, Any],
+    states: dict[str, str],
+    keep_checkpoints: bool = False,
+) -> list[JobPlan]:
     """A study's jobs: one per unfinished run (reusing those queued or running), then its report."""
     jobs = []
     for run in runs:
@@ -356,8 +418,14 @@ def plan_study_jobs(runs: Sequence[Any], recipe: Any, data_root: str, report_out
             continue
         key = f"{run.tag}/seed{run.seed}"
         job_id = (recorded.get(key) or {}).get("job_id")
-        job = StudyJob(recipe, data_root, run=run, threads=res.cpus_per_task, keep_checkpoints=keep_checkpoints,
-                       gpus_per_node=res.gpus_per_node)
+        job = StudyJob(
+            recipe,
+            data_root,
+            run=run,
+            threads=res.cpus_per_task,
+            keep_checkpoints=keep_checkpoints,
+            gpus_per_node=res.gpus_per_node,
+        )
         jobs.append(JobPlan(key, job, False, [], job_id if job_id and states.get(job_id) in ACTIVE else None))
     report = StudyJob(recipe, data_root, runs=list(runs), report_out=report_out, title=title)
     return _with_report(jobs, report, [item.key for item in jobs], recorded, states)
@@ -374,7 +442,7 @@ def dry_run(jobs: Sequence[JobPlan], res: Resources) -> str:
     return "\n".join(lines)
 
 
-def submit_jobs(jobs: Sequence[JobPlan], res: Resources, out: str) -> Dict[str, str]:
+def submit_jobs(jobs: Sequence[JobPlan], res: Resources, out: str) -> dict[str, str]:
     """Submit what is not queued yet, in order; record every job id in ``OUT/slurm/jobs.json``
     after each submission (a failure midway leaves what was submitted recorded). Returns key -> id."""
     from salfmix.runs.files import atomic_write_json
@@ -383,20 +451,22 @@ def submit_jobs(jobs: Sequence[JobPlan], res: Resources, out: str) -> Dict[str, 
     folder = os.path.join(out, "slurm")
     os.makedirs(folder, exist_ok=True)
     record = recorded_jobs(out)
-    ids: Dict[str, str] = {item.key: item.job_id for item in jobs if item.job_id}
+    ids: dict[str, str] = {item.key: item.job_id for item in jobs if item.job_id}
     for item in jobs:
         if item.job_id:
             continue
         # max_num_timeout: the time limits after which submitit gives up requeueing (its default: 3)
-        executor = submitit.AutoExecutor(folder=os.path.join(folder, "%j"), cluster="slurm",
-                                         slurm_max_num_timeout=res.max_requeues)
+        executor = submitit.AutoExecutor(
+            folder=os.path.join(folder, "%j"), cluster="slurm", slurm_max_num_timeout=res.max_requeues
+        )
         params = res.sbatch(item.light)
         extra = {"kill-on-invalid-dep": "yes"}
         after = [ids[key] for key in item.after if key in ids]
         if after:
             extra["dependency"] = ("afterany:" if item.key == "report" else "afterok:") + ":".join(after)
-        executor.update_parameters(name=f"salfmix.{item.key.replace('/', '.')}", slurm_additional_parameters=extra,
-                                   **params)
+        executor.update_parameters(
+            name=f"salfmix.{item.key.replace('/', '.')}", slurm_additional_parameters=extra, **params
+        )
         try:
             job = executor.submit(item.job)
         except Exception as err:  # submitit raises plain errors for sbatch's refusals
@@ -404,15 +474,17 @@ def submit_jobs(jobs: Sequence[JobPlan], res: Resources, out: str) -> Dict[str, 
         ids[item.key] = str(job.job_id)
         record[item.key] = {"job_id": str(job.job_id), "submitted": now(), "resources": res.describe(item.light)}
         atomic_write_json(jobs_file(out), record)
-        print(f"submitted {item.key}: job {job.job_id}" + (f" (after {', '.join(item.after)})" if item.after else ""),
-              flush=True)
+        print(
+            f"submitted {item.key}: job {job.job_id}" + (f" (after {', '.join(item.after)})" if item.after else ""),
+            flush=True,
+        )
     return ids
 
 
-def wait_for(ids: Dict[str, str], poll_s: float = 5.0) -> Dict[str, str]:
+def wait_for(ids: dict[str, str], poll_s: float = 5.0) -> dict[str, str]:
     """Follow the jobs until the report job has ended, printing each change of state; returns
     the last states."""
-    seen: Dict[str, str] = {}
+    seen: dict[str, str] = {}
     by_id = {job_id: key for key, job_id in ids.items()}
     while True:
         states = slurm_states(list(ids.values()))
@@ -426,7 +498,7 @@ def wait_for(ids: Dict[str, str], poll_s: float = 5.0) -> Dict[str, str]:
         time.sleep(poll_s)
 
 
-def status_rows(plans: Sequence[Plan], out: str, report_out: str) -> List[Tuple[str, str, str, str, str]]:
+def status_rows(plans: Sequence[Plan], out: str, report_out: str) -> list[tuple[str, str, str, str, str]]:
     """(name, stage, state of its run folder, job id, SLURM state) for every stage of every plan."""
     from salfmix.runs.manifest import read_manifest
 
@@ -436,8 +508,11 @@ def status_rows(plans: Sequence[Plan], out: str, report_out: str) -> List[Tuple[
     for plan in plans:
         for stage in STAGES:
             if stage == "convert":
-                state = "finished" if stage_done(plan, stage) else ("missing" if not os.path.exists(plan.weights)
-                                                                    else "stale")
+                state = (
+                    "finished"
+                    if stage_done(plan, stage)
+                    else ("missing" if not os.path.exists(plan.weights) else "stale")
+                )
             else:
                 folder = plan.pretrain_dir if stage == "pretrain" else plan.det_dir
                 manifest = read_manifest(folder) if os.path.isdir(folder) else None
@@ -445,6 +520,13 @@ def status_rows(plans: Sequence[Plan], out: str, report_out: str) -> List[Tuple[
             job = (recorded.get(f"{plan.name}/{stage}") or {}).get("job_id", "")
             rows.append((plan.name, stage, state, job or "-", states.get(job, "") or "-"))
     job = (recorded.get("report") or {}).get("job_id", "")
-    rows.append(("(all)", "report", "written" if os.path.isfile(os.path.join(report_out, "report.md")) else "-",
-                 job or "-", states.get(job, "") or "-"))
+    rows.append(
+        (
+            "(all)",
+            "report",
+            "written" if os.path.isfile(os.path.join(report_out, "report.md")) else "-",
+            job or "-",
+            states.get(job, "") or "-",
+        )
+    )
     return rows

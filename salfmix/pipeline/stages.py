@@ -16,6 +16,7 @@ One process: the stages' library entry points run in this process
 user would start them: torchrun for pretraining; Detectron2's launch for detection on GPUs,
 torchrun with gloo on the CPU.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,20 +24,33 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any
 
+from salfmix.errors import PipelineError, RunError
 from salfmix.pipeline.output import ChildSignals
-from salfmix.errors import PipelineError
-from salfmix.errors import RunError
 from salfmix.runs.files import atomic_write_json
 from salfmix.runs.folder import FINISHED, FRESH, RESUME, RunFolder, is_finished
 from salfmix.runs.manifest import now, read_manifest
 from salfmix.runs.report import read_yaml
 from salfmix.runs.signals import Interrupted, exit_code, signal_name
 
-__all__ = ["FINISHED", "EVALUATE", "FRESH", "RESUME", "Context", "StageFailed", "conversion_done", "convert",
-           "detection_state", "evaluate_detection", "pretrain_state", "run_pretrain", "train_detection"]
+__all__ = [
+    "FINISHED",
+    "EVALUATE",
+    "FRESH",
+    "RESUME",
+    "Context",
+    "StageFailed",
+    "conversion_done",
+    "convert",
+    "detection_state",
+    "evaluate_detection",
+    "pretrain_state",
+    "run_pretrain",
+    "train_detection",
+]
 
 # A stage's state in its folder, in the run layer's words (plus EVALUATE: trained, the final
 # evaluation missing).
@@ -54,10 +68,10 @@ class Context:
     """How stages run: the command recorded in the manifests, the line a stopped stage tells
     the user to run again, the Python of child processes and their environment."""
 
-    command: List[str] = field(default_factory=lambda: [sys.executable, *sys.argv])
+    command: list[str] = field(default_factory=lambda: [sys.executable, *sys.argv])
     again: str = ""
     python: str = sys.executable
-    env: Optional[Dict[str, str]] = None
+    env: dict[str, str] | None = None
     # Several machines (a multi-node SLURM job): this one's rank and the rendezvous of rank 0.
     nnodes: int = 1
     node_rank: int = 0
@@ -72,7 +86,8 @@ class Context:
 
 # --- what the folders say ---------------------------------------------------------------------
 
-def _owner_check(folder: str, stage: str, label: str) -> Optional[Dict[str, Any]]:
+
+def _owner_check(folder: str, stage: str, label: str) -> dict[str, Any] | None:
     """The folder's manifest (None without one) after refusing one of another stage or method."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise PipelineError(f"{folder}: exists and is not a folder")
@@ -82,12 +97,13 @@ def _owner_check(folder: str, stage: str, label: str) -> Optional[Dict[str, Any]
     if manifest.get("stage") not in (None, stage):
         raise PipelineError(f"{folder} holds a {manifest['stage']} run, not a {stage} run: move it away")
     if manifest.get("method") and manifest["method"] != label:
-        raise PipelineError(f"{folder} holds a run of {manifest['method']}, not of {label}: its name and its run "
-                            "disagree; move it away")
+        raise PipelineError(
+            f"{folder} holds a run of {manifest['method']}, not of {label}: its name and its run disagree; move it away"
+        )
     return manifest
 
 
-def _legacy_method(folder: str, keys: Sequence[str]) -> Optional[str]:
+def _legacy_method(folder: str, keys: Sequence[str]) -> str | None:
     """The method a folder from before the manifests says in its config.yaml (``keys`` path)."""
     value: Any = read_yaml(os.path.join(folder, "config.yaml"), strict=False)
     for key in keys:
@@ -129,7 +145,8 @@ def detection_state(folder: str, label: str) -> str:
 
 # --- running them -----------------------------------------------------------------------------
 
-def _child(ctx: Context, cmd: List[str], what: str) -> None:
+
+def _child(ctx: Context, cmd: list[str], what: str) -> None:
     """Run a stage's tool; Ctrl-C / SIGTERM reach it once (:class:`ChildSignals`). In-process
     stages need no such help: Python's own SIGINT handling and the run layer's handlers apply."""
     with ChildSignals() as signals:
@@ -145,16 +162,24 @@ def _child(ctx: Context, cmd: List[str], what: str) -> None:
         raise Interrupted(signals.signum, f"after {what}")
 
 
-def _torchrun(ctx: Context, num_procs: int) -> List[str]:
+def _torchrun(ctx: Context, num_procs: int) -> list[str]:
     # torchrun that ends with the signal's status (no traceback) when its workers were stopped
     cmd = [ctx.python, "-m", "salfmix.torchrun", "--nproc_per_node", str(num_procs)]
     if ctx.nnodes > 1:
-        return cmd + ["--nnodes", str(ctx.nnodes), "--node_rank", str(ctx.node_rank),
-                      "--master_addr", ctx.master_addr, "--master_port", str(ctx.master_port)]
+        return cmd + [
+            "--nnodes",
+            str(ctx.nnodes),
+            "--node_rank",
+            str(ctx.node_rank),
+            "--master_addr",
+            ctx.master_addr,
+            "--master_port",
+            str(ctx.master_port),
+        ]
     return cmd + ["--standalone"]
 
 
-def run_pretrain(config: str, opts: Sequence[str], resume: bool, ctx: Context, num_procs: int = 1) -> Optional[str]:
+def run_pretrain(config: str, opts: Sequence[str], resume: bool, ctx: Context, num_procs: int = 1) -> str | None:
     """Pretrain ``config`` with ``opts`` (which set OUTPUT_DIR); returns a line with the final
     metrics (in this process). Raises :class:`StageFailed` (one line) or
     :class:`salfmix.runs.signals.Interrupted`."""
@@ -175,7 +200,7 @@ def run_pretrain(config: str, opts: Sequence[str], resume: bool, ctx: Context, n
     return f"done: {shown}; weights in {os.path.join(cfg.OUTPUT_DIR, 'model_final.pth')}"
 
 
-def source_key(folder: str) -> Dict[str, Any]:
+def source_key(folder: str) -> dict[str, Any]:
     """What identifies the finished pretraining run a conversion (and the detection run fine-tuned
     from it) was made from: its config hash and end time."""
     manifest = read_manifest(folder) or {}
@@ -186,7 +211,7 @@ def source_key(folder: str) -> Dict[str, Any]:
 
 
 def _record_path(weights: str) -> str:
-    return weights[:-len(".pkl")] + ".source.json" if weights.endswith(".pkl") else weights + ".source.json"
+    return weights[: -len(".pkl")] + ".source.json" if weights.endswith(".pkl") else weights + ".source.json"
 
 
 def conversion_done(pretrain_dir: str, weights: str) -> bool:
@@ -211,13 +236,13 @@ def conversion_done(pretrain_dir: str, weights: str) -> bool:
         return False
 
 
-def record_backbone(det_dir: str, key: Optional[Dict[str, Any]]) -> None:
+def record_backbone(det_dir: str, key: dict[str, Any] | None) -> None:
     """Write the backbone's pretraining run into ``det_dir/run_info.json`` (kept by the detection
     stage), so a later command can tell which pretraining run the detection run belongs to."""
     from salfmix.runs.report import ReportError, read_json
 
     path = os.path.join(det_dir, "run_info.json")
-    info: Dict[str, Any] = {}
+    info: dict[str, Any] = {}
     if os.path.isfile(path):
         try:
             found = read_json(path)
@@ -229,8 +254,14 @@ def record_backbone(det_dir: str, key: Optional[Dict[str, Any]]) -> None:
 
 
 def _write_record(pretrain_dir: str, weights: str) -> None:
-    atomic_write_json(_record_path(weights), {"source": os.path.abspath(os.path.join(pretrain_dir, "model_final.pth")),
-                                              "converted": now(), "pretrain_run": source_key(pretrain_dir)})
+    atomic_write_json(
+        _record_path(weights),
+        {
+            "source": os.path.abspath(os.path.join(pretrain_dir, "model_final.pth")),
+            "converted": now(),
+            "pretrain_run": source_key(pretrain_dir),
+        },
+    )
 
 
 def convert(pretrain_dir: str, weights: str) -> str:
@@ -238,7 +269,6 @@ def convert(pretrain_dir: str, weights: str) -> str:
     it) and record its source; returns a one-line summary. Raises :class:`StageFailed`."""
     from detection.convert import convert_state_dict, read_checkpoint, write_detectron2_pickle
     from salfmix.errors import DetectionSetupError
-
     from salfmix.runs.files import remove_stale_temps
     from salfmix.runs.signals import StopSignals
 
@@ -257,8 +287,9 @@ def convert(pretrain_dir: str, weights: str) -> str:
             raise StageFailed(str(err)) from None
     if stop.signum is not None:
         raise Interrupted(stop.signum, f"after converting {weights} (complete, kept)")
-    return (f"wrote {weights}: {len(model)} tensors of a torchvision ResNet-50 in Detectron2 names"
-            + (f" ({note})" if note else ""))
+    return f"wrote {weights}: {len(model)} tensors of a torchvision ResNet-50 in Detectron2 names" + (
+        f" ({note})" if note else ""
+    )
 
 
 @contextlib.contextmanager
@@ -282,24 +313,30 @@ def _detectron2_logging() -> Iterator[None]:
         d2_logger._cached_log_stream.cache_clear()
 
 
-def _detection(args_list: List[str], ctx: Context, num_procs: int) -> None:
+def _detection(args_list: list[str], ctx: Context, num_procs: int) -> None:
     if ctx.processes(num_procs):
         import torch
 
         if torch.cuda.is_available():  # Detectron2's launch: one process per GPU
             cmd = [ctx.python, "-m", DETECTION_MODULE, "--num-gpus", str(num_procs), *args_list]
             if ctx.nnodes > 1:
-                cmd[3:3] = ["--num-machines", str(ctx.nnodes), "--machine-rank", str(ctx.node_rank),
-                            "--dist-url", f"tcp://{ctx.master_addr}:{ctx.master_port}"]
+                cmd[3:3] = [
+                    "--num-machines",
+                    str(ctx.nnodes),
+                    "--machine-rank",
+                    str(ctx.node_rank),
+                    "--dist-url",
+                    f"tcp://{ctx.master_addr}:{ctx.master_port}",
+                ]
         else:  # launch cannot start CPU processes: torchrun with gloo
             cmd = _torchrun(ctx, num_procs) + ["-m", DETECTION_MODULE, *args_list]
         _child(ctx, cmd, DETECTION_MODULE)
         return
     import detection  # noqa: F401  (before Detectron2)
-    from detectron2.engine import default_argument_parser
-
-    from salfmix.errors import DetectionSetupError
     from detection.train import run
+    from salfmix.errors import DetectionSetupError
+
+    from detectron2.engine import default_argument_parser
 
     args = default_argument_parser().parse_args(args_list)
     args.dist_url = "auto"
@@ -319,5 +356,16 @@ def train_detection(config: str, opts: Sequence[str], resume: bool, ctx: Context
 
 def evaluate_detection(folder: str, ctx: Context, num_procs: int = 1) -> None:
     """Evaluate the finished model of ``folder`` with the config it was trained with."""
-    _detection(["--eval-only", "--config-file", os.path.join(folder, "config.yaml"),
-                "MODEL.WEIGHTS", os.path.join(folder, "model_final.pth"), "OUTPUT_DIR", folder], ctx, num_procs)
+    _detection(
+        [
+            "--eval-only",
+            "--config-file",
+            os.path.join(folder, "config.yaml"),
+            "MODEL.WEIGHTS",
+            os.path.join(folder, "model_final.pth"),
+            "OUTPUT_DIR",
+            folder,
+        ],
+        ctx,
+        num_procs,
+    )

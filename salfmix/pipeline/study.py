@@ -21,6 +21,7 @@ at a time (each one's output in its ``train.log``), which SIGINT / SIGTERM reach
 starts. Each run folder gets ``run_info.json`` (tag, method, seed, r, epochs, config file,
 overrides; ``wall_s`` once finished), which the classification report reads for the row names.
 """
+
 from __future__ import annotations
 
 import glob
@@ -30,21 +31,22 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from pretrain.mixing import MIXERS
+from salfmix.errors import PipelineError
 from salfmix.pipeline import stages
 from salfmix.pipeline.output import ChildSignals
-from salfmix.errors import PipelineError
 from salfmix.runs.files import atomic_write_bytes
 from salfmix.runs.folder import is_finished
 from salfmix.runs.signals import Interrupted, exit_code, signal_name
 
 __all__ = ["ABLATIONS", "Recipe", "StudyRun", "check_study", "execute_study", "plan_runs", "plan_tags", "run_opts"]
 
-ABLATIONS: Dict[str, Tuple[str, ...]] = {
+ABLATIONS: dict[str, tuple[str, ...]] = {
     "saliency": ("salfmix", "salfmix_random"),
     "pooling": ("salfmix", "salfmix_nopool"),
     "cutout": ("cutout", "cutout_saliency"),
@@ -66,7 +68,7 @@ class Recipe:
     start_epoch: int = 0  # 0: each method's own rule (2 for SalfMix/HybridMix, 1 for the baselines)
     checkpoint_period: int = 5
     saliency: str = "fresh"
-    extra: List[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
     # A base config (each run sets MIX.METHOD), a leaf of one method, or a path with {method}.
     config: str = "pretrain/Base-CIFAR10-PreAct18.yaml"
 
@@ -83,7 +85,7 @@ class Recipe:
 
         return config_sets(self.config_file(method), "MIX.METHOD") is None
 
-    def steps(self) -> Tuple[int, ...]:
+    def steps(self) -> tuple[int, ...]:
         """Learning-rate steps (x0.1) after 50% and 75% of the epochs (those inside the run)."""
         marks = {int(math.floor(self.epochs * f)) for f in (0.5, 0.75)}
         return tuple(sorted(s for s in marks if 1 <= s < self.epochs))
@@ -111,8 +113,13 @@ def r_tag(method: str, r: float) -> str:
     return f"{method}_r{r:g}"
 
 
-def plan_tags(methods: Sequence[str], ablations: Sequence[str], r_values: Sequence[float] = DEFAULT_R_VALUES,
-              r_method: str = "salfmix", base_r: float = 0.3) -> List[Tuple[str, str, float]]:
+def plan_tags(
+    methods: Sequence[str],
+    ablations: Sequence[str],
+    r_values: Sequence[float] = DEFAULT_R_VALUES,
+    r_method: str = "salfmix",
+    base_r: float = 0.3,
+) -> list[tuple[str, str, float]]:
     """``(tag, method, r)`` for every row of the study, without duplicates, in MIXERS order.
 
     The methods asked for come first, then what the ablations need; an r equal to ``base_r`` is
@@ -140,13 +147,16 @@ def plan_tags(methods: Sequence[str], ablations: Sequence[str], r_values: Sequen
     return tags
 
 
-def plan_runs(output_root: str, tags: Sequence[Tuple[str, str, float]], seeds: Sequence[int]) -> List[StudyRun]:
+def plan_runs(output_root: str, tags: Sequence[tuple[str, str, float]], seeds: Sequence[int]) -> list[StudyRun]:
     """Every (tag, seed) run, seed-major (all tags of the first seed first: partial studies stay balanced)."""
-    return [StudyRun(tag, method, int(seed), r, os.path.join(output_root, tag, f"seed{seed}"))
-            for seed in seeds for tag, method, r in tags]
+    return [
+        StudyRun(tag, method, int(seed), r, os.path.join(output_root, tag, f"seed{seed}"))
+        for seed in seeds
+        for tag, method, r in tags
+    ]
 
 
-def run_opts(run: StudyRun, recipe: Recipe, data_root: str) -> List[str]:
+def run_opts(run: StudyRun, recipe: Recipe, data_root: str) -> list[str]:
     """The ``KEY VALUE`` overrides of one run on top of its config (``MIX.METHOD`` first where
     the config is a base)."""
     opts = {
@@ -168,13 +178,13 @@ def run_opts(run: StudyRun, recipe: Recipe, data_root: str) -> List[str]:
         "TRAIN.KEEP_CHECKPOINTS": 1,
         "TRAIN.PROGRESS": False,
     }
-    out: List[str] = []
+    out: list[str] = []
     for key, value in opts.items():
         out += [key, str(value)]
     return out + list(recipe.extra)
 
 
-def format_duration(seconds: Optional[float]) -> str:
+def format_duration(seconds: float | None) -> str:
     """``1h02m03s`` style."""
     if seconds is None or not math.isfinite(seconds):
         return "?"
@@ -213,9 +223,11 @@ def check_study(runs: Sequence[StudyRun], recipe: Recipe, data_root: str) -> Non
                 raise PipelineError(f"{run.tag}: {err}") from None
             drift = finished_run_drift(run.run_dir, text, SAME_RUN, defaults)
             if drift:
-                raise PipelineError(f"{run.run_dir} holds a finished run whose config differs from the one asked for "
-                                    f"now in {describe_drift(drift)}; it is never reused for another recipe: use "
-                                    "another --output-root, or ask for the recipe it ran (nothing was run)")
+                raise PipelineError(
+                    f"{run.run_dir} holds a finished run whose config differs from the one asked for "
+                    f"now in {describe_drift(drift)}; it is never reused for another recipe: use "
+                    "another --output-root, or ask for the recipe it ran (nothing was run)"
+                )
         if run.tag not in checked:
             checked.add(run.tag)
             try:
@@ -231,10 +243,17 @@ def recipe_root(runs: Sequence[StudyRun]) -> str:
     return os.path.dirname(os.path.dirname(runs[0].run_dir)) if runs else "."
 
 
-def _prepare(run: StudyRun, cfg_file: str, opts: List[str], recipe: Recipe) -> None:
+def _prepare(run: StudyRun, cfg_file: str, opts: list[str], recipe: Recipe) -> None:
     os.makedirs(run.run_dir, exist_ok=True)
-    info = {"tag": run.tag, "method": run.method, "seed": run.seed, "r": run.r, "epochs": recipe.epochs,
-            "config_file": cfg_file, "opts": opts}
+    info = {
+        "tag": run.tag,
+        "method": run.method,
+        "seed": run.seed,
+        "r": run.r,
+        "epochs": recipe.epochs,
+        "config_file": cfg_file,
+        "opts": opts,
+    }
     _write_json(os.path.join(run.run_dir, "run_info.json"), info)
 
 
@@ -251,7 +270,7 @@ def _finish(run: StudyRun, wall_s: float, keep: bool) -> None:
                 os.remove(ckpt)
 
 
-def _in_process(cfg_file: str, opts: List[str], resume: bool, threads: int, ctx: stages.Context) -> Optional[str]:
+def _in_process(cfg_file: str, opts: list[str], resume: bool, threads: int, ctx: stages.Context) -> str | None:
     import torch
 
     torch.set_num_threads(threads)
@@ -266,8 +285,15 @@ def _in_process(cfg_file: str, opts: List[str], resume: bool, threads: int, ctx:
     return None
 
 
-def _child(run: StudyRun, cfg_file: str, opts: List[str], resume: bool, threads: int, signals: ChildSignals,
-           ctx: stages.Context) -> Optional[str]:
+def _child(
+    run: StudyRun,
+    cfg_file: str,
+    opts: list[str],
+    resume: bool,
+    threads: int,
+    signals: ChildSignals,
+    ctx: stages.Context,
+) -> str | None:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [ctx.python, "-m", stages.PRETRAIN_MODULE, "--config-file", cfg_file, *opts]
     log = os.path.join(run.run_dir, "train.log")
@@ -280,9 +306,16 @@ def _child(run: StudyRun, cfg_file: str, opts: List[str], resume: bool, threads:
     return f"exit status {rc} (see {log})" if rc else None
 
 
-def execute_study(runs: Sequence[StudyRun], recipe: Recipe, data_root: str, jobs: int = 1,
-                  threads: int = 1, keep_checkpoints: bool = False, ctx: Optional[stages.Context] = None,
-                  say: Callable[[str], None] = print) -> Dict[str, Any]:
+def execute_study(
+    runs: Sequence[StudyRun],
+    recipe: Recipe,
+    data_root: str,
+    jobs: int = 1,
+    threads: int = 1,
+    keep_checkpoints: bool = False,
+    ctx: stages.Context | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run every unfinished run; returns ``{"ran", "skipped", "failed", "wall_s"}`` (folders, and
     ``{folder: error}`` for the failed ones). Raises :class:`salfmix.runs.signals.Interrupted` after a
     stop signal, once the running runs have stopped."""
@@ -290,11 +323,11 @@ def execute_study(runs: Sequence[StudyRun], recipe: Recipe, data_root: str, jobs
     states = {run.run_dir: stages.pretrain_state(run.run_dir, run.method) for run in runs}
     todo = [run for run in runs if states[run.run_dir] != stages.FINISHED]
     start = time.time()
-    ran: List[str] = []
-    failed: Dict[str, str] = {}
+    ran: list[str] = []
+    failed: dict[str, str] = {}
     signals = ChildSignals()
 
-    def one(run: StudyRun) -> Tuple[StudyRun, Optional[str], float]:
+    def one(run: StudyRun) -> tuple[StudyRun, str | None, float]:
         if signals.signum is not None:
             return run, "not started (stop requested)", 0.0
         opts = run_opts(run, recipe, data_root)
@@ -307,7 +340,7 @@ def execute_study(runs: Sequence[StudyRun], recipe: Recipe, data_root: str, jobs
             error = _child(run, recipe.config_file(run.method), opts, resume, threads, signals, ctx)
         return run, error, time.time() - t0
 
-    def done(result: Tuple[StudyRun, Optional[str], float]) -> None:
+    def done(result: tuple[StudyRun, str | None, float]) -> None:
         run, error, wall = result
         if error is None and stages.pretrain_state(run.run_dir, run.method) == stages.FINISHED:
             _finish(run, wall, keep_checkpoints)
@@ -318,8 +351,10 @@ def execute_study(runs: Sequence[StudyRun], recipe: Recipe, data_root: str, jobs
         elapsed = time.time() - start
         eta = elapsed / count * (len(todo) - count)
         status = "done" if run.run_dir in ran else f"FAILED: {failed[run.run_dir]}"
-        say(f"[{count}/{len(todo)}] {run.tag} seed{run.seed} {status} in {format_duration(wall)}; "
-            f"elapsed {format_duration(elapsed)}, eta {format_duration(eta)}")
+        say(
+            f"[{count}/{len(todo)}] {run.tag} seed{run.seed} {status} in {format_duration(wall)}; "
+            f"elapsed {format_duration(elapsed)}, eta {format_duration(eta)}"
+        )
 
     if jobs <= 1:
         for run in todo:

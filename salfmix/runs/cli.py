@@ -1,11 +1,12 @@
 """Command lines: flags anywhere among the ``KEY VALUE`` overrides, and the command that resumes a run."""
+
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 __all__ = ["flags_anywhere", "resume_command"]
 
@@ -26,8 +27,14 @@ def flags_anywhere(parser: argparse.ArgumentParser, dest: str = "opts") -> argpa
     return parser
 
 
-def resume_command(module: str, config_file: str, opts: Sequence[str], extra: Sequence[str] = (),
-                   python: Optional[str] = None, resume: bool = True) -> str:
+def resume_command(
+    module: str,
+    config_file: str,
+    opts: Sequence[str],
+    extra: Sequence[str] = (),
+    python: str | None = None,
+    resume: bool = True,
+) -> str:
     """The shell command that continues a run: ``python -m module``, its config, ``extra`` flags,
     the overrides and ``--resume`` (unless ``resume`` is False: the same command again). A module,
     not a file: the command works from any folder, with a checkout or an installed package.

@@ -10,6 +10,7 @@ Temp files are named ``.<name>.<pid>-<12 hex>.tmp`` (the writer's process id; ol
 them while holding the folder's lock (no live writer can own them), or, in a folder without a lock
 (``weights/``), only those whose writer is no longer alive.
 """
+
 from __future__ import annotations
 
 import errno
@@ -17,12 +18,20 @@ import json
 import os
 import re
 import uuid
-from typing import Any, BinaryIO, Callable, List, Optional
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 from salfmix.errors import WriteError
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save",
-           "os_error_in", "remove_stale_temps"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "os_error_in",
+    "remove_stale_temps",
+]
 
 _TEMP = re.compile(r"^\..+\.(?:(\d+)-)?[0-9a-f]{12}\.tmp$")
 
@@ -37,7 +46,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def os_error_in(err: BaseException) -> Optional[OSError]:
+def os_error_in(err: BaseException) -> OSError | None:
     """The ``OSError`` that caused ``err`` (itself, or its ``__cause__`` / ``__context__`` chain), if any."""
     seen = set()
     while err is not None and id(err) not in seen:
@@ -98,7 +107,7 @@ def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str, obj: Any, indent: Optional[int] = 2) -> None:
+def atomic_write_json(path: str, obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON (NaN refused: JSON has none) plus a newline, atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
 
@@ -110,7 +119,7 @@ def atomic_torch_save(path: str, obj: Any) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def remove_stale_temps(folder: str, dead_writers_only: bool = False) -> List[str]:
+def remove_stale_temps(folder: str, dead_writers_only: bool = False) -> list[str]:
     """Delete the temp files of :func:`atomic_write` in ``folder`` (not below); returns their names.
     ``dead_writers_only``: only those whose writing process is gone (for a folder that no lock
     guards; a temp file without a process id is then left alone)."""

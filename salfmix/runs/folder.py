@@ -19,20 +19,30 @@
 Only the main process of a distributed job passes ``main=True``; the others only learn whether
 the run is finished (read-only), so that every process of a ``--resume`` of a finished run exits.
 """
+
 from __future__ import annotations
 
 import fnmatch
 import os
 import signal
 import socket
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 from salfmix.errors import RunError, RunRefused
 from salfmix.runs.files import describe_os_error, remove_stale_temps
 from salfmix.runs.lock import LOCK_FILE, RunLock
-from salfmix.runs.manifest import MANIFEST, config_drift, config_hash, describe_drift, now, read_manifest, versions, \
-    write_manifest
+from salfmix.runs.manifest import (
+    MANIFEST,
+    config_drift,
+    config_hash,
+    describe_drift,
+    now,
+    read_manifest,
+    versions,
+    write_manifest,
+)
 from salfmix.runs.signals import Interrupted, signal_name
 
 FRESH, RESUME, FINISHED = "fresh", "resume", "finished"
@@ -46,8 +56,9 @@ def is_finished(folder: str, final_file: str = "model_final.pth") -> bool:
     return os.path.isfile(os.path.join(folder, final_file))
 
 
-def finished_run_drift(folder: str, config_text: str, same_run: Sequence[str] = (),
-                       defaults_text: Optional[str] = None) -> List[Tuple[str, Any, Any]]:
+def finished_run_drift(
+    folder: str, config_text: str, same_run: Sequence[str] = (), defaults_text: str | None = None
+) -> list[tuple[str, Any, Any]]:
     """How the resolved config ``config_text`` differs from the run in ``folder`` (its
     ``config.yaml``), outside the keys of ``same_run``: empty when the request asks for exactly
     that run (or the folder has no config.yaml to compare with)."""
@@ -62,7 +73,7 @@ def finished_run_drift(folder: str, config_text: str, same_run: Sequence[str] = 
     return config_drift(old, config_text, same_run, defaults_text)
 
 
-def _attempts(previous: Dict[str, Any]) -> List[Dict[str, Any]]:
+def _attempts(previous: dict[str, Any]) -> list[dict[str, Any]]:
     """The attempts an earlier manifest recorded (a count, in manifests of older versions)."""
     attempts = previous.get("attempts")
     if isinstance(attempts, list):
@@ -70,12 +81,14 @@ def _attempts(previous: Dict[str, Any]) -> List[Dict[str, Any]]:
     return [{"started": None} for _ in range(int(attempts or 0))]
 
 
-def _attempt() -> Dict[str, Any]:
+def _attempt() -> dict[str, Any]:
     """This attempt: where and when it started, and under SLURM its job id and restart count."""
-    attempt: Dict[str, Any] = {"started": now(), "host": socket.gethostname(), "pid": os.getpid()}
+    attempt: dict[str, Any] = {"started": now(), "host": socket.gethostname(), "pid": os.getpid()}
     if os.environ.get("SLURM_JOB_ID"):
-        attempt.update(slurm_job_id=os.environ["SLURM_JOB_ID"],
-                       slurm_restart_count=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0))
+        attempt.update(
+            slurm_job_id=os.environ["SLURM_JOB_ID"],
+            slurm_restart_count=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
+        )
     attempt.update(ended=None, end=None)
     return attempt
 
@@ -83,10 +96,23 @@ def _attempt() -> Dict[str, Any]:
 class RunFolder:
     """One stage's run in ``folder``; see the module docstring for the rules."""
 
-    def __init__(self, folder: str, *, stage: str, config_text: str, resume: bool, method: str = "",
-                 command: Optional[Sequence[str]] = None, resume_command: str = "", allowed: Sequence[str] = (),
-                 artefacts: Sequence[str] = (), final_file: str = "model_final.pth", main: bool = True,
-                 same_run: Sequence[str] = (), defaults_text: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        folder: str,
+        *,
+        stage: str,
+        config_text: str,
+        resume: bool,
+        method: str = "",
+        command: Sequence[str] | None = None,
+        resume_command: str = "",
+        allowed: Sequence[str] = (),
+        artefacts: Sequence[str] = (),
+        final_file: str = "model_final.pth",
+        main: bool = True,
+        same_run: Sequence[str] = (),
+        defaults_text: str | None = None,
+    ) -> None:
         self.folder, self.stage, self.config_text, self.resume = folder, stage, config_text, resume
         self.method, self.resume_command = method, resume_command
         self.command = list(command) if command is not None else []
@@ -95,15 +121,15 @@ class RunFolder:
         # (where things are, how it reports); everything else asks for another run.
         self.same_run, self.defaults_text = tuple(same_run), defaults_text
         self.artefacts = tuple(artefacts) + (MANIFEST, "config.yaml", final_file)
-        self.lock: Optional[RunLock] = None
-        self.manifest: Dict[str, Any] = {}
-        self.mode: Optional[str] = None
+        self.lock: RunLock | None = None
+        self.manifest: dict[str, Any] = {}
+        self.mode: str | None = None
 
     # ------------------------------------------------------------------------------------------
     def _path(self, name: str) -> str:
         return os.path.join(self.folder, name)
 
-    def found_artefacts(self) -> List[str]:
+    def found_artefacts(self) -> list[str]:
         """The names in the folder that belong to a run (the lock file does not)."""
         try:
             names = sorted(os.listdir(self.folder))
@@ -119,19 +145,25 @@ class RunFolder:
         status = manifest.get("status")
         finished = is_finished(self.folder, self.final_file)
         if manifest.get("stage") not in (None, self.stage):
-            raise RunRefused(f"OUTPUT_DIR {self.folder} holds a {manifest['stage']} run, not a {self.stage} run: "
-                             "choose another OUTPUT_DIR")
+            raise RunRefused(
+                f"OUTPUT_DIR {self.folder} holds a {manifest['stage']} run, not a {self.stage} run: "
+                "choose another OUTPUT_DIR"
+            )
         if finished:
             if self.resume:
                 drift = finished_run_drift(self.folder, self.config_text, self.same_run, self.defaults_text)
                 if drift:
-                    raise RunRefused(f"--resume: OUTPUT_DIR {self.folder} holds a finished run{self._method(manifest)} "
-                                     f"whose config differs from the one asked for in {describe_drift(drift)}; a "
-                                     "finished run is never changed (nothing was touched): choose another OUTPUT_DIR")
+                    raise RunRefused(
+                        f"--resume: OUTPUT_DIR {self.folder} holds a finished run{self._method(manifest)} "
+                        f"whose config differs from the one asked for in {describe_drift(drift)}; a "
+                        "finished run is never changed (nothing was touched): choose another OUTPUT_DIR"
+                    )
                 return FINISHED
             ended = f", ended {manifest['ended']}" if manifest.get("ended") else ""
-            raise RunRefused(f"OUTPUT_DIR {self.folder} holds a finished run{self._method(manifest)}{ended}; "
-                             "a finished run is never overwritten: choose another OUTPUT_DIR")
+            raise RunRefused(
+                f"OUTPUT_DIR {self.folder} holds a finished run{self._method(manifest)}{ended}; "
+                "a finished run is never overwritten: choose another OUTPUT_DIR"
+            )
         if not self.main:
             return RESUME if self.resume else FRESH
         if status == "running" and not locked:
@@ -146,14 +178,16 @@ class RunFolder:
                     what = "run that was killed (status still 'running')"
                 shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
                 what = f"{'an' if what[0] in 'aeiou' else 'a'} {what}{self._method(manifest)}"
-                raise RunRefused(f"OUTPUT_DIR {self.folder} already holds {what} ({shown}): "
-                                 "pass --resume to continue it, or choose another OUTPUT_DIR")
+                raise RunRefused(
+                    f"OUTPUT_DIR {self.folder} already holds {what} ({shown}): "
+                    "pass --resume to continue it, or choose another OUTPUT_DIR"
+                )
             return FRESH
         self._check_drift()
         return RESUME
 
     @staticmethod
-    def _method(manifest: Dict[str, Any]) -> str:
+    def _method(manifest: dict[str, Any]) -> str:
         return f" of {manifest['method']}" if manifest.get("method") else ""
 
     def _check_drift(self) -> None:
@@ -167,9 +201,11 @@ class RunFolder:
             raise RunError(f"{path}: cannot read ({describe_os_error(err)})") from None
         drift = config_drift(old, self.config_text, self.allowed, self.defaults_text)
         if drift:
-            raise RunRefused(f"--resume: the config differs from the run's {path} in {describe_drift(drift)}; "
-                             "resume with the run's config (only "
-                             f"{', '.join(self.allowed) or 'no key'} may change), or choose another OUTPUT_DIR")
+            raise RunRefused(
+                f"--resume: the config differs from the run's {path} in {describe_drift(drift)}; "
+                "resume with the run's config (only "
+                f"{', '.join(self.allowed) or 'no key'} may change), or choose another OUTPUT_DIR"
+            )
 
     # ------------------------------------------------------------------------------------------
     def open(self) -> str:
@@ -200,11 +236,18 @@ class RunFolder:
             return
         previous = read_manifest(self.folder) or {}
         self.manifest = {
-            "stage": self.stage, "status": "running", "method": self.method,
+            "stage": self.stage,
+            "status": "running",
+            "method": self.method,
             "config_hash": config_hash(self.config_text),
             "started": previous.get("started") if self.mode == RESUME and previous.get("started") else now(),
-            "last_started": now(), "ended": None, "attempts": [*_attempts(previous), _attempt()],
-            "command": self.command, "resume_command": self.resume_command, "versions": versions(), "error": None,
+            "last_started": now(),
+            "ended": None,
+            "attempts": [*_attempts(previous), _attempt()],
+            "command": self.command,
+            "resume_command": self.resume_command,
+            "versions": versions(),
+            "error": None,
             "interrupted": None,
         }
         for key in ("epoch", "iteration"):
@@ -253,7 +296,7 @@ class RunFolder:
             self.lock = None
 
     @contextmanager
-    def recording(self) -> Iterator["RunFolder"]:
+    def recording(self) -> Iterator[RunFolder]:
         """The run's life after :meth:`open`, for both stages: whatever ends the block is recorded
         in ``run.json`` (an :class:`~salfmix.runs.signals.Interrupted` as ``interrupted``; a
         KeyboardInterrupt, raised before the stop handlers were installed, as SIGINT and re-raised

@@ -5,6 +5,7 @@ the lock file may stay behind, and only a live process can hold it. The holder w
 host, start time and command into the file, for the message another process gets. Linux only
 (flock); on NFS, Linux emulates flock with POSIX byte-range locks, which the server honours.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -12,7 +13,8 @@ import json
 import os
 import socket
 import time
-from typing import Any, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from salfmix.errors import RunError, RunLocked
 from salfmix.runs.files import describe_os_error
@@ -23,13 +25,13 @@ LOCK_FILE = "run.lock"
 class RunLock:
     """``with RunLock(folder, command):`` holds the folder's lock, or raises :class:`RunLocked`."""
 
-    def __init__(self, folder: str, command: Optional[Sequence[str]] = None) -> None:
+    def __init__(self, folder: str, command: Sequence[str] | None = None) -> None:
         self.folder = folder
         self.path = os.path.join(folder, LOCK_FILE)
         self.command = list(command) if command is not None else None
-        self.fd: Optional[int] = None
+        self.fd: int | None = None
 
-    def holder(self) -> Dict[str, Any]:
+    def holder(self) -> dict[str, Any]:
         """What the lock file says about its last holder (empty if unreadable)."""
         try:
             with open(self.path, encoding="utf-8") as f:
@@ -38,7 +40,7 @@ class RunLock:
         except (OSError, ValueError):
             return {}
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         """Take the lock without waiting; raises :class:`RunLocked` naming the live holder."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -58,8 +60,9 @@ class RunLock:
         who = f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
         since = f" since {info['started']}" if info.get("started") else ""
         cmd = f" ({' '.join(info['command'])})" if info.get("command") else ""
-        return RunLocked(f"OUTPUT_DIR {self.folder} is in use by {who}{since}{cmd}: wait for it to end, "
-                         "or choose another OUTPUT_DIR")
+        return RunLocked(
+            f"OUTPUT_DIR {self.folder} is in use by {who}{since}{cmd}: wait for it to end, or choose another OUTPUT_DIR"
+        )
 
     def is_held(self) -> bool:
         """Whether a live process (this one included, through another open) holds the lock; creates nothing."""
@@ -77,8 +80,12 @@ class RunLock:
 
     def record_holder(self) -> None:
         """Write this process's pid, host, time and command into the lock file (in place: the lock is on it)."""
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "command": self.command}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": self.command,
+        }
         data = (json.dumps(info) + "\n").encode("utf-8")
         try:
             os.ftruncate(self.fd, 0)
@@ -93,7 +100,7 @@ class RunLock:
             os.close(self.fd)
             self.fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: Any) -> None:

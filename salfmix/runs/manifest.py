@@ -9,6 +9,7 @@
 
 plus what a stage adds (e.g. ``epoch``, the newest checkpointed epoch). Times are local ISO 8601.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,9 @@ import platform
 import re
 import subprocess
 import time
+from collections.abc import Sequence
 from importlib import metadata
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import yaml
 
@@ -43,7 +45,7 @@ def config_hash(config_text: str) -> str:
     return hashlib.sha256(config_text.encode("utf-8")).hexdigest()
 
 
-def git_commit(project_dir: str = PROJECT_DIR) -> Optional[str]:
+def git_commit(project_dir: str = PROJECT_DIR) -> str | None:
     """The project's git commit (``+dirty`` when tracked files changed), or None if it is not a checkout."""
     if not os.path.exists(os.path.join(project_dir, ".git")):
         return None
@@ -51,23 +53,28 @@ def git_commit(project_dir: str = PROJECT_DIR) -> Optional[str]:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_dir,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=project_dir,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
-def versions() -> Dict[str, Optional[str]]:
+def versions() -> dict[str, str | None]:
     """python, torch, torchvision, detectron2 (None when not installed) and the project's git commit."""
-    found: Dict[str, Optional[str]] = {"python": platform.python_version()}
+    found: dict[str, str | None] = {"python": platform.python_version()}
     for package in ("salfmix", "torch", "torchvision", "detectron2"):
         found[package] = _version(package)
     found["git_commit"] = git_commit()
     return found
 
 
-def _version(package: str) -> Optional[str]:
+def _version(package: str) -> str | None:
     """The installed version of ``package`` without importing it (detectron2 is slow to import)."""
     try:
         return metadata.version(package)
@@ -85,7 +92,7 @@ def _version(package: str) -> Optional[str]:
     return found.group(1) if found else "unknown"
 
 
-def read_manifest(folder: str) -> Optional[Dict[str, Any]]:
+def read_manifest(folder: str) -> dict[str, Any] | None:
     """``folder/run.json`` as a dict, None if absent; an unreadable one is reported as status ``unreadable``."""
     path = os.path.join(folder, MANIFEST)
     if not os.path.isfile(path):
@@ -98,18 +105,19 @@ def read_manifest(folder: str) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else {"status": "unreadable"}
 
 
-def write_manifest(folder: str, data: Dict[str, Any]) -> None:
+def write_manifest(folder: str, data: dict[str, Any]) -> None:
     """Write ``folder/run.json`` atomically."""
     atomic_write_json(os.path.join(folder, MANIFEST), data)
 
 
 # --- comparing the config of a resume with the run's ------------------------------------------
 
-def flatten(tree: Any, prefix: str = "") -> Dict[str, Any]:
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """``{"A.B.C": value}`` for every leaf of a nested dict (lists are leaves)."""
     if not isinstance(tree, dict):
         return {prefix: tree}
-    flat: Dict[str, Any] = {}
+    flat: dict[str, Any] = {}
     for key, value in tree.items():
         flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return flat
@@ -119,8 +127,9 @@ def _allowed(key: str, allowed: Sequence[str]) -> bool:
     return any(key == a or (a.endswith(".*") and key.startswith(a[:-1])) for a in allowed)
 
 
-def config_drift(old_text: str, new_text: str, allowed: Sequence[str] = (),
-                 defaults_text: Optional[str] = None) -> List[Tuple[str, Any, Any]]:
+def config_drift(
+    old_text: str, new_text: str, allowed: Sequence[str] = (), defaults_text: str | None = None
+) -> list[tuple[str, Any, Any]]:
     """``(key, old, new)`` for every dotted key whose value differs between two YAML configs,
     except the keys in ``allowed`` (exact keys, or ``"TRAIN.*"`` for every key under ``TRAIN``).
     A key present in one config only shows ``<absent>`` for the other; with ``defaults_text`` (the
@@ -141,7 +150,7 @@ def config_drift(old_text: str, new_text: str, allowed: Sequence[str] = (),
     return [(k, old.get(k, absent), new.get(k, absent)) for k in keys if differs(k) and not _allowed(k, allowed)]
 
 
-def describe_drift(drift: Sequence[Tuple[str, Any, Any]], limit: int = 6) -> str:
+def describe_drift(drift: Sequence[tuple[str, Any, Any]], limit: int = 6) -> str:
     """``KEY: old -> new; ...`` (at most ``limit`` keys, then how many more)."""
     shown = "; ".join(f"{k}: {o!r} -> {n!r}" for k, o, n in drift[:limit])
     more = f"; and {len(drift) - limit} more" if len(drift) > limit else ""

@@ -8,13 +8,14 @@ exit status 128 + signal (130 for SIGINT, 143 for SIGTERM). A second signal chan
 forwards a Ctrl-C as a SIGTERM after the terminal's SIGINT); a third one ends the process at once,
 without a traceback (the atomic writes leave only temp files, removed at the next start).
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import sys
 import threading
-from typing import Any, Dict, Optional
+from typing import Any
 
 __all__ = ["Interrupted", "StopSignals", "die_with_parent", "exit_code", "signal_name"]
 
@@ -69,9 +70,9 @@ class StopSignals:
     """Installs the handlers while active (main thread only; elsewhere it never reports a stop)."""
 
     def __init__(self) -> None:
-        self.signum: Optional[int] = None
+        self.signum: int | None = None
         self.count = 0
-        self._previous: Dict[int, Any] = {}
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.count += 1
@@ -90,7 +91,7 @@ class StopSignals:
         if self.signum is not None:
             raise Interrupted(self.signum, where)
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for signum in HANDLED:
                 self._previous[signum] = signal.signal(signum, self._handle)

@@ -1,10 +1,10 @@
 """Fixtures of the detection tests: the tools as modules, a generated VOC set, checkpoints."""
+
 from __future__ import annotations
 
-import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict
 
 import pytest
 import torch
@@ -29,7 +29,7 @@ def voc_demo_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def torchvision_r50_state() -> Dict[str, torch.Tensor]:
+def torchvision_r50_state() -> dict[str, torch.Tensor]:
     """A random torchvision ResNet-50 state dict with non-trivial BN statistics."""
     import torchvision
 
@@ -47,7 +47,7 @@ def torchvision_r50_state() -> Dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="session")
-def converted_r50(tmp_path_factory: pytest.TempPathFactory, torchvision_r50_state: Dict[str, torch.Tensor]) -> str:
+def converted_r50(tmp_path_factory: pytest.TempPathFactory, torchvision_r50_state: dict[str, torch.Tensor]) -> str:
     """``torchvision_r50_state`` converted to a Detectron2 pickle; returns its path."""
     from detection.convert import convert_state_dict, write_detectron2_pickle
 

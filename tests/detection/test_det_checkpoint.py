@@ -1,5 +1,6 @@
 """detection.checkpoint.SafeCheckpointer: atomic saves, a resume past a damaged checkpoint, and
 initial weights that must cover the pretrained trunk; detection.run_folder.truncate_metrics."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ import torch
 from detection.checkpoint import SafeCheckpointer, trunk_keys
 from salfmix.errors import DetectionSetupError
 
-DEMO_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "detection",
-                           "voc_demo_faster_rcnn_R_50_FPN_cpu.yaml")
+DEMO_CONFIG = os.path.join(
+    os.path.dirname(__file__), "..", "..", "configs", "detection", "voc_demo_faster_rcnn_R_50_FPN_cpu.yaml"
+)
 
 
 def _checkpointer(tmp_path) -> SafeCheckpointer:
@@ -61,18 +63,24 @@ def test_intact_last_checkpoint_is_used(tmp_path) -> None:
 
 
 def test_trunk_keys_leave_out_fpn_and_heads() -> None:
-    names = ["backbone.bottom_up.stem.conv1.weight", "backbone.bottom_up.res4.5.conv2.weight", "backbone.fpn_lateral2.weight",
-             "roi_heads.res5.0.conv1.weight", "roi_heads.box_predictor.cls_score.weight",
-             "proposal_generator.rpn_head.conv.weight", "backbone.res2.0.conv1.norm.num_batches_tracked"]
+    names = [
+        "backbone.bottom_up.stem.conv1.weight",
+        "backbone.bottom_up.res4.5.conv2.weight",
+        "backbone.fpn_lateral2.weight",
+        "roi_heads.res5.0.conv1.weight",
+        "roi_heads.box_predictor.cls_score.weight",
+        "proposal_generator.rpn_head.conv.weight",
+        "backbone.res2.0.conv1.norm.num_batches_tracked",
+    ]
     assert trunk_keys(names) == names[:2] + names[3:4]
 
 
 @pytest.mark.slow
 def test_weights_of_another_depth_are_refused(converted_r50, tmp_path) -> None:
     """A converted ResNet-50 for a ResNet-101 model: res4 blocks 6-22 would start from random."""
-    from detectron2.modeling import build_model
-
     from detection.config import load_config
+
+    from detectron2.modeling import build_model
 
     for depth, fits in ((50, True), (101, False)):
         cfg = load_config(DEMO_CONFIG, ["MODEL.RESNETS.DEPTH", str(depth), "MODEL.DEVICE", "cpu"])
@@ -80,8 +88,11 @@ def test_weights_of_another_depth_are_refused(converted_r50, tmp_path) -> None:
         if fits:
             ckpt.check_trunk_coverage(converted_r50)
         else:
-            with pytest.raises(DetectionSetupError, match=r"leaves \d+ of the model's \d+ pretrained trunk parameters "
-                                                          r"unset \(e.g. backbone.bottom_up.res4.6."):
+            with pytest.raises(
+                DetectionSetupError,
+                match=r"leaves \d+ of the model's \d+ pretrained trunk parameters "
+                r"unset \(e.g. backbone.bottom_up.res4.6.",
+            ):
                 ckpt.check_trunk_coverage(converted_r50)
 
 

@@ -1,4 +1,5 @@
 """Every YAML in configs/detection loads and builds; the protocols say what they should; errors."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +8,10 @@ import pytest
 
 import detection  # noqa: F401  (before Detectron2)
 import detection.roi_heads  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
-from detectron2.engine import DefaultTrainer
-
 from detection.config import load_config, resolve_seed
 from salfmix.errors import DetectionSetupError
+
+from detectron2.engine import DefaultTrainer
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "detection"
 DEMO_CONFIG = CONFIG_DIR / "voc_demo_faster_rcnn_R_50_FPN_cpu.yaml"
@@ -21,8 +22,12 @@ TORCHVISION_STD = [58.395, 57.120, 57.375]
 
 def test_there_are_configs() -> None:
     names = {p.name for p in CONFIGS}
-    assert {"voc0712_faster_rcnn_R_50_C4_24k.yaml", "voc0712_faster_rcnn_R_50_C4_24k_moco.yaml",
-            "voc0712_faster_rcnn_R_50_C4_24k_syncbn.yaml", DEMO_CONFIG.name} <= names
+    assert {
+        "voc0712_faster_rcnn_R_50_C4_24k.yaml",
+        "voc0712_faster_rcnn_R_50_C4_24k_moco.yaml",
+        "voc0712_faster_rcnn_R_50_C4_24k_syncbn.yaml",
+        DEMO_CONFIG.name,
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -43,7 +48,13 @@ def test_config_loads_builds_and_is_torchvision_style(path) -> None:
 def test_paper_protocol_and_its_rescaling() -> None:
     cfg = load_config(str(CONFIG_DIR / "voc0712_faster_rcnn_R_50_C4_24k.yaml"))
     s = cfg.SOLVER
-    assert (s.IMS_PER_BATCH, s.BASE_LR, tuple(s.STEPS), s.MAX_ITER, s.REFERENCE_WORLD_SIZE) == (8, 0.02, (18000, 22000), 24000, 4)
+    assert (s.IMS_PER_BATCH, s.BASE_LR, tuple(s.STEPS), s.MAX_ITER, s.REFERENCE_WORLD_SIZE) == (
+        8,
+        0.02,
+        (18000, 22000),
+        24000,
+        4,
+    )
     assert cfg.DATASETS.TRAIN == ("voc_2007_trainval", "voc_2012_trainval") and cfg.DATASETS.TEST == ("voc_2007_test",)
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 20 and cfg.MODEL.BACKBONE.NAME == "build_resnet_backbone"
     two = DefaultTrainer.auto_scale_workers(cfg, 2).SOLVER  # on 2 GPUs: same per-GPU batch
@@ -60,15 +71,27 @@ def test_moco_protocol() -> None:
 
 @pytest.mark.parametrize(
     "gpus, batch, lr, steps, max_iter, warmup",
-    [(1, 2, 0.005, (72000, 88000), 96000, 400), (2, 4, 0.01, (36000, 44000), 48000, 200),
-     (4, 8, 0.02, (18000, 22000), 24000, 100), (8, 16, 0.04, (9000, 11000), 12000, 50)],
+    [
+        (1, 2, 0.005, (72000, 88000), 96000, 400),
+        (2, 4, 0.01, (36000, 44000), 48000, 200),
+        (4, 8, 0.02, (18000, 22000), 24000, 100),
+        (8, 16, 0.04, (9000, 11000), 12000, 50),
+    ],
 )
 def test_syncbn_protocol_is_the_paper_schedule_with_moco_bn(gpus, batch, lr, steps, max_iter, warmup) -> None:
     cfg = load_config(str(CONFIG_DIR / "voc0712_faster_rcnn_R_50_C4_24k_syncbn.yaml"))
     moco = load_config(str(CONFIG_DIR / "voc0712_faster_rcnn_R_50_C4_24k_moco.yaml"))
     # MoCo's Base-RCNN-C4-BN.yaml: naiveSyncBN, FREEZE_AT 0, the extra res5 norm, precise BN
-    for key in ("MODEL.RESNETS.NORM", "MODEL.BACKBONE.FREEZE_AT", "MODEL.ROI_HEADS.NAME", "TEST.PRECISE_BN.ENABLED",
-                "INPUT.MIN_SIZE_TRAIN", "INPUT.MIN_SIZE_TEST", "SOLVER.WARMUP_ITERS", "MODEL.RPN.PRE_NMS_TOPK_TEST"):
+    for key in (
+        "MODEL.RESNETS.NORM",
+        "MODEL.BACKBONE.FREEZE_AT",
+        "MODEL.ROI_HEADS.NAME",
+        "TEST.PRECISE_BN.ENABLED",
+        "INPUT.MIN_SIZE_TRAIN",
+        "INPUT.MIN_SIZE_TEST",
+        "SOLVER.WARMUP_ITERS",
+        "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    ):
         a, b = cfg, moco
         for part in key.split("."):
             a, b = a[part], b[part]
@@ -83,7 +106,10 @@ def test_syncbn_protocol_is_the_paper_schedule_with_moco_bn(gpus, batch, lr, ste
 def test_extra_norm_head_has_moco_layout() -> None:
     from detectron2.modeling import build_model
 
-    cfg = load_config(str(CONFIG_DIR / "voc0712_faster_rcnn_R_50_C4_24k_moco.yaml"), ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.NORM", "BN"])
+    cfg = load_config(
+        str(CONFIG_DIR / "voc0712_faster_rcnn_R_50_C4_24k_moco.yaml"),
+        ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.NORM", "BN"],
+    )
     names = list(build_model(cfg).roi_heads.res5._modules)
     assert names == ["0", "1", "2", "norm"]
 

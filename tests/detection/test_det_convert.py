@@ -1,9 +1,9 @@
 """torchvision -> Detectron2 conversion: same features, coverage errors, the tool, weights checks."""
+
 from __future__ import annotations
 
 import os
 import pickle
-from typing import Dict
 
 import numpy as np
 import pytest
@@ -29,7 +29,7 @@ def test_rename_key_follows_detectron2_names() -> None:
     assert rename_key("layer3.0.downsample.1.running_mean") == "res4.0.shortcut.norm.running_mean"
 
 
-def test_convert_drops_classifier_and_counters(torchvision_r50_state: Dict[str, torch.Tensor]) -> None:
+def test_convert_drops_classifier_and_counters(torchvision_r50_state: dict[str, torch.Tensor]) -> None:
     out = convert_state_dict(torchvision_r50_state)
     assert len(out) == len(expected_resnet50_shapes()) == 265
     assert not any(k.startswith("fc") or "num_batches_tracked" in k for k in out)
@@ -40,12 +40,13 @@ def test_convert_drops_classifier_and_counters(torchvision_r50_state: Dict[str, 
 
 
 @pytest.mark.parametrize("norm", ["FrozenBN", "BN"])
-def test_converted_backbone_matches_torchvision(torchvision_r50_state: Dict[str, torch.Tensor], norm: str) -> None:
+def test_converted_backbone_matches_torchvision(torchvision_r50_state: dict[str, torch.Tensor], norm: str) -> None:
     import torchvision
-    from detectron2.layers import ShapeSpec
-    from detectron2.modeling.backbone import build_resnet_backbone
 
     from detection.config import get_detection_cfg
+
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.backbone import build_resnet_backbone
 
     tv = torchvision.models.resnet50(num_classes=10)
     tv.load_state_dict(torchvision_r50_state)
@@ -69,16 +70,18 @@ def test_converted_backbone_matches_torchvision(torchvision_r50_state: Dict[str,
             torch.testing.assert_close(feats[name], y, rtol=1e-5, atol=1e-5 * float(y.abs().max()))
 
 
-@pytest.mark.parametrize("config", ["voc0712_faster_rcnn_R_50_C4_24k_moco.yaml", "voc0712_faster_rcnn_R_50_FPN_24k.yaml"])
+@pytest.mark.parametrize(
+    "config", ["voc0712_faster_rcnn_R_50_C4_24k_moco.yaml", "voc0712_faster_rcnn_R_50_FPN_24k.yaml"]
+)
 def test_detectron2_checkpointer_loads_every_converted_tensor(converted_r50: str, config: str) -> None:
     # Detectron2 matches the pickle's names to the model's by suffix ("res5.0..." -> "roi_heads.res5.0...")
     from pathlib import Path
 
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
-
     import detection.roi_heads  # noqa: F401
     from detection.config import load_config
+
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
 
     path = Path(__file__).resolve().parents[2] / "configs" / "detection" / config
     cfg = load_config(str(path), ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.NORM", "FrozenBN"])
@@ -93,7 +96,7 @@ def test_detectron2_checkpointer_loads_every_converted_tensor(converted_r50: str
         np.testing.assert_array_equal(state[matches[0]].numpy(), value)
 
 
-def _without(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+def _without(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.startswith(prefix)}
 
 
@@ -104,7 +107,10 @@ def _without(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Ten
         (lambda s: _without(s, "layer3.5."), r"missing layer3 \(\d+ of \d+ tensors, e\.g\. layer3\.5\."),
         (lambda s: {**s, "conv1.weight": torch.zeros(64, 3, 3, 3)}, r"conv1\.weight: shape \(64, 3, 3, 3\).*CIFAR"),
         (lambda s: {**s, "layer2.1.conv2.weight": torch.zeros(128, 128, 1, 1)}, r"layer2\.1\.conv2\.weight: shape"),
-        (lambda s: {**s, "layer3.6.conv1.weight": torch.zeros(256, 1024, 1, 1)}, r"unexpected tensors \(a deeper ResNet\?\)"),
+        (
+            lambda s: {**s, "layer3.6.conv1.weight": torch.zeros(256, 1024, 1, 1)},
+            r"unexpected tensors \(a deeper ResNet\?\)",
+        ),
         (lambda s: {"linear.weight": torch.zeros(10, 512)}, r"missing stem .*layer1"),
     ],
 )
@@ -122,7 +128,9 @@ def _run_tool(load_detection_tool, src: str, dst: str, *flags: str) -> str:
 
 
 @pytest.mark.parametrize("layout", ["ours", "plain", "ddp"])
-def test_tool_accepts_our_plain_and_ddp_checkpoints(load_detection_tool, torchvision_r50_state, tmp_path, layout, capsys) -> None:
+def test_tool_accepts_our_plain_and_ddp_checkpoints(
+    load_detection_tool, torchvision_r50_state, tmp_path, layout, capsys
+) -> None:
     state = dict(torchvision_r50_state)
     obj = {
         "ours": {"model": state, "epoch": 300},

@@ -1,4 +1,5 @@
 """tools/convert_to_detectron2.py on training checkpoints, NaN weights and existing outputs (issue 9)."""
+
 from __future__ import annotations
 
 import os
@@ -25,20 +26,30 @@ def _convert(load_detection_tool, *argv: str) -> str:
 
 def _training_checkpoint(state, epoch: int) -> dict:
     """What pretraining's model_epochNNNN.pth holds: weights plus optimizer, RNG states (numpy ones too), cfg."""
-    return {"model": state, "optimizer": {"state": {}, "param_groups": []}, "scheduler": {}, "epoch": epoch,
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
-            "loader": {"seed": 0}, "saliency_cache": None, "cfg": "SOLVER:\n  MAX_EPOCHS: 300\n"}
+    return {
+        "model": state,
+        "optimizer": {"state": {}, "param_groups": []},
+        "scheduler": {},
+        "epoch": epoch,
+        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+        "loader": {"seed": 0},
+        "saliency_cache": None,
+        "cfg": "SOLVER:\n  MAX_EPOCHS: 300\n",
+    }
 
 
-def test_an_epoch_checkpoint_is_converted_with_a_note(load_detection_tool, torchvision_r50_state, tmp_path,
-                                                      capsys) -> None:
+def test_an_epoch_checkpoint_is_converted_with_a_note(
+    load_detection_tool, torchvision_r50_state, tmp_path, capsys
+) -> None:
     src = tmp_path / "model_epoch0042.pth"
     torch.save(_training_checkpoint(torchvision_r50_state, 42), src)
     out = tmp_path / "r50.pkl"
     _convert(load_detection_tool, str(src), str(out))
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0] == (f"note: {src} is the training checkpoint of epoch 42 of 300, not a finished "
-                          "model_final.pth: converting the weights of that intermediate epoch")
+    assert printed[0] == (
+        f"note: {src} is the training checkpoint of epoch 42 of 300, not a finished "
+        "model_final.pth: converting the weights of that intermediate epoch"
+    )
     with open(out, "rb") as f:
         converted = pickle.load(f)["model"]
     np.testing.assert_array_equal(converted["res2.0.conv1.weight"], torchvision_r50_state["layer1.0.conv1.weight"])
@@ -49,8 +60,11 @@ def test_nan_weights_are_refused_naming_the_tensor(load_detection_tool, torchvis
     state["layer3.1.conv2.weight"] = state["layer3.1.conv2.weight"].clone()
     state["layer3.1.conv2.weight"][0, 0, 0, :2] = torch.tensor([float("nan"), float("inf")])
     torch.save({"model": state}, tmp_path / "model_final.pth")
-    with pytest.raises(DetectionSetupError, match=r"model_final\.pth: layer3\.1\.conv2\.weight: 2 of 589824 values "
-                                                  r"are NaN or infinite; not converted$"):
+    with pytest.raises(
+        DetectionSetupError,
+        match=r"model_final\.pth: layer3\.1\.conv2\.weight: 2 of 589824 values "
+        r"are NaN or infinite; not converted$",
+    ):
         _convert(load_detection_tool, str(tmp_path / "model_final.pth"), str(tmp_path / "r50.pkl"))
     assert sorted(os.listdir(tmp_path)) == ["model_final.pth"]
 
@@ -70,9 +84,20 @@ def test_an_existing_output_needs_force(load_detection_tool, torchvision_r50_sta
 
 def test_cli_error_is_one_line(torchvision_r50_state, tmp_path) -> None:
     torch.save(_training_checkpoint({"fc.weight": torch.zeros(2, 2)}, 3), tmp_path / "model_epoch0003.pth")
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "convert_to_detectron2.py"),
-                           str(tmp_path / "model_epoch0003.pth"), str(tmp_path / "r50.pkl")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "tools" / "convert_to_detectron2.py"),
+            str(tmp_path / "model_epoch0003.pth"),
+            str(tmp_path / "r50.pkl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        f"error: {tmp_path / 'model_epoch0003.pth'}: not a complete ResNet-50 backbone: missing stem")
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: {tmp_path / 'model_epoch0003.pth'}: not a complete ResNet-50 backbone: missing stem")
+    )

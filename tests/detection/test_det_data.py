@@ -1,4 +1,5 @@
 """VOC-format folders: the generator's layout, registration, and the one-line errors."""
+
 from __future__ import annotations
 
 import os
@@ -8,12 +9,12 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import detection  # noqa: F401  (before Detectron2)
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
 from detection.config import get_detection_cfg
 from detection.data import prepare_datasets, register_voc_folder, validate_voc_annotations
-from salfmix.errors import DetectionSetupError
 from detection.voc_demo import DEMO_CLASSES
+from salfmix.errors import DetectionSetupError
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 CLASSES = list(DEMO_CLASSES)
 
@@ -73,7 +74,10 @@ def test_unknown_class_is_named(voc_copy: str) -> None:
     tree = ET.parse(xml)
     tree.getroot().find("object/name").text = "purple"
     tree.write(xml)
-    with pytest.raises(DetectionSetupError, match=rf"{os.path.basename(xml)}: unknown class 'purple' \(expected one of red, green, blue\)"):
+    with pytest.raises(
+        DetectionSetupError,
+        match=rf"{os.path.basename(xml)}: unknown class 'purple' \(expected one of red, green, blue\)",
+    ):
         validate_voc_annotations(voc_copy, "trainval", CLASSES)
 
 
@@ -127,5 +131,7 @@ def test_builtin_voc_without_datasets_folder_names_the_variable(tmp_path, monkey
     cfg.DATASETS.TEST = ("voc_2007_test",)
     if os.path.isdir(MetadataCatalog.get("voc_2007_trainval").dirname):
         pytest.skip("a VOC2007 folder exists here")
-    with pytest.raises(DetectionSetupError, match=r"voc_2007_trainval: VOC folder .*VOC2007 not found \(DETECTRON2_DATASETS"):
+    with pytest.raises(
+        DetectionSetupError, match=r"voc_2007_trainval: VOC folder .*VOC2007 not found \(DETECTRON2_DATASETS"
+    ):
         prepare_datasets(cfg)

@@ -1,4 +1,5 @@
 """Per-class AP50 on a case with a known answer, and the saved JSON."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,11 @@ import pytest
 import torch
 
 import detection  # noqa: F401  (before Detectron2)
-from detectron2.structures import Boxes, Instances
-
+from detection.data import register_voc_folder
 from detection.evaluation import PerClassVOCEvaluator, save_eval_results
 from detection.voc_demo import write_voc_xml
-from detection.data import register_voc_folder
+
+from detectron2.structures import Boxes, Instances
 
 
 @pytest.fixture
@@ -21,8 +22,12 @@ def known_voc(tmp_path) -> str:
     voc = tmp_path / "VOC2007"
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (voc / sub).mkdir(parents=True)
-    write_voc_xml(str(voc / "Annotations" / "a.xml"), "a.jpg", 100, 100, [("red", 11, 11, 40, 40), ("blue", 51, 51, 90, 90)])
-    write_voc_xml(str(voc / "Annotations" / "b.xml"), "b.jpg", 100, 100, [("green", 11, 11, 30, 60), ("blue", 61, 11, 90, 40)])
+    write_voc_xml(
+        str(voc / "Annotations" / "a.xml"), "a.jpg", 100, 100, [("red", 11, 11, 40, 40), ("blue", 51, 51, 90, 90)]
+    )
+    write_voc_xml(
+        str(voc / "Annotations" / "b.xml"), "b.jpg", 100, 100, [("green", 11, 11, 30, 60), ("blue", 61, 11, 90, 40)]
+    )
     (voc / "ImageSets" / "Main" / "test.txt").write_text("a\nb\n")
     register_voc_folder("test_known_ap", str(voc), "test", 2007, ["red", "green", "blue"])
     return str(voc)
@@ -43,7 +48,10 @@ def test_per_class_ap50_known_answer(known_voc: str, tmp_path) -> None:
     # red: exact box -> AP50 100. green: nothing -> 0.
     # blue (2 objects): a false positive ranked above one true positive: precision 0.5 up to
     # recall 0.5 -> VOC07 11-point AP = 6 * 0.5 / 11.
-    evaluator.process([{"image_id": "a"}], [_output([[10, 10, 40, 40], [0, 0, 20, 20], [50, 50, 90, 90]], [0.9, 0.95, 0.8], [0, 2, 2])])
+    evaluator.process(
+        [{"image_id": "a"}],
+        [_output([[10, 10, 40, 40], [0, 0, 20, 20], [50, 50, 90, 90]], [0.9, 0.95, 0.8], [0, 2, 2])],
+    )
     evaluator.process([{"image_id": "b"}], [_output([], [], [])])
     results = evaluator.evaluate()["bbox"]
     blue = 100 * 6 * 0.5 / 11

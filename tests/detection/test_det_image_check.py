@@ -1,4 +1,5 @@
 """Every VOC image checked before training (decoded once, size against the XML, the verdict remembered)."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ import detection  # noqa: F401  (before Detectron2)
 from detection import image_check
 from detection.config import get_detection_cfg
 from detection.data import prepare_datasets, read_split, validate_voc_split
-from salfmix.errors import DetectionSetupError
 from detection.voc_demo import DEMO_CLASSES
+from salfmix.errors import DetectionSetupError
 
 CLASSES = list(DEMO_CLASSES)
 

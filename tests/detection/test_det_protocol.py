@@ -1,4 +1,5 @@
 """The protocol label of a run: what it names, and Detectron2's GPU rescaling reproduced exactly."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,10 +9,10 @@ import yaml
 
 import detection  # noqa: F401  (before Detectron2)
 import detection.roi_heads  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
-from detectron2.engine import DefaultTrainer
-
 from detection.config import load_config
 from detection.protocol import UNKNOWN, protocol_from_config, protocol_label, scaled_solver
+
+from detectron2.engine import DefaultTrainer
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "detection"
 CONFIGS = sorted(CONFIG_DIR.glob("voc*.yaml"))
@@ -24,7 +25,11 @@ def test_scaling_matches_detectron2(path: Path, gpus: int) -> None:
     ours = scaled_solver(cfg.SOLVER, gpus)
     d2 = DefaultTrainer.auto_scale_workers(cfg, gpus).SOLVER
     assert (ours["batch"], ours["max_iter"], ours["steps"], ours["warmup"]) == (
-        d2.IMS_PER_BATCH, d2.MAX_ITER, tuple(d2.STEPS), d2.WARMUP_ITERS)
+        d2.IMS_PER_BATCH,
+        d2.MAX_ITER,
+        tuple(d2.STEPS),
+        d2.WARMUP_ITERS,
+    )
     assert ours["lr"] == d2.BASE_LR
 
 
@@ -34,7 +39,8 @@ def test_labels_tell_the_protocols_apart() -> None:
     moco = load_config(str(CONFIG_DIR / "voc0712_faster_rcnn_R_50_C4_24k_moco.yaml"))
     assert protocol_label(paper, 4) == "R50-C4 FrozenBN freeze_at 2, batch 8, lr 0.02, 24000 iter (steps 18000, 22000)"
     assert protocol_label(syncbn, 4) == (
-        "R50-C4+norm naiveSyncBN freeze_at 0 precise-BN, batch 8, lr 0.02, 24000 iter (steps 18000, 22000)")
+        "R50-C4+norm naiveSyncBN freeze_at 0 precise-BN, batch 8, lr 0.02, 24000 iter (steps 18000, 22000)"
+    )
     # MoCo's file on 4 GPUs is another schedule; the paper's on 1 GPU another batch
     assert protocol_label(moco, 4).endswith("batch 8, lr 0.01, 48000 iter (steps 36000, 44000)")
     assert protocol_label(paper, 1).endswith("batch 2, lr 0.005, 96000 iter (steps 72000, 88000)")

@@ -1,4 +1,5 @@
 """tools/voc_report.py on fake run folders: the table, mean ± std, the files, the errors."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,14 +13,30 @@ import pytest
 from salfmix.errors import DetectionSetupError
 
 
-def _fake_run(root, name, method=None, seed=0, ap=(40.0, 70.0, 41.0), pretrain=None, config_method=None, iteration=24000,
-              protocol=None):
+def _fake_run(
+    root,
+    name,
+    method=None,
+    seed=0,
+    ap=(40.0, 70.0, 41.0),
+    pretrain=None,
+    config_method=None,
+    iteration=24000,
+    protocol=None,
+):
     run = root / name
     run.mkdir()
     results = {
         "iteration": iteration,
         "max_iter": 24000,
-        "datasets": {"voc_2007_test": {"AP": ap[0], "AP50": ap[1], "AP75": ap[2], "per_class_AP50": {"cat": ap[1] + 1, "dog": ap[1] - 1}}},
+        "datasets": {
+            "voc_2007_test": {
+                "AP": ap[0],
+                "AP50": ap[1],
+                "AP75": ap[2],
+                "per_class_AP50": {"cat": ap[1] + 1, "dog": ap[1] - 1},
+            }
+        },
     }
     (run / "eval_results.json").write_text(json.dumps(results))
     if method is not None:
@@ -42,7 +59,9 @@ def test_report_groups_seeds_and_writes_every_file(load_detection_tool, tmp_path
         _fake_run(tmp_path, "my_run", None, 0, (30.0, 60.0, 30.0)),
     ]
     tool = load_detection_tool("voc_report")
-    paths = tool.main(argparse.Namespace(run_dirs=runs, out=str(tmp_path / "report"), dataset=None, note=None, allow_incomplete=False))
+    paths = tool.main(
+        argparse.Namespace(run_dirs=runs, out=str(tmp_path / "report"), dataset=None, note=None, allow_incomplete=False)
+    )
     for ext in ("md", "csv", "json", "png"):
         assert os.path.getsize(paths[ext]) > 0
     with open(paths["json"]) as f:
@@ -75,11 +94,31 @@ def test_report_errors_name_the_folder(load_detection_tool, tmp_path) -> None:
     (tmp_path / "unfinished").mkdir()
     tool = load_detection_tool("voc_report")
     with pytest.raises(DetectionSetupError, match=r"unfinished: no evaluation results \(eval_results\.json\)"):
-        tool.main(argparse.Namespace(run_dirs=[good, str(tmp_path / "unfinished")], out=str(tmp_path / "r"), dataset=None, note=None, allow_incomplete=False))
+        tool.main(
+            argparse.Namespace(
+                run_dirs=[good, str(tmp_path / "unfinished")],
+                out=str(tmp_path / "r"),
+                dataset=None,
+                note=None,
+                allow_incomplete=False,
+            )
+        )
     with pytest.raises(DetectionSetupError, match="run folder not found"):
-        tool.main(argparse.Namespace(run_dirs=[str(tmp_path / "nope")], out=str(tmp_path / "r"), dataset=None, note=None, allow_incomplete=False))
+        tool.main(
+            argparse.Namespace(
+                run_dirs=[str(tmp_path / "nope")],
+                out=str(tmp_path / "r"),
+                dataset=None,
+                note=None,
+                allow_incomplete=False,
+            )
+        )
     with pytest.raises(DetectionSetupError, match="no results for voc_2012_test"):
-        tool.main(argparse.Namespace(run_dirs=[good], out=str(tmp_path / "r"), dataset="voc_2012_test", note=None, allow_incomplete=False))
+        tool.main(
+            argparse.Namespace(
+                run_dirs=[good], out=str(tmp_path / "r"), dataset="voc_2012_test", note=None, allow_incomplete=False
+            )
+        )
     assert not (tmp_path / "r").exists()
 
 
@@ -152,8 +191,10 @@ SYNCBN = "R50-C4+norm naiveSyncBN freeze_at 0 precise-BN, batch 8, lr 0.02, 2400
 
 
 def test_runs_of_different_protocols_are_not_averaged(load_detection_tool, tmp_path) -> None:
-    runs = [_fake_run(tmp_path, "v3_s0", "hybridmix_v3", 0, protocol=PAPER),
-            _fake_run(tmp_path, "v3_s1", "hybridmix_v3", 1, protocol=SYNCBN)]
+    runs = [
+        _fake_run(tmp_path, "v3_s0", "hybridmix_v3", 0, protocol=PAPER),
+        _fake_run(tmp_path, "v3_s1", "hybridmix_v3", 1, protocol=SYNCBN),
+    ]
     tool = load_detection_tool("voc_report")
     with pytest.raises(DetectionSetupError) as err:
         tool.main(tool.get_parser().parse_args(runs + ["--out", str(tmp_path / "r")]))
@@ -196,4 +237,6 @@ def test_protocol_from_the_saved_config_as_rescaled(load_detection_tool, tmp_pat
     tool = load_detection_tool("voc_report")
     report = json.load(open(tool.main(tool.get_parser().parse_args(runs + ["--out", str(tmp_path / "r")]))["json"]))
     assert [m["protocol"] for m in report["methods"]] == [
-        "R50-C4 FrozenBN freeze_at 2, batch 2, lr 0.005, 96000 iter (steps 72000, 88000)", PAPER]
+        "R50-C4 FrozenBN freeze_at 2, batch 2, lr 0.005, 96000 iter (steps 72000, 88000)",
+        PAPER,
+    ]

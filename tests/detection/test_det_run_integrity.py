@@ -1,5 +1,6 @@
 """The run folder of tools/train_detection.py: flags after the overrides, config.yaml after the
 GPU-count rescaling, a finished run, a folder in use, --eval-only, a stop and config drift (issue 9)."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,18 @@ DEMO_CONFIG = str(REPO_ROOT / "configs" / "detection" / "voc_demo_faster_rcnn_R_
 
 
 def _opts(voc_dir: str, weights: str, out: Path, iters: int, **extra: str) -> list:
-    opts = {"MODEL.WEIGHTS": weights, "SALFMIX.VOC_FOLDER.DIR": voc_dir, "OUTPUT_DIR": str(out),
-            "SOLVER.MAX_ITER": str(iters), "SOLVER.WARMUP_ITERS": "2", "SOLVER.STEPS": "()",
-            "SOLVER.CHECKPOINT_PERIOD": "100000", "SALFMIX.METHOD": "demo", "SEED": "1", **extra}
+    opts = {
+        "MODEL.WEIGHTS": weights,
+        "SALFMIX.VOC_FOLDER.DIR": voc_dir,
+        "OUTPUT_DIR": str(out),
+        "SOLVER.MAX_ITER": str(iters),
+        "SOLVER.WARMUP_ITERS": "2",
+        "SOLVER.STEPS": "()",
+        "SOLVER.CHECKPOINT_PERIOD": "100000",
+        "SALFMIX.METHOD": "demo",
+        "SEED": "1",
+        **extra,
+    }
     return [w for kv in opts.items() for w in kv]
 
 
@@ -35,28 +45,34 @@ def _main(load_detection_tool, argv):
 def _snapshot(out: Path) -> dict:
     # log.txt aside: in this process Detectron2's logger still writes to the first run's log.txt
     # (a new process, as on the command line, has no file logger before the checks)
-    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.iterdir())
-            if p.is_file() and p.name != "log.txt"}
+    return {
+        p.name: (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(out.iterdir())
+        if p.is_file() and p.name != "log.txt"
+    }
 
 
 def test_flags_anywhere_on_the_command_line(load_detection_tool) -> None:
     parser = load_detection_tool("train_detection").get_parser()
-    args = parser.parse_args(["--config-file", "c.yaml", "OUTPUT_DIR", "o", "SEED", "-1", "--resume",
-                              "--num-gpus", "1"])
+    args = parser.parse_args(
+        ["--config-file", "c.yaml", "OUTPUT_DIR", "o", "SEED", "-1", "--resume", "--num-gpus", "1"]
+    )
     assert args.resume and args.num_gpus == 1 and args.opts == ["OUTPUT_DIR", "o", "SEED", "-1"]
     args = parser.parse_args(["OUTPUT_DIR", "o", "--eval-only", "--config-file", "c.yaml"])
     assert args.eval_only and args.config_file == "c.yaml" and args.opts == ["OUTPUT_DIR", "o"]
 
 
 @pytest.mark.slow
-def test_a_finished_run_its_config_and_its_lock(load_detection_tool, voc_demo_dir, converted_r50, tmp_path,
-                                                capsys) -> None:
+def test_a_finished_run_its_config_and_its_lock(
+    load_detection_tool, voc_demo_dir, converted_r50, tmp_path, capsys
+) -> None:
     from salfmix.errors import RunLocked, RunRefused
     from salfmix.runs.lock import RunLock
 
     out = tmp_path / "run"
-    argv = ["--config-file", DEMO_CONFIG] + _opts(voc_demo_dir, converted_r50, out, 4,
-                                                  **{"SOLVER.REFERENCE_WORLD_SIZE": "2"})
+    argv = ["--config-file", DEMO_CONFIG] + _opts(
+        voc_demo_dir, converted_r50, out, 4, **{"SOLVER.REFERENCE_WORLD_SIZE": "2"}
+    )
     _main(load_detection_tool, argv)
     # what ran on 1 process: Detectron2 halved the batch and the lr, doubled the schedule
     saved = yaml.safe_load((out / "config.yaml").read_text())
@@ -82,8 +98,15 @@ def test_a_finished_run_its_config_and_its_lock(load_detection_tool, voc_demo_di
 
     # --eval-only never writes into a finished run: not over its final results, not another
     # model's results (e.g. an intermediate checkpoint of the run)
-    evaluate = ["--eval-only", "--config-file", str(out / "config.yaml"), "MODEL.WEIGHTS", str(out / "model_final.pth"),
-                "SEED", "-1"]
+    evaluate = [
+        "--eval-only",
+        "--config-file",
+        str(out / "config.yaml"),
+        "MODEL.WEIGHTS",
+        str(out / "model_final.pth"),
+        "SEED",
+        "-1",
+    ]
     with pytest.raises(RunRefused, match="already holds the finished run's final results"):
         _main(load_detection_tool, evaluate)
     other = tmp_path / "model_0000004.pth"
@@ -127,8 +150,9 @@ class StopAfter:
 
 
 @pytest.mark.slow
-def test_a_stop_saves_a_checkpoint_and_resume_refuses_drift(load_detection_tool, voc_demo_dir, converted_r50,
-                                                           tmp_path, monkeypatch) -> None:
+def test_a_stop_saves_a_checkpoint_and_resume_refuses_drift(
+    load_detection_tool, voc_demo_dir, converted_r50, tmp_path, monkeypatch
+) -> None:
     import detection.train as train_mod
     from salfmix.errors import RunRefused
     from salfmix.runs.signals import Interrupted
@@ -170,8 +194,9 @@ def test_ctrl_c_is_one_line_with_the_resume_command(voc_demo_dir, converted_r50,
     cmd = [sys.executable, str(REPO_ROOT / "tools" / "train_detection.py"), "--config-file", DEMO_CONFIG]
     cmd += _opts(voc_demo_dir, converted_r50, out, 400, **{"SOLVER.CHECKPOINT_PERIOD": "5"})
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=str(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 600
     while not (out / "last_checkpoint").exists():  # a few iterations in
         assert proc.poll() is None, proc.stderr.read()[-3000:]
@@ -187,16 +212,20 @@ def test_ctrl_c_is_one_line_with_the_resume_command(voc_demo_dir, converted_r50,
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
 
 
-def test_missing_base_and_output_dir_that_is_a_file(load_detection_tool, voc_demo_dir, converted_r50,
-                                                    tmp_path) -> None:
+def test_missing_base_and_output_dir_that_is_a_file(load_detection_tool, voc_demo_dir, converted_r50, tmp_path) -> None:
     from salfmix.errors import RunError
 
     leaf = tmp_path / "leaf.yaml"
     leaf.write_text('_BASE_: "Base-Missing.yaml"\nSEED: 1\n')
-    with pytest.raises(DetectionSetupError, match=rf"^{leaf}: _BASE_ {tmp_path / 'Base-Missing.yaml'}: "
-                                                  "config file not found$"):
+    with pytest.raises(
+        DetectionSetupError,
+        match=rf"^{leaf}: _BASE_ {tmp_path / 'Base-Missing.yaml'}: "
+        "config file not found$",
+    ):
         _main(load_detection_tool, ["--config-file", str(leaf)])
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(RunError, match=rf"^OUTPUT_DIR {tmp_path / 'file'}: exists and is not a folder$"):
-        _main(load_detection_tool, ["--config-file", DEMO_CONFIG] + _opts(voc_demo_dir, converted_r50,
-                                                                            tmp_path / "file", 2))
+        _main(
+            load_detection_tool,
+            ["--config-file", DEMO_CONFIG] + _opts(voc_demo_dir, converted_r50, tmp_path / "file", 2),
+        )

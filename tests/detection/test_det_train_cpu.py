@@ -1,5 +1,6 @@
 """Fine-tuning on the CPU: a short FPN run from a converted random ResNet-50, evaluation only,
 the checks before training, and a two-process torchrun (gloo) run."""
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,20 @@ DEMO_CONFIG = str(REPO_ROOT / "configs" / "detection" / "voc_demo_faster_rcnn_R_
 
 def _short_run_opts(voc_dir: str, weights: str, out_dir: str, iters: int) -> list:
     return [
-        "MODEL.WEIGHTS", weights,
-        "SALFMIX.VOC_FOLDER.DIR", voc_dir,
-        "OUTPUT_DIR", out_dir,
-        "SOLVER.MAX_ITER", str(iters),
-        "SOLVER.WARMUP_ITERS", "4",
-        "SOLVER.STEPS", "()",
-        "SOLVER.CHECKPOINT_PERIOD", "100000",
+        "MODEL.WEIGHTS",
+        weights,
+        "SALFMIX.VOC_FOLDER.DIR",
+        voc_dir,
+        "OUTPUT_DIR",
+        out_dir,
+        "SOLVER.MAX_ITER",
+        str(iters),
+        "SOLVER.WARMUP_ITERS",
+        "4",
+        "SOLVER.STEPS",
+        "()",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "100000",
     ]
 
 
@@ -36,10 +44,17 @@ def _train(load_detection_tool, argv):
 
 
 @pytest.mark.slow
-def test_short_cpu_training_then_eval_only_then_report(load_detection_tool, voc_demo_dir, converted_r50, tmp_path) -> None:
+def test_short_cpu_training_then_eval_only_then_report(
+    load_detection_tool, voc_demo_dir, converted_r50, tmp_path
+) -> None:
     out = tmp_path / "run"
     pre = tmp_path / "metrics.jsonl"  # pretraining's per-epoch records
-    pre.write_text(json.dumps({"epoch": 1, "train_loss": 5.0}) + "\n" + json.dumps({"epoch": 2, "top1_err": 61.5, "top5_err": 35.25}) + "\n")
+    pre.write_text(
+        json.dumps({"epoch": 1, "train_loss": 5.0})
+        + "\n"
+        + json.dumps({"epoch": 2, "top1_err": 61.5, "top5_err": 35.25})
+        + "\n"
+    )
     opts = _short_run_opts(voc_demo_dir, converted_r50, str(out), 12)
     opts += ["SALFMIX.METHOD", "demo_random", "SEED", "3", "SALFMIX.PRETRAIN_METRICS", str(pre)]
     _train(load_detection_tool, ["--config-file", DEMO_CONFIG] + opts)
@@ -61,8 +76,15 @@ def test_short_cpu_training_then_eval_only_then_report(load_detection_tool, voc_
 
     # evaluation only, from the trained checkpoint and the run's saved config: never over the finished
     # run's own results (refused, nothing touched), into another folder it gives the same AP
-    argv = ["--eval-only", "--config-file", str(out / "config.yaml"), "MODEL.WEIGHTS", str(out / "model_final.pth"),
-            "SEED", "-1"]
+    argv = [
+        "--eval-only",
+        "--config-file",
+        str(out / "config.yaml"),
+        "MODEL.WEIGHTS",
+        str(out / "model_final.pth"),
+        "SEED",
+        "-1",
+    ]
     from salfmix.errors import RunRefused
 
     with pytest.raises(RunRefused, match="already holds the finished run's final results"):
@@ -93,22 +115,30 @@ def test_checks_before_training(load_detection_tool, voc_demo_dir, torchvision_r
         _train(load_detection_tool, ["--num-gpus", "2", "--config-file", DEMO_CONFIG] + opts)
     with pytest.raises(DetectionSetupError, match="SALFMIX.PRETRAIN_METRICS .*top1_err"):
         (tmp_path / "m.json").write_text("{}")
-        _train(load_detection_tool, ["--config-file", DEMO_CONFIG] + opts[2:] + ["SALFMIX.PRETRAIN_METRICS", str(tmp_path / "m.json")])
-    with pytest.raises(DetectionSetupError, match=r"^SOLVER.AMP.ENABLED needs a GPU .* MODEL.DEVICE is 'cpu'; add SOLVER.AMP.ENABLED False$"):
+        _train(
+            load_detection_tool,
+            ["--config-file", DEMO_CONFIG] + opts[2:] + ["SALFMIX.PRETRAIN_METRICS", str(tmp_path / "m.json")],
+        )
+    with pytest.raises(
+        DetectionSetupError,
+        match=r"^SOLVER.AMP.ENABLED needs a GPU .* MODEL.DEVICE is 'cpu'; add SOLVER.AMP.ENABLED False$",
+    ):
         _train(load_detection_tool, ["--config-file", DEMO_CONFIG] + opts[2:] + ["SOLVER.AMP.ENABLED", "True"])
     import pickle
 
     with open(tmp_path / "R-50.pkl", "wb") as f:  # Caffe2 blob names, as in the MSRA model-zoo file
         pickle.dump({"conv1_w": torch.zeros(1).numpy(), "res_conv1_bn_s": torch.ones(1).numpy()}, f)
     with pytest.raises(DetectionSetupError, match=r"R-50\.pkl: a Caffe2/MSRA pickle .* INPUT\.FORMAT RGB"):
-        _train(load_detection_tool, ["--config-file", DEMO_CONFIG] + opts[2:] + ["MODEL.WEIGHTS", str(tmp_path / "R-50.pkl")])
+        _train(
+            load_detection_tool,
+            ["--config-file", DEMO_CONFIG] + opts[2:] + ["MODEL.WEIGHTS", str(tmp_path / "R-50.pkl")],
+        )
     assert not (tmp_path / "run").exists()  # nothing started
 
 
 def test_dist_url_default_takes_a_free_port(load_detection_tool, monkeypatch) -> None:
-    import socket
-
     import importlib
+    import socket
 
     d2_launch = importlib.import_module("detectron2.engine.launch")
 
@@ -126,7 +156,9 @@ def test_dist_url_default_takes_a_free_port(load_detection_tool, monkeypatch) ->
         tool.main(args)
 
 
-def test_spawned_workers_do_not_parse_the_annotations_again(load_detection_tool, voc_demo_dir, monkeypatch, tmp_path) -> None:
+def test_spawned_workers_do_not_parse_the_annotations_again(
+    load_detection_tool, voc_demo_dir, monkeypatch, tmp_path
+) -> None:
     import detection.data
     import detection.train
 
@@ -137,7 +169,9 @@ def test_spawned_workers_do_not_parse_the_annotations_again(load_detection_tool,
     launched = {}
     monkeypatch.setattr(tool.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(tool, "launch", lambda fn, n, **kw: launched.update(kw, n=n))
-    argv = ["--num-gpus", "4", "--config-file", DEMO_CONFIG] + _short_run_opts(voc_demo_dir, "", str(tmp_path / "run"), 2)
+    argv = ["--num-gpus", "4", "--config-file", DEMO_CONFIG] + _short_run_opts(
+        voc_demo_dir, "", str(tmp_path / "run"), 2
+    )
     tool.main(tool.get_parser().parse_args(argv + ["MODEL.DEVICE", "cuda"]))
     assert parsed == ["trainval", "test"]  # the launching process parsed both splits once
     (args,) = launched["args"]
@@ -160,11 +194,23 @@ def test_spawned_workers_do_not_parse_the_annotations_again(load_detection_tool,
 
 def test_cli_prints_one_line_error(tmp_path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "train_detection.py"), "--config-file", DEMO_CONFIG, "SOLVER.NOPE", "1"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(REPO_ROOT / "tools" / "train_detection.py"),
+            "--config-file",
+            DEMO_CONFIG,
+            "SOLVER.NOPE",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1] == "error: override SOLVER.NOPE: unknown config key (neither Detectron2's nor SALFMIX.*)"
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == "error: override SOLVER.NOPE: unknown config key (neither Detectron2's nor SALFMIX.*)"
+    )
 
 
 def test_read_pretrain_metrics(tmp_path) -> None:
@@ -172,7 +218,11 @@ def test_read_pretrain_metrics(tmp_path) -> None:
 
     (tmp_path / "m.json").write_text(json.dumps({"top1_err": 30, "top5_err": 10.5}))
     assert read_pretrain_metrics(str(tmp_path / "m.json"))["top5_err"] == 10.5
-    lines = [{"epoch": 1, "top1_err": 50.0, "top5_err": 20.0}, {"epoch": 2, "train_loss": 1.0}, {"epoch": 3, "top1_err": 40.0, "top5_err": 15.0}]
+    lines = [
+        {"epoch": 1, "top1_err": 50.0, "top5_err": 20.0},
+        {"epoch": 2, "train_loss": 1.0},
+        {"epoch": 3, "top1_err": 40.0, "top5_err": 15.0},
+    ]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     assert read_pretrain_metrics(str(tmp_path / "m.jsonl"))["top1_err"] == 40.0
     (tmp_path / "bad.json").write_text("{")
@@ -185,8 +235,14 @@ def test_torchrun_two_processes_gloo(voc_demo_dir, converted_r50, tmp_path) -> N
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(REPO_ROOT / "tools" / "train_detection.py"), "--config-file", DEMO_CONFIG,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(REPO_ROOT / "tools" / "train_detection.py"),
+        "--config-file",
+        DEMO_CONFIG,
     ] + _short_run_opts(voc_demo_dir, converted_r50, str(out), 6)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -209,8 +265,14 @@ def test_torchrun_bad_annotation_stops_every_process(voc_demo_dir, converted_r50
     xml.write_text(text[:start] + text[end:])  # the evaluator would fail on it after training
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(REPO_ROOT / "tools" / "train_detection.py"), "--config-file", DEMO_CONFIG,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(REPO_ROOT / "tools" / "train_detection.py"),
+        "--config-file",
+        DEMO_CONFIG,
     ] + _short_run_opts(str(voc), converted_r50, str(tmp_path / "run"), 6)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=str(tmp_path))
     assert proc.returncode != 0

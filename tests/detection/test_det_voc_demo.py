@@ -1,4 +1,5 @@
 """python -m detection.voc_demo writes only into its own folder, and rewrites nothing unchanged."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from salfmix.errors import DetectionSetupError
 from detection.voc_demo import MARKER, make_voc_demo
+from salfmix.errors import DetectionSetupError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,8 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 def _real_voc(root: Path) -> Path:
     """A stand-in for a real VOC2007 folder: an image, an annotation and a split file of its own."""
     voc = root / "VOC2007"
-    for sub, name, text in (("JPEGImages", "000000.jpg", "real image"), ("Annotations", "000000.xml", "<real/>"),
-                            ("ImageSets/Main", "trainval.txt", "000000\n")):
+    for sub, name, text in (
+        ("JPEGImages", "000000.jpg", "real image"),
+        ("Annotations", "000000.xml", "<real/>"),
+        ("ImageSets/Main", "trainval.txt", "000000\n"),
+    ):
         (voc / sub).mkdir(parents=True)
         (voc / sub / name).write_text(text)
     return voc
@@ -31,11 +35,18 @@ def _contents(folder: Path) -> dict:
 def test_the_command_refuses_a_real_voc_folder_and_touches_nothing(tmp_path: Path) -> None:
     voc = _real_voc(tmp_path)
     before = _contents(voc)
-    proc = subprocess.run([sys.executable, "-m", "detection.voc_demo", "--out", str(tmp_path)], cwd=str(REPO),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "detection.voc_demo", "--out", str(tmp_path)],
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1
-    assert proc.stderr.strip() == (f"error: {voc} exists and has no {MARKER}: not made by detection.voc_demo "
-                                   "(a real dataset?), refusing to write into it; choose another --out")
+    assert proc.stderr.strip() == (
+        f"error: {voc} exists and has no {MARKER}: not made by detection.voc_demo "
+        "(a real dataset?), refusing to write into it; choose another --out"
+    )
     assert _contents(voc) == before
 
 

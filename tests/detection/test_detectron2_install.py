@@ -1,5 +1,6 @@
 """Detectron2 0.6 with current NumPy/Pillow: the compat module, the install script's
 checks, and a Faster R-CNN R50-FPN (PascalVOC model-zoo config) forward pass on the CPU."""
+
 from __future__ import annotations
 
 import hashlib
@@ -72,7 +73,7 @@ def test_compat_handles_module_getattr_that_warns() -> None:
     fake = types.ModuleType("fake")
 
     def _getattr(name: str) -> object:
-        warnings.warn(f"{name} was removed", FutureWarning)
+        warnings.warn(f"{name} was removed", FutureWarning, stacklevel=2)
         raise AttributeError(name)
 
     fake.__getattr__ = _getattr  # type: ignore[attr-defined]
@@ -91,8 +92,13 @@ def test_importing_detectron2_prints_no_jit_deprecation() -> None:
     import subprocess
 
     code = "import detection, detectron2.modeling, detectron2.data"
-    proc = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=300,
-                          cwd=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "torch.jit.script" not in proc.stderr
 
@@ -180,9 +186,9 @@ VOC_XML = """<annotation><size><width>64</width><height>48</height></size>
 
 @NEEDS_D2
 def test_pascal_voc_evaluator_and_loader(tmp_path: Path) -> None:
+    from detectron2.data.datasets.pascal_voc import load_voc_instances
     from detectron2.evaluation import PascalVOCDetectionEvaluator  # noqa: F401
     from detectron2.evaluation.pascal_voc_evaluation import voc_eval
-    from detectron2.data.datasets.pascal_voc import load_voc_instances
 
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "ImageSets" / "Main").mkdir(parents=True)

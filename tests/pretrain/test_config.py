@@ -1,4 +1,5 @@
 """The pretraining config tree and every shipped YAML."""
+
 import glob
 import os
 
@@ -41,8 +42,11 @@ def test_every_method_runs_from_every_base(path, method):
 def test_shipped_configs_are_found_by_name():
     """A tool's --config-file takes a path or a shipped config's name (installed: no checkout)."""
     cfg = load_config("pretrain/Base-Demo-R50.yaml")
-    assert cfg == load_config("configs/pretrain/Base-Demo-R50.yaml") == load_config(
-        os.path.join(config_dir("pretrain"), "Base-Demo-R50.yaml"))
+    assert (
+        cfg
+        == load_config("configs/pretrain/Base-Demo-R50.yaml")
+        == load_config(os.path.join(config_dir("pretrain"), "Base-Demo-R50.yaml"))
+    )
     with pytest.raises(FileNotFoundError, match="pretrain/Nope.yaml: config file not found"):
         load_config("pretrain/Nope.yaml")
 
@@ -132,7 +136,11 @@ def test_a_method_that_would_never_mix_is_refused(method):
     """SalfMix's own rule mixes from epoch 2: a 1-epoch run would be labelled SalfMix and train the baseline."""
     leaf = CIFAR10
     start = MIXERS[method].start_epoch
-    with pytest.raises(ValueError, match=rf"MIX.START_EPOCH: {method} mixes from epoch {start} but SOLVER.MAX_EPOCHS is 1"):
+    with pytest.raises(
+        ValueError, match=rf"MIX.START_EPOCH: {method} mixes from epoch {start} but SOLVER.MAX_EPOCHS is 1"
+    ):
         load_config(leaf, ["MIX.METHOD", method, "SOLVER.MAX_EPOCHS", "1"])
-    assert load_config(leaf, ["MIX.METHOD", method, "SOLVER.MAX_EPOCHS", "1", "MIX.START_EPOCH", "1"]).MIX.START_EPOCH == 1
+    assert (
+        load_config(leaf, ["MIX.METHOD", method, "SOLVER.MAX_EPOCHS", "1", "MIX.START_EPOCH", "1"]).MIX.START_EPOCH == 1
+    )
     assert load_config(leaf, ["MIX.METHOD", "none", "SOLVER.MAX_EPOCHS", "1", "MIX.START_EPOCH", "5"])  # nothing to mix

@@ -1,5 +1,6 @@
 """The package as users get it: thin tools, commands as modules and console scripts, a wheel that
 works without the checkout, and a new mixing method added as one module by the README's recipe."""
+
 from __future__ import annotations
 
 import ast
@@ -23,9 +24,12 @@ def _python_files(*roots: str):
 
 
 def test_no_sys_path_edits_anywhere():
-    edits = [f"{path.relative_to(REPO)}:{n}" for path in _python_files(*CODE)
-             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-             if re.search(r"sys\.path\.(insert|append)|sys\.path\s*=", line) and path.name != "test_package.py"]
+    edits = [
+        f"{path.relative_to(REPO)}:{n}"
+        for path in _python_files(*CODE)
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"sys\.path\.(insert|append)|sys\.path\s*=", line) and path.name != "test_package.py"
+    ]
     assert not edits, f"sys.path edited at {edits}"
 
 
@@ -48,8 +52,17 @@ def test_every_tool_runs_as_a_script():
     tools = sorted((REPO / "tools").glob("*.py"))
     assert not {p.stem for p in tools} & {"pretrain", "detection", "salfmix"}
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    procs = {p.name: subprocess.Popen([sys.executable, str(p), "--help"], cwd=str(REPO), env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for p in tools}
+    procs = {
+        p.name: subprocess.Popen(
+            [sys.executable, str(p), "--help"],
+            cwd=str(REPO),
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for p in tools
+    }
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0 and "usage:" in out, f"{name}: {err[-2000:]}"
@@ -57,8 +70,11 @@ def test_every_tool_runs_as_a_script():
 
 def test_every_command_module_is_a_console_script():
     tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
-    cli = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
-               and getattr(node.targets[0], "id", None) == "CLI")
+    cli = next(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "CLI"
+    )
     declared = sorted(ast.literal_eval(cli))
     modules = sorted(p.stem for p in (REPO / "salfmix" / "cli").glob("*.py") if p.stem != "__init__")
     assert declared == modules
@@ -69,8 +85,16 @@ def test_every_command_module_is_a_console_script():
 
 def _copy_checkout(dest: Path) -> Path:
     """A copy of the tracked (and untracked, not ignored) files of the checkout at ``dest``."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -83,8 +107,11 @@ def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     # Built from a copy: the build must not write into the checkout (build/, *.egg-info).
     build = _copy_checkout(tmp_path_factory.mktemp("build"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(build)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(build)],
+        check=True,
+        capture_output=True,
+    )
     (path,) = out.glob("salfmix-*.whl")
     return path
 
@@ -93,7 +120,10 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_installs_three_top_level_packages_and_the_configs(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {
-        "pretrain", "detection", "salfmix"}
+        "pretrain",
+        "detection",
+        "salfmix",
+    }
     shipped = sorted(n for n in names if n.startswith("salfmix/configs/") and n.endswith(".yaml"))
     checkout = sorted(f"salfmix/configs/{p.relative_to(REPO / 'configs')}" for p in (REPO / "configs").rglob("*.yaml"))
     assert shipped == checkout and "salfmix/install/gpu_requirements.txt" in names
@@ -103,24 +133,74 @@ def test_the_wheel_installs_three_top_level_packages_and_the_configs(wheel):
 def test_the_installed_wheel_runs_without_the_checkout(wheel, tmp_path):
     """The wheel's files alone (no checkout on sys.path) find their configs and run a pretraining."""
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     work = tmp_path / "empty"
     work.mkdir()
     env = dict(os.environ, PYTHONPATH=str(site))
-    probe = ("import pretrain, detection, salfmix, salfmix.config_files as c; "
-             "print(pretrain.__file__, detection.__file__, salfmix.__file__, c.config_path('pretrain/Base-Demo-R50.yaml'))")
-    paths = subprocess.run([sys.executable, "-c", probe], cwd=work, env=env, capture_output=True, text=True,
-                           check=True).stdout.split()
+    probe = (
+        "import pretrain, detection, salfmix, salfmix.config_files as c; "
+        "print(pretrain.__file__, detection.__file__, salfmix.__file__, c.config_path('pretrain/Base-Demo-R50.yaml'))"
+    )
+    paths = subprocess.run(
+        [sys.executable, "-c", probe], cwd=work, env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert all(p.startswith(str(site)) for p in paths), paths
-    subprocess.run([sys.executable, "-m", "salfmix.cli.make_demo_data", "--out", "data", "--datasets", "tinyimagenet",
-                    "--classes", "3", "--train-per-class", "4", "--val-per-class", "2"], cwd=work, env=env, check=True,
-                   capture_output=True)
-    run = subprocess.run([sys.executable, "-m", "salfmix.cli.pretrain", "--config-file", "pretrain/Base-Demo-R50.yaml",
-                          "MIX.METHOD", "salfmix", "DATA.ROOT", "data/tiny-imagenet-200", "OUTPUT_DIR", "out",
-                          "SOLVER.MAX_EPOCHS", "1", "SOLVER.BATCH_SIZE", "4", "MODEL.INPUT_SIZE", "32",
-                          "MIX.START_EPOCH", "1", "TRAIN.PROGRESS", "False", "TEST.BATCH_SIZE", "4"],
-                         cwd=work, env=env, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "salfmix.cli.make_demo_data",
+            "--out",
+            "data",
+            "--datasets",
+            "tinyimagenet",
+            "--classes",
+            "3",
+            "--train-per-class",
+            "4",
+            "--val-per-class",
+            "2",
+        ],
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "salfmix.cli.pretrain",
+            "--config-file",
+            "pretrain/Base-Demo-R50.yaml",
+            "MIX.METHOD",
+            "salfmix",
+            "DATA.ROOT",
+            "data/tiny-imagenet-200",
+            "OUTPUT_DIR",
+            "out",
+            "SOLVER.MAX_EPOCHS",
+            "1",
+            "SOLVER.BATCH_SIZE",
+            "4",
+            "MODEL.INPUT_SIZE",
+            "32",
+            "MIX.START_EPOCH",
+            "1",
+            "TRAIN.PROGRESS",
+            "False",
+            "TEST.BATCH_SIZE",
+            "4",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert (work / "out" / "model_final.pth").is_file()
     manifest = (work / "out" / "run.json").read_text(encoding="utf-8").replace(sys.executable, "PYTHON")
@@ -144,20 +224,67 @@ def test_a_new_method_is_one_module(tmp_path):
     (copy / "pretrain" / "mixing" / f"{name}.py").write_text(code, encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(copy))  # the copy, not the checkout this package is installed from
     tests = ["tests/pretrain/mixing", "tests/pretrain/test_config.py", "tests/pretrain/engine/test_host_syncs.py"]
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", name, *tests],
-                         cwd=copy, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", name, *tests],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     passed = int(re.search(r"(\d+) passed", run.stdout).group(1))
     assert passed >= 15, run.stdout[-1000:]  # the generic tests did select it
     work = tmp_path / "work"
     work.mkdir()
-    subprocess.run([sys.executable, "-m", "salfmix.cli.make_demo_data", "--out", "data", "--datasets", "tinyimagenet",
-                    "--classes", "3", "--train-per-class", "4", "--val-per-class", "2"], cwd=work, env=env,
-                   check=True, capture_output=True)
-    train = subprocess.run([sys.executable, "-m", "salfmix.cli.pretrain", "--config-file",
-                            "pretrain/Base-Demo-R50.yaml", "MIX.METHOD", name, "DATA.ROOT", "data/tiny-imagenet-200",
-                            "OUTPUT_DIR", "out", "SOLVER.MAX_EPOCHS", "1", "SOLVER.BATCH_SIZE", "4",
-                            "MODEL.INPUT_SIZE", "32", "TRAIN.PROGRESS", "False", "TEST.BATCH_SIZE", "4"],
-                           cwd=work, env=env, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "salfmix.cli.make_demo_data",
+            "--out",
+            "data",
+            "--datasets",
+            "tinyimagenet",
+            "--classes",
+            "3",
+            "--train-per-class",
+            "4",
+            "--val-per-class",
+            "2",
+        ],
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "salfmix.cli.pretrain",
+            "--config-file",
+            "pretrain/Base-Demo-R50.yaml",
+            "MIX.METHOD",
+            name,
+            "DATA.ROOT",
+            "data/tiny-imagenet-200",
+            "OUTPUT_DIR",
+            "out",
+            "SOLVER.MAX_EPOCHS",
+            "1",
+            "SOLVER.BATCH_SIZE",
+            "4",
+            "MODEL.INPUT_SIZE",
+            "32",
+            "TRAIN.PROGRESS",
+            "False",
+            "TEST.BATCH_SIZE",
+            "4",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
     assert f"METHOD: {name}" in (work / "out" / "config.yaml").read_text(encoding="utf-8")

@@ -4,12 +4,13 @@ The session's ``slurm_cluster`` fixture (tests/conftest.py) starts the cluster o
 packages are installed first if missing) and stops it at the end; where SLURM cannot start it
 skips with the reason.
 """
+
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List
 
 import pytest
 
@@ -41,7 +42,7 @@ def _sbatch(*args: str) -> str:
     return _out("sbatch", "--parsable", *args).strip().split(";")[0]
 
 
-def _states(job: str, duplicates: bool = False) -> List[str]:
+def _states(job: str, duplicates: bool = False) -> list[str]:
     """The job's states in accounting (its allocation, not its steps), oldest attempt first."""
     cmd = ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job] + (["-D"] if duplicates else [])
     return [line.split()[0] for line in _out(*cmd).splitlines() if line.strip()]
@@ -81,6 +82,7 @@ def _submitit_executor(folder: Path):
 def test_submitit_returns_result(slurm: LocalSlurm, tmp_path: Path) -> None:
     def square_plus(x: int, y: int) -> tuple:
         import os
+
         return x * x + y, os.environ["SLURM_JOB_ID"]
 
     job = _submitit_executor(tmp_path).submit(square_plus, 7, y=1)
@@ -91,11 +93,13 @@ def test_submitit_returns_result(slurm: LocalSlurm, tmp_path: Path) -> None:
 def test_afterok_dependency_runs_after_parent(slurm: LocalSlurm, tmp_path: Path) -> None:
     def parent() -> float:
         import time
+
         time.sleep(3)
         return time.time()
 
     def child() -> float:
         import time
+
         return time.time()
 
     executor = _submitit_executor(tmp_path)

@@ -2,6 +2,7 @@
 configs/pretrain/Base-Demo-R50.yaml with MIX.METHOD salfmix on the demo data serve saliency that agrees with a fresh
 pass clearly above chance (pretrain/README.md, "Saliency sources"). A model that learns nothing
 has saliency that does not depend on the image, and the agreement stays at chance."""
+
 from __future__ import annotations
 
 import json
@@ -19,20 +20,38 @@ def test_cached_saliency_agrees_with_fresh_after_four_demo_epochs(load_tool, tmp
     made = data.main(data.get_parser().parse_args(["--out", str(tmp_path / "data"), "--datasets", "tinyimagenet"]))
     tool = load_tool("pretrain_net")
     out = tmp_path / "salfmix_cached"
-    tool.main(tool.get_parser().parse_args([
-        "--config-file", "pretrain/Base-Demo-R50.yaml", "MIX.METHOD", "salfmix",
-        "DATA.ROOT", made["tinyimagenet"], "OUTPUT_DIR", str(out), "MIX.SALIENCY", "cached", "SOLVER.MAX_EPOCHS", "4",
-        "DATA.CACHE_DIR", str(tmp_path / "cache"),
-    ]))
+    tool.main(
+        tool.get_parser().parse_args(
+            [
+                "--config-file",
+                "pretrain/Base-Demo-R50.yaml",
+                "MIX.METHOD",
+                "salfmix",
+                "DATA.ROOT",
+                made["tinyimagenet"],
+                "OUTPUT_DIR",
+                str(out),
+                "MIX.SALIENCY",
+                "cached",
+                "SOLVER.MAX_EPOCHS",
+                "4",
+                "DATA.CACHE_DIR",
+                str(tmp_path / "cache"),
+            ]
+        )
+    )
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
     for r in records:  # the numbers per epoch, shown with pytest -s
-        print(f"epoch {r['epoch']}: loss {r['train_loss']:.3f}, top-1 err {r['top1_err']:.1f}%, agreement "
-              f"{r.get('saliency_cache_agreement', float('nan')):.3f} vs chance "
-              f"{r.get('saliency_cache_agreement_chance', float('nan')):.3f}")
+        print(
+            f"epoch {r['epoch']}: loss {r['train_loss']:.3f}, top-1 err {r['top1_err']:.1f}%, agreement "
+            f"{r.get('saliency_cache_agreement', float('nan')):.3f} vs chance "
+            f"{r.get('saliency_cache_agreement_chance', float('nan')):.3f}"
+        )
     last = records[-1]
-    agreement, chance, probe = (last[k] for k in ("saliency_cache_agreement", "saliency_cache_agreement_chance",
-                                                  "saliency_cache_probe"))
+    agreement, chance, probe = (
+        last[k] for k in ("saliency_cache_agreement", "saliency_cache_agreement_chance", "saliency_cache_probe")
+    )
     assert agreement >= 0.1
     # Above chance by more than the probe's own noise: the hits are a binomial count over the
     # probe (the chance level pairs every sample with up to 31 others: its noise is far smaller).

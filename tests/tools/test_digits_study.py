@@ -1,4 +1,5 @@
 """The digits study tools: make_digits_dataset, cls_report and run_study through get_parser() and main()."""
+
 import csv
 import json
 import os
@@ -60,8 +61,10 @@ def test_digits_low_data_subset_keeps_test_whole(load_tool, tmp_path):
 def _fake_run(folder, method, seed, top1, top5, epochs=3, r=0.3, last_epoch=None, tag=None, lr=0.05, data=None):
     os.makedirs(folder)
     with open(os.path.join(folder, "config.yaml"), "w") as f:
-        f.write(f"MIX:\n  METHOD: {method}\n  R: {r}\nSEED: {seed}\nOUTPUT_DIR: {folder}\n"
-                f"SOLVER:\n  MAX_EPOCHS: {epochs}\n  BASE_LR: {lr}\n")
+        f.write(
+            f"MIX:\n  METHOD: {method}\n  R: {r}\nSEED: {seed}\nOUTPUT_DIR: {folder}\n"
+            f"SOLVER:\n  MAX_EPOCHS: {epochs}\n  BASE_LR: {lr}\n"
+        )
     if data is not None:
         with open(os.path.join(folder, "run.json"), "w") as f:
             json.dump({"stage": "pretrain", "status": "finished", "method": method, "data": data}, f)
@@ -78,7 +81,11 @@ def _fake_run(folder, method, seed, top1, top5, epochs=3, r=0.3, last_epoch=None
 
 def test_cls_report_mean_and_sample_std(load_tool, tmp_path, capsys):
     values = {"none": [(10.0, 1.0), (12.0, 2.0), (14.0, 3.0)], "salfmix": [(8.0, 1.0), (9.0, 1.5)]}
-    dirs = [_fake_run(tmp_path / m / f"seed{s}", m, s, t1, t5) for m, vals in values.items() for s, (t1, t5) in enumerate(vals)]
+    dirs = [
+        _fake_run(tmp_path / m / f"seed{s}", m, s, t1, t5)
+        for m, vals in values.items()
+        for s, (t1, t5) in enumerate(vals)
+    ]
     dirs.append(_fake_run(tmp_path / "salfmix_r0.5" / "seed0", "salfmix", 0, 7.0, 0.5, r=0.5))
     dirs.append(_fake_run(tmp_path / "tagged" / "seed0", "salfmix", 0, 6.0, 0.5, r=0.7, tag="my_tag"))
     tool = load_tool("cls_report")
@@ -140,8 +147,13 @@ def test_study_plan_adds_ablations(load_tool):
     from salfmix.pipeline.study import Recipe, plan_tags
 
     tags = plan_tags(["none"], ["saliency", "r"], [0.1, 0.3, 0.5], "salfmix", 0.3)
-    assert tags == [("none", "none", 0.3), ("salfmix", "salfmix", 0.3), ("salfmix_random", "salfmix_random", 0.3),
-                    ("salfmix_r0.1", "salfmix", 0.1), ("salfmix_r0.5", "salfmix", 0.5)]
+    assert tags == [
+        ("none", "none", 0.3),
+        ("salfmix", "salfmix", 0.3),
+        ("salfmix_random", "salfmix_random", 0.3),
+        ("salfmix_r0.1", "salfmix", 0.1),
+        ("salfmix_r0.5", "salfmix", 0.5),
+    ]
     assert Recipe(epochs=20).steps() == (10, 15) and Recipe(epochs=1).steps() == ()
     tool = load_tool("run_study")
     with pytest.raises(SystemExit, match="unknown method 'nope'"):
@@ -159,8 +171,11 @@ def test_run_study_named_methods_are_exactly_the_runs(load_tool, capsys):
     """--methods names the runs; the ablations' rows (and the r sweep) only when asked for."""
     tool = load_tool("run_study")
     assert _dry_run_tags(tool, capsys, "--methods", "none", "hybridmix_v3") == ["none", "hybridmix_v3"]
-    assert _dry_run_tags(tool, capsys, "--methods", "none", "--ablations", "cutout") == ["none", "cutout",
-                                                                                          "cutout_saliency"]
+    assert _dry_run_tags(tool, capsys, "--methods", "none", "--ablations", "cutout") == [
+        "none",
+        "cutout",
+        "cutout_saliency",
+    ]
     everything = _dry_run_tags(tool, capsys)  # no --methods: every method and every ablation, as before
     assert "salfmix_r0.1" in everything and "hybridmix_v3" in everything
 
@@ -177,8 +192,11 @@ def test_run_study_one_base_config_for_every_method(load_tool, capsys, tmp_path)
     cfg = load_config(base, run_opts(run, Recipe(config=base), "."))
     assert cfg.MIX.METHOD == "cutmix" and cfg.MIX.CUTMIX.PROB == 0.5  # the family's CutMix setting
     with pytest.raises(SystemExit, match="--config-file .*nope.yaml: config file not found"):
-        tool.main(tool.get_parser().parse_args(["--data-root", ".", "--output-root", ".", "--config-file",
-                                                str(tmp_path / "nope.yaml")]))
+        tool.main(
+            tool.get_parser().parse_args(
+                ["--data-root", ".", "--output-root", ".", "--config-file", str(tmp_path / "nope.yaml")]
+            )
+        )
 
 
 @pytest.mark.slow
@@ -186,11 +204,30 @@ def test_run_study_tiny_runs_then_skips(load_tool, tmp_path, capsys):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (24, 32, 32, 3), dtype=np.uint8)
     labels = np.arange(24) % 3
-    data = write_cifar(str(tmp_path / "data"), "cifar10", images[:12], labels[:12], images[12:], labels[12:], ["a", "b", "c"])
+    data = write_cifar(
+        str(tmp_path / "data"), "cifar10", images[:12], labels[:12], images[12:], labels[12:], ["a", "b", "c"]
+    )
     tool = load_tool("run_study")
-    argv = ["--data-root", data, "--output-root", str(tmp_path / "study"), "--methods", "none", "salfmix",
-            "--ablations", "--seeds", "0", "--epochs", "1", "--batch-size", "4", "--input-size", "16",
-            "--start-epoch", "1"]
+    argv = [
+        "--data-root",
+        data,
+        "--output-root",
+        str(tmp_path / "study"),
+        "--methods",
+        "none",
+        "salfmix",
+        "--ablations",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--input-size",
+        "16",
+        "--start-epoch",
+        "1",
+    ]
     first = tool.main(tool.get_parser().parse_args(argv))
     assert not first["failed"] and len(first["ran"]) == 2 and not first["skipped"]
     run = tmp_path / "study" / "salfmix" / "seed0"
@@ -216,11 +253,24 @@ def test_run_study_refuses_a_config_that_trains_another_method(load_tool, tmp_pa
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
-    data = write_cifar(str(tmp_path / "data"), "cifar10", images[:4], np.arange(4) % 2, images[4:], np.arange(4) % 2,
-                       ["a", "b"])
+    data = write_cifar(
+        str(tmp_path / "data"), "cifar10", images[:4], np.arange(4) % 2, images[4:], np.arange(4) % 2, ["a", "b"]
+    )
     tool = load_tool("run_study")
-    argv = ["--data-root", data, "--output-root", str(tmp_path / "study"), "--methods", "none", "cutmix",
-            "--ablations", "--seeds", "0", "--config-file", leaf_config("cifar10_preact18_none")]
+    argv = [
+        "--data-root",
+        data,
+        "--output-root",
+        str(tmp_path / "study"),
+        "--methods",
+        "none",
+        "cutmix",
+        "--ablations",
+        "--seeds",
+        "0",
+        "--config-file",
+        leaf_config("cifar10_preact18_none"),
+    ]
     with pytest.raises(SystemExit, match="cutmix: .*cifar10_preact18_none.yaml trains MIX.METHOD none, not cutmix"):
         tool.main(tool.get_parser().parse_args(argv))
     assert not (tmp_path / "study").exists()
@@ -233,10 +283,29 @@ def test_run_study_jobs_run_as_child_processes(load_tool, tmp_path):
     labels = np.arange(16) % 2
     data = write_cifar(str(tmp_path / "data"), "cifar10", images[:8], labels[:8], images[8:], labels[8:], ["a", "b"])
     tool = load_tool("run_study")
-    argv = ["--data-root", data, "--output-root", str(tmp_path / "study"), "--methods", "none", "cutout",
-            "--ablations", "--seeds", "0", "--epochs", "1", "--batch-size", "4", "--input-size", "16", "--jobs", "2",
-            "--start-epoch", "1",
-            "--no-report"]
+    argv = [
+        "--data-root",
+        data,
+        "--output-root",
+        str(tmp_path / "study"),
+        "--methods",
+        "none",
+        "cutout",
+        "--ablations",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--input-size",
+        "16",
+        "--jobs",
+        "2",
+        "--start-epoch",
+        "1",
+        "--no-report",
+    ]
     first = tool.main(tool.get_parser().parse_args(argv))
     assert not first["failed"] and len(first["ran"]) == 2
     for tag in ("none", "cutout"):

@@ -1,4 +1,5 @@
 """tools/visualize_mixing.py and tools/bench_mixing.py through get_parser() and main()."""
+
 import os
 
 import pytest
@@ -24,10 +25,14 @@ def test_visualize_image_files_with_checkpoint(load_tool, tmp_path):
         Image.new("RGB", (50, 40), colour).save(path)
         files.append(str(path))
     ckpt = tmp_path / "model_final.pth"
-    torch.save({"model": {f"module.{k}": v for k, v in torchvision.models.resnet50(num_classes=7).state_dict().items()}}, ckpt)
+    torch.save(
+        {"model": {f"module.{k}": v for k, v in torchvision.models.resnet50(num_classes=7).state_dict().items()}}, ckpt
+    )
     tool = load_tool("visualize_mixing")
     out = tmp_path / "out"
-    args = tool.get_parser().parse_args(["--images", *files, "--checkpoint", str(ckpt), "--size", "32", "--n", "4", "--out", str(out)])
+    args = tool.get_parser().parse_args(
+        ["--images", *files, "--checkpoint", str(ckpt), "--size", "32", "--n", "4", "--out", str(out)]
+    )
     paths = tool.main(args)
     assert [os.path.basename(p) for p in paths] == ["img0.png", "img1.png"]
 

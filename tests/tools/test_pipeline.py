@@ -1,6 +1,7 @@
 """tools/run_pipeline.py and tools/run_methods.py (and their .sh wrappers): a real pretrained
 backbone through every stage, skipping finished stages on a re-run, and clear errors, before
 anything runs, for bad options, unknown methods and mislabelled runs."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
 
 import pytest
 import torch
@@ -22,7 +22,7 @@ DET_CONFIG = str(REPO / "configs" / "detection" / "voc_demo_faster_rcnn_R_50_FPN
 PRETRAIN_CONFIGS = "pretrain/Base-Demo-R50.yaml"  # a shipped base: the pipeline sets MIX.METHOD
 
 
-def _run(cmd: List[str], check: bool = True) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="2")
     runner = ["bash"] if cmd[0].endswith(".sh") else [sys.executable]
     proc = subprocess.run([*runner, *cmd], cwd=str(REPO), env=env, capture_output=True, text=True, timeout=900)
@@ -43,14 +43,19 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"tiny": tiny, "voc": voc}
 
 
-def _options(data: dict, out: str, epochs: int = 1) -> List[str]:
+def _options(data: dict, out: str, epochs: int = 1) -> list[str]:
     return [
-        "--out", out,
-        "--pretrain-config", PRETRAIN_CONFIGS,
-        "--det-config", DET_CONFIG,
-        "--pretrain-opts", f"DATA.ROOT {data['tiny']} SOLVER.MAX_EPOCHS {epochs} SOLVER.BATCH_SIZE 6 "
+        "--out",
+        out,
+        "--pretrain-config",
+        PRETRAIN_CONFIGS,
+        "--det-config",
+        DET_CONFIG,
+        "--pretrain-opts",
+        f"DATA.ROOT {data['tiny']} SOLVER.MAX_EPOCHS {epochs} SOLVER.BATCH_SIZE 6 "
         f"MODEL.INPUT_SIZE 32 DATA.CACHE_DIR {out}/cache MIX.START_EPOCH 1",
-        "--det-opts", f"SALFMIX.VOC_FOLDER.DIR {data['voc']} SOLVER.MAX_ITER 2 SOLVER.WARMUP_ITERS 1 SOLVER.STEPS () "
+        "--det-opts",
+        f"SALFMIX.VOC_FOLDER.DIR {data['voc']} SOLVER.MAX_ITER 2 SOLVER.WARMUP_ITERS 1 SOLVER.STEPS () "
         "SOLVER.CHECKPOINT_PERIOD 100000",
     ]
 
@@ -99,8 +104,19 @@ def test_pipeline_runs_every_stage_then_skips_them(data: dict, tmp_path: Path) -
 @pytest.mark.slow
 def test_run_methods_writes_the_report(data: dict, tmp_path: Path) -> None:
     out = str(tmp_path / "study")
-    proc = _run([str(REPO / "tools" / "run_methods.sh"), "--methods", "none cutmix", "--seeds", "0", "--note",
-                 "generated test data", "--quiet", *_options(data, out)])
+    proc = _run(
+        [
+            str(REPO / "tools" / "run_methods.sh"),
+            "--methods",
+            "none cutmix",
+            "--seeds",
+            "0",
+            "--note",
+            "generated test data",
+            "--quiet",
+            *_options(data, out),
+        ]
+    )
     assert "d2.engine" not in proc.stdout and "d2.engine" in Path(out, "logs", "none_s0.detection.log").read_text()
     report = json.loads(Path(out, "report", "report.json").read_text())
     assert sorted(m["method"] for m in report["methods"]) == ["cutmix", "none"]
@@ -111,7 +127,7 @@ def test_run_methods_writes_the_report(data: dict, tmp_path: Path) -> None:
     assert "generated test data" in proc.stdout
 
 
-def _main(tool: str, argv: List[str], load_tool, capsys) -> tuple:
+def _main(tool: str, argv: list[str], load_tool, capsys) -> tuple:
     module = load_tool(tool)
     with pytest.raises(SystemExit) as exit_info:
         module.main(module.get_parser().parse_args(argv))
@@ -128,12 +144,14 @@ def _main(tool: str, argv: List[str], load_tool, capsys) -> tuple:
         (["--method", "none", "--bogus", "1"], "unrecognized arguments: --bogus 1"),
         (["--method", "none", "--det-config", "/nonexistent.yaml"], "--det-config: /nonexistent.yaml does not exist"),
         (["--method", "none", "--pretrain-opts", "SEED 3"], "--pretrain-opts: SEED is set by the pipeline (--seed)"),
-        (["--method", "none", "--det-opts", "SALFMIX.METHOD cutmix"],
-         "--det-opts: SALFMIX.METHOD is set by the pipeline"),
+        (
+            ["--method", "none", "--det-opts", "SALFMIX.METHOD cutmix"],
+            "--det-opts: SALFMIX.METHOD is set by the pipeline",
+        ),
         (["--method", "none", "--pretrain-opts", "MIX.NOPE 1"], "unknown config key MIX.NOPE"),
     ],
 )
-def test_pipeline_bad_options(args: List[str], message: str, tmp_path: Path, load_tool, capsys) -> None:
+def test_pipeline_bad_options(args: list[str], message: str, tmp_path: Path, load_tool, capsys) -> None:
     if "--pretrain-config" not in args and args:
         args = args + ["--pretrain-config", PRETRAIN_CONFIGS]
     code, last = _main("run_pipeline", [*args, "--out", str(tmp_path / "out")], load_tool, capsys)
@@ -146,8 +164,12 @@ def test_a_method_that_contradicts_the_config_is_refused(tmp_path: Path, load_to
     from leaves import leaf_config
 
     none_config = leaf_config("demo_r50_none")  # a config of one method
-    code, last = _main("run_pipeline", ["--method", "cutmix", "--pretrain-config", none_config, "--out", str(tmp_path)],
-                       load_tool, capsys)
+    code, last = _main(
+        "run_pipeline",
+        ["--method", "cutmix", "--pretrain-config", none_config, "--out", str(tmp_path)],
+        load_tool,
+        capsys,
+    )
     assert code == 2 and "--method cutmix: " in last and "trains MIX.METHOD none, not cutmix" in last
     assert not list(tmp_path.iterdir())
     from salfmix.pipeline.plan import plan_pipelines
@@ -160,12 +182,25 @@ def test_a_method_that_contradicts_the_config_is_refused(tmp_path: Path, load_to
 
 
 def test_every_method_is_checked_before_the_first_run(tmp_path: Path, load_tool, capsys) -> None:
-    code, last = _main("run_methods", ["--methods", "none hybridmx_v3", "cutmx", "--pretrain-config", PRETRAIN_CONFIGS,
-                                       "--out", str(tmp_path / "out")], load_tool, capsys)
+    code, last = _main(
+        "run_methods",
+        [
+            "--methods",
+            "none hybridmx_v3",
+            "cutmx",
+            "--pretrain-config",
+            PRETRAIN_CONFIGS,
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        load_tool,
+        capsys,
+    )
     assert code == 2 and last.startswith("run_methods: error: unknown methods 'hybridmx_v3', 'cutmx'; valid:")
     assert not (tmp_path / "out").exists()  # none did not run first
-    code, last = _main("run_methods", ["--methods", "none", "--seeds", "0 x", "--out", str(tmp_path / "out")],
-                       load_tool, capsys)
+    code, last = _main(
+        "run_methods", ["--methods", "none", "--seeds", "0 x", "--out", str(tmp_path / "out")], load_tool, capsys
+    )
     assert code == 2 and "--seeds: 'x': expected a non-negative integer" in last
 
 
@@ -176,8 +211,9 @@ def test_a_folder_holding_another_method_is_refused(tmp_path: Path) -> None:
 
     (plan,) = plan_pipelines(["none"], [0], str(tmp_path), PRETRAIN_CONFIGS, DET_CONFIG)
     os.makedirs(plan.pretrain_dir)
-    Path(plan.pretrain_dir, "run.json").write_text(json.dumps({"stage": "pretrain", "status": "finished",
-                                                               "method": "cutmix"}))
+    Path(plan.pretrain_dir, "run.json").write_text(
+        json.dumps({"stage": "pretrain", "status": "finished", "method": "cutmix"})
+    )
     with pytest.raises(PipelineError, match=r"none_s0 holds a run of cutmix, not of none"):
         run_pipeline(plan, Context())
 
@@ -209,8 +245,10 @@ def test_a_detection_run_of_earlier_weights_is_not_credited_to_new_ones(tmp_path
     from salfmix.pipeline.stages import Context, conversion_done
 
     (plan,) = plan_pipelines(["none"], [0], str(tmp_path), PRETRAIN_CONFIGS, DET_CONFIG)
-    for folder, manifest in ((plan.pretrain_dir, {"stage": "pretrain", "config_hash": "h", "ended": "t2"}),
-                             (plan.det_dir, {"stage": "detection"})):
+    for folder, manifest in (
+        (plan.pretrain_dir, {"stage": "pretrain", "config_hash": "h", "ended": "t2"}),
+        (plan.det_dir, {"stage": "detection"}),
+    ):
         os.makedirs(folder)
         Path(folder, "run.json").write_text(json.dumps({**manifest, "status": "finished", "method": "none"}))
     Path(plan.pretrain_dir, "model_final.pth").write_bytes(b"weights")
@@ -241,7 +279,8 @@ def test_a_failing_stage_names_its_log(data: dict, tmp_path: Path) -> None:
     out = str(tmp_path / "bad")
     opts = _options(data, out)
     opts[opts.index("--pretrain-opts") + 1] = opts[opts.index("--pretrain-opts") + 1].replace(
-        data["tiny"], str(tmp_path / "no_such_data"))
+        data["tiny"], str(tmp_path / "no_such_data")
+    )
     proc = _run([PIPELINE, "--method", "none", "--quiet", *opts], check=False)
     log = f"{out}/logs/none_s0.pretrain.log"
     assert proc.returncode == 1
@@ -255,8 +294,14 @@ def test_a_failing_stage_names_its_log(data: dict, tmp_path: Path) -> None:
 def test_ctrl_c_stops_the_stage_and_the_same_command_continues(data: dict, tmp_path: Path) -> None:
     out = str(tmp_path / "stop")
     cmd = [sys.executable, PIPELINE, "--method", "none", "--quiet", *_options(data, out, epochs=200)]
-    proc = subprocess.Popen(cmd, cwd=str(REPO), env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=str(REPO),
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = Path(out, "pretrain", "none_s0", "metrics.jsonl")
     deadline = time.time() + 600
     while not metrics.exists() and time.time() < deadline and proc.poll() is None:
@@ -280,8 +325,14 @@ def test_sigterm_with_two_processes_is_a_clean_stop(data: dict, tmp_path: Path) 
     point and the command ends 143 with the resume line, not with torchrun's traceback and 1."""
     out = str(tmp_path / "stop2")
     cmd = [sys.executable, PIPELINE, "--method", "none", "--num-gpus", "2", *_options(data, out, epochs=200)]
-    proc = subprocess.Popen(cmd, cwd=str(REPO), env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=str(REPO),
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = Path(out, "pretrain", "none_s0", "metrics.jsonl")
     deadline = time.time() + 600
     while not metrics.exists() and time.time() < deadline and proc.poll() is None:
@@ -327,9 +378,15 @@ def test_a_stopped_conversion_leaves_a_complete_file_or_none(data: dict, tmp_pat
             assert "model" in pickle.load(f)
 
 
-@pytest.mark.parametrize("tool, start", [(PIPELINE, "usage: run_pipeline"), (METHODS, "usage: run_methods"),
-                                         (str(REPO / "tools" / "run_pipeline.sh"), "usage: run_pipeline"),
-                                         (str(REPO / "tools" / "run_methods.sh"), "usage: run_methods")])
+@pytest.mark.parametrize(
+    "tool, start",
+    [
+        (PIPELINE, "usage: run_pipeline"),
+        (METHODS, "usage: run_methods"),
+        (str(REPO / "tools" / "run_pipeline.sh"), "usage: run_pipeline"),
+        (str(REPO / "tools" / "run_methods.sh"), "usage: run_methods"),
+    ],
+)
 def test_help(tool: str, start: str) -> None:
     proc = _run([tool, "--help"])
     assert proc.stdout.startswith(start) and ("One method" in proc.stdout or "Several methods" in proc.stdout)

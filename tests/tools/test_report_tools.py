@@ -1,4 +1,5 @@
 """tools/voc_report.py and tools/cls_report.py: a run folder given twice (d, d/, d/./) is one run."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def test_cls_report_counts_a_repeated_folder_once(load_tool, tmp_path, capsys) -
 
 def _cls_run(path, method: str, seed: int, top1: float, saliency: str = "fresh") -> str:
     path.mkdir(parents=True)
-    (path / "config.yaml").write_text(f"MIX:\n  METHOD: {method}\n  SALIENCY: {saliency}\nSEED: {seed}\n"
-                                      "SOLVER:\n  MAX_EPOCHS: 1\n")
+    (path / "config.yaml").write_text(
+        f"MIX:\n  METHOD: {method}\n  SALIENCY: {saliency}\nSEED: {seed}\nSOLVER:\n  MAX_EPOCHS: 1\n"
+    )
     (path / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "top1_err": top1, "top5_err": 1.0}) + "\n")
     # run_info.json as the study runner writes it: its tag does not say which saliency source ran
     (path / "run_info.json").write_text(json.dumps({"tag": method, "method": method, "seed": seed, "r": 0.3}))

@@ -1,9 +1,10 @@
 """Generated demo datasets (tools/make_demo_data.py) in the real layouts, shared by the data tests."""
-import importlib.util
+
 import os
 import shutil
 
 import pytest
+
 
 def _load_tool():
     import salfmix.cli.make_demo_data as module

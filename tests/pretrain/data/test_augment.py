@@ -2,6 +2,7 @@
 
 Tolerances: the crop/resize, flip and jitter reproduce torchvision's float computations, so
 outputs agree to float32 rounding: 1e-5 in [0, 1] units (about 1/400 of a grey level)."""
+
 import math
 
 import numpy as np
@@ -116,7 +117,9 @@ def test_crop_sampling_is_torchvisions_with_vectorised_attempts(hw, scale, ratio
     top, left, ch, cw = sample_crops(n, h, w, scale, ratio, torch.Generator().manual_seed(4))
     g = torch.Generator().manual_seed(4)  # replay the documented draw order: area, log-ratio, position
     frac = torch.empty(n, 10, dtype=torch.float64).uniform_(scale[0], scale[1], generator=g)
-    aspect = torch.exp(torch.empty(n, 10, dtype=torch.float64).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=g))
+    aspect = torch.exp(
+        torch.empty(n, 10, dtype=torch.float64).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=g)
+    )
     pos = torch.rand(n, 2, dtype=torch.float64, generator=g)
     for i in range(n):
         ref = _torchvision_get_params(frac[i].tolist(), aspect[i].tolist(), pos[i].tolist(), h, w, scale, ratio)
@@ -128,7 +131,9 @@ def test_crop_distribution_matches_torchvision():
     n = 3000
     top, left, h, w = sample_crops(n, 64, 64, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(5))
     torch.manual_seed(5)
-    ref = torch.tensor([RandomResizedCrop.get_params(torch.empty(3, 64, 64), [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(n)])
+    ref = torch.tensor(
+        [RandomResizedCrop.get_params(torch.empty(3, 64, 64), [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(n)]
+    )
     ours = torch.stack([top, left, h, w], 1).double()
     for col in range(4):
         assert abs(ours[:, col].mean() - ref[:, col].double().mean()) < 1.5, col

@@ -1,4 +1,5 @@
 """Packed cache: contents equal the sources, reuse, rebuild on change, atomic builds, errors."""
+
 import json
 import os
 
@@ -23,7 +24,12 @@ def test_tinyimagenet_pack_equals_decoded_files(demo_root, tmp_path):
     paths, labels, classes = list_tinyimagenet(demo_root, "train")
     assert isinstance(ds.images, np.memmap) and ds.images.dtype == np.uint8 and ds.images.shape == (40, 64, 64, 3)
     assert np.array_equal(ds.labels, labels) and ds.labels.dtype == np.int64
-    assert ds.classes == classes and ds.num_classes == 4 and len(ds) == 40 and (ds.name, ds.split) == ("tinyimagenet", "train")
+    assert (
+        ds.classes == classes
+        and ds.num_classes == 4
+        and len(ds) == 40
+        and (ds.name, ds.split) == ("tinyimagenet", "train")
+    )
     modes = []
     for i, path in enumerate(paths):
         with Image.open(path) as im:

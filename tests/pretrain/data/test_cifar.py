@@ -1,5 +1,6 @@
 """CIFAR-10/100 python-layout reader and writer: round trip, compatibility with the official
 readers' conventions (torchvision), and the errors."""
+
 import os
 import pickle
 import pickletools

@@ -1,5 +1,6 @@
 """Fashion-MNIST IDX reader and writer, its packed cache, the stratified training subset, and the
 real files' headers when Debian's dataset-fashion-mnist is installed."""
+
 import gzip
 import os
 import struct
@@ -10,8 +11,17 @@ import torch
 
 from pretrain.config import load_config
 from pretrain.data.cache import load_dataset, stratified_indices
-from pretrain.data.fashion_mnist import (CLASSES, DEFAULT_ROOT, IMAGES_MAGIC, LABELS_MAGIC, fashion_files, idx_header,
-                                         read_fashion_mnist, read_idx, write_fashion_mnist)
+from pretrain.data.fashion_mnist import (
+    CLASSES,
+    DEFAULT_ROOT,
+    IMAGES_MAGIC,
+    LABELS_MAGIC,
+    fashion_files,
+    idx_header,
+    read_fashion_mnist,
+    read_idx,
+    write_fashion_mnist,
+)
 from pretrain.engine.training_data import build_data
 from pretrain.mixing import MIXERS
 from salfmix.config_files import config_dir
@@ -83,19 +93,26 @@ def test_uncompressed_names_are_read_and_gz_preferred(tmp_path):
     assert np.array_equal(read_fashion_mnist(root, "test")[0][..., 0], other[0])
 
 
-@pytest.mark.parametrize("case, message", [
-    ("not_gzip", r"t10k-images-idx3-ubyte.gz: corrupt or truncated gzip file"),
-    ("cut_gzip", r"t10k-images-idx3-ubyte.gz: corrupt or truncated gzip file"),
-    ("cut_data", r"t10k-images-idx3-ubyte.gz: 15679 data bytes after the header, its dimensions \[20, 28, 28\] need 15680 \(truncated file\)"),
-    ("extra_data", r"t10k-images-idx3-ubyte.gz: 15681 data bytes .* \(trailing bytes\)"),
-    ("cut_header", r"t10k-images-idx3-ubyte.gz: 10 bytes, the IDX header alone needs 16 \(truncated file\)"),
-    ("empty", r"t10k-images-idx3-ubyte.gz: 0 bytes, too short for an IDX header"),
-    ("labels_as_images", r"t10k-images-idx3-ubyte.gz: magic number 0x00000801, expected 0x00000803"),
-    ("images_as_labels", r"t10k-labels-idx1-ubyte.gz: magic number 0x00000803, expected 0x00000801"),
-    ("count_mismatch", r"t10k-labels-idx1-ubyte.gz: 19 labels, but .*t10k-images-idx3-ubyte.gz holds 20 images"),
-    ("label_range", r"t10k-labels-idx1-ubyte.gz: label 10 at index 4, expected 0..9"),
-    ("no_images", r"t10k-images-idx3-ubyte.gz: holds \[0, 28, 28\] images"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("not_gzip", r"t10k-images-idx3-ubyte.gz: corrupt or truncated gzip file"),
+        ("cut_gzip", r"t10k-images-idx3-ubyte.gz: corrupt or truncated gzip file"),
+        (
+            "cut_data",
+            r"t10k-images-idx3-ubyte.gz: 15679 data bytes after the header, its dimensions \[20, 28, 28\] "
+            r"need 15680 \(truncated file\)",
+        ),
+        ("extra_data", r"t10k-images-idx3-ubyte.gz: 15681 data bytes .* \(trailing bytes\)"),
+        ("cut_header", r"t10k-images-idx3-ubyte.gz: 10 bytes, the IDX header alone needs 16 \(truncated file\)"),
+        ("empty", r"t10k-images-idx3-ubyte.gz: 0 bytes, too short for an IDX header"),
+        ("labels_as_images", r"t10k-images-idx3-ubyte.gz: magic number 0x00000801, expected 0x00000803"),
+        ("images_as_labels", r"t10k-labels-idx1-ubyte.gz: magic number 0x00000803, expected 0x00000801"),
+        ("count_mismatch", r"t10k-labels-idx1-ubyte.gz: 19 labels, but .*t10k-images-idx3-ubyte.gz holds 20 images"),
+        ("label_range", r"t10k-labels-idx1-ubyte.gz: label 10 at index 4, expected 0..9"),
+        ("no_images", r"t10k-images-idx3-ubyte.gz: holds \[0, 28, 28\] images"),
+    ],
+)
 def test_corrupt_files_give_one_line_naming_the_file(written, case, message):
     root, _, (tex, tey) = written
     img, lab = (os.path.join(root, n + ".gz") for n in NAMES[2:])
@@ -195,7 +212,9 @@ def test_stratified_indices():
 def test_subset_copies_the_samples_and_records_their_positions(written, tmp_path):
     pack = load_dataset("fashion_mnist", written[0], "train", cache_dir=str(tmp_path), progress=False)
     sub = pack.subset(np.array([1, 4, 9, 20]))
-    assert np.array_equal(sub.images, pack.images[[1, 4, 9, 20]]) and np.array_equal(sub.labels, pack.labels[[1, 4, 9, 20]])
+    assert np.array_equal(sub.images, pack.images[[1, 4, 9, 20]]) and np.array_equal(
+        sub.labels, pack.labels[[1, 4, 9, 20]]
+    )
     assert sub.indices.tolist() == [1, 4, 9, 20] and sub.classes == pack.classes and len(sub) == 4
     assert sub.subset(np.array([0, 3])).indices.tolist() == [1, 20]  # positions stay in the packed split
     with pytest.raises(ValueError, match="subset: expected increasing indices in \\[0, 30\\)"):
@@ -206,8 +225,20 @@ def test_subset_copies_the_samples_and_records_their_positions(written, tmp_path
 
 def _cfg(root, tmp_path, *opts):
     base = os.path.join(CONFIGS, "Base-FashionMNIST-ResNet20.yaml")
-    return load_config(base, ["DATA.ROOT", root, "DATA.CACHE_DIR", str(tmp_path / "cache"), "OUTPUT_DIR",
-                              str(tmp_path / "out"), "SOLVER.BATCH_SIZE", "4", *opts])
+    return load_config(
+        base,
+        [
+            "DATA.ROOT",
+            root,
+            "DATA.CACHE_DIR",
+            str(tmp_path / "cache"),
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+            "SOLVER.BATCH_SIZE",
+            "4",
+            *opts,
+        ],
+    )
 
 
 def test_build_data_trains_on_the_subset_and_tests_on_everything(written, tmp_path):
@@ -218,12 +249,18 @@ def test_build_data_trains_on_the_subset_and_tests_on_everything(written, tmp_pa
     assert list(data.train.indices) == _reference_stratified(try_, 2, 10, 5)
     assert np.array_equal(data.train.labels, try_[data.train.indices])
     assert len(data.test) == len(tey) and data.test.indices is None and data.input_size == 32
-    other_seed = build_data(_cfg(root, tmp_path, "DATA.TRAIN_PER_CLASS", "2", "SEED", "9", "DATA.SUBSET_SEED", "5"),
-                            0, 1, torch.device("cpu"))
+    other_seed = build_data(
+        _cfg(root, tmp_path, "DATA.TRAIN_PER_CLASS", "2", "SEED", "9", "DATA.SUBSET_SEED", "5"),
+        0,
+        1,
+        torch.device("cpu"),
+    )
     assert np.array_equal(other_seed.train.indices, data.train.indices)  # SEED does not move the subset
     whole = build_data(_cfg(root, tmp_path, "DATA.TRAIN_PER_CLASS", "0"), 0, 1, torch.device("cpu"))
     assert len(whole.train) == len(try_)
-    with pytest.raises(ValueError, match="DATA.TRAIN_PER_CLASS: 4 per class asked, class 0 has only 3 .* in fashion_mnist/train"):
+    with pytest.raises(
+        ValueError, match="DATA.TRAIN_PER_CLASS: 4 per class asked, class 0 has only 3 .* in fashion_mnist/train"
+    ):
         build_data(_cfg(root, tmp_path, "DATA.TRAIN_PER_CLASS", "4"), 0, 1, torch.device("cpu"))
     with pytest.raises(ValueError, match="DATA.TRAIN_PER_CLASS: expected images per class >= 0"):
         _cfg(root, tmp_path, "DATA.TRAIN_PER_CLASS", "-1")

@@ -1,5 +1,6 @@
 """BatchLoader: the epoch order is a pure function of (seed, epoch), ranks shard it like
 DistributedSampler, batches hold the right images, and a resumed loader repeats the order."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """tools/make_demo_data.py: the real layouts, readable by torchvision, idempotent, and careful."""
+
 import os
 
 import numpy as np
@@ -38,7 +39,9 @@ def test_tinyimagenet_layout(demo_root):
             assert len(f.read().splitlines()) == 10
     with open(os.path.join(root, "val", "val_annotations.txt")) as f:
         rows = [line.split("\t") for line in f.read().splitlines()]
-    assert len(rows) == 20 and all(len(r) == 6 and r[0] == f"val_{i}.JPEG" and r[1] in wnids for i, r in enumerate(rows))
+    assert len(rows) == 20 and all(
+        len(r) == 6 and r[0] == f"val_{i}.JPEG" and r[1] in wnids for i, r in enumerate(rows)
+    )
     assert sorted(os.listdir(os.path.join(root, "val", "images"))) == sorted(r[0] for r in rows)
     with Image.open(os.path.join(root, "val", "images", "val_0.JPEG")) as im:
         assert im.format == "JPEG" and im.size == (64, 64)

@@ -1,4 +1,5 @@
 """TinyImageNet-200 layout reader: labels from folders / annotations, and every error it names."""
+
 import os
 import shutil
 

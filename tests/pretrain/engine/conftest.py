@@ -1,5 +1,4 @@
 """Fixtures of the engine tests: small generated data and tools/pretrain_net.py as a module."""
-from typing import Dict, List
 
 import pytest
 from engine_helpers import SIZES, config, load_pretrain_tool
@@ -8,7 +7,7 @@ from pretrain.data.demo import write_demo_data
 
 
 @pytest.fixture(scope="session")
-def engine_data(tmp_path_factory) -> Dict[str, str]:
+def engine_data(tmp_path_factory) -> dict[str, str]:
     """``{"tinyimagenet": folder, "cifar10": folder}`` of the generated data (packed on first use)."""
     out = str(tmp_path_factory.mktemp("engine_data"))
     made = {}
@@ -33,7 +32,7 @@ def pretrain_tool():
 def run_pretrain(pretrain_tool):
     """``run_pretrain(config_name, opts, resume=False)``: tools/pretrain_net.py's main in this process."""
 
-    def run(name: str, opts: List[str], resume: bool = False):
+    def run(name: str, opts: list[str], resume: bool = False):
         argv = ["--config-file", config(name)] + (["--resume"] if resume else []) + list(opts)
         return pretrain_tool.main(pretrain_tool.get_parser().parse_args(argv))
 

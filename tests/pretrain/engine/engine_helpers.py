@@ -5,6 +5,7 @@ per epoch) and 2 test images per class; CIFAR-10 layout with 10 classes x 1 trai
 steps, 2 images left out per epoch) and 1 test image per class, at its native 32 px. Runs use
 PreActResNet-18 at 32 px.
 """
+
 import glob
 import importlib.util
 import json
@@ -12,7 +13,6 @@ import math
 import os
 import subprocess
 import sys
-from typing import Dict, List
 
 import torch
 
@@ -36,32 +36,39 @@ def load_pretrain_tool():
     return importlib.import_module(TOOL)
 
 
-def small_opts(data_root: str, out: str, **overrides) -> List[str]:
+def small_opts(data_root: str, out: str, **overrides) -> list[str]:
     """KEY VALUE overrides for a cheap CPU run: 32 px, batch 4, 2 epochs, mixing from epoch 1.
 
     ``overrides`` use ``__`` for the dots: ``MIX__SALIENCY="cached"``.
     """
     opts = {
-        "DATA.ROOT": data_root, "OUTPUT_DIR": out, "MODEL.INPUT_SIZE": 32, "MODEL.CHANNELS_LAST": False,
-        "SOLVER.BATCH_SIZE": BATCH, "SOLVER.MAX_EPOCHS": 2, "SOLVER.STEPS": "(2,)", "MIX.START_EPOCH": 1,
-        "TRAIN.PROGRESS": False, "TEST.BATCH_SIZE": 4,
+        "DATA.ROOT": data_root,
+        "OUTPUT_DIR": out,
+        "MODEL.INPUT_SIZE": 32,
+        "MODEL.CHANNELS_LAST": False,
+        "SOLVER.BATCH_SIZE": BATCH,
+        "SOLVER.MAX_EPOCHS": 2,
+        "SOLVER.STEPS": "(2,)",
+        "MIX.START_EPOCH": 1,
+        "TRAIN.PROGRESS": False,
+        "TEST.BATCH_SIZE": 4,
     }
     opts.update({k.replace("__", "."): v for k, v in overrides.items()})
     return [str(x) for kv in opts.items() for x in kv]
 
 
-def tool_command(name: str, opts: List[str], resume: bool = False) -> List[str]:
+def tool_command(name: str, opts: list[str], resume: bool = False) -> list[str]:
     """The command line running tools/pretrain_net.py in a fresh interpreter."""
     return [sys.executable, "-m", TOOL, "--config-file", config(name)] + (["--resume"] if resume else []) + list(opts)
 
 
-def subprocess_env(threads: int = 2) -> Dict[str, str]:
+def subprocess_env(threads: int = 2) -> dict[str, str]:
     """This environment with ``threads`` torch threads per process (the CI machine has two cores)."""
     path = REPO + os.pathsep + os.environ.get("PYTHONPATH", "")
     return dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=path)
 
 
-def run_subprocess(cmd: List[str], threads: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_subprocess(cmd: list[str], threads: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``cmd`` from the repository root; fail with its output unless it exits 0."""
     proc = subprocess.run(cmd, cwd=REPO, env=subprocess_env(threads), capture_output=True, text=True, timeout=timeout)
     output = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -69,13 +76,13 @@ def run_subprocess(cmd: List[str], threads: int = 2, timeout: float = 600) -> su
     return proc
 
 
-def read_metrics(out: str) -> List[dict]:
+def read_metrics(out: str) -> list[dict]:
     """The records of ``out/metrics.jsonl``."""
     with open(os.path.join(out, "metrics.jsonl"), encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def check_metrics(out: str, epochs: int) -> List[dict]:
+def check_metrics(out: str, epochs: int) -> list[dict]:
     """Exactly one record per epoch 1..epochs, a finite loss, errors in [0, 100]."""
     records = read_metrics(out)
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
@@ -85,17 +92,17 @@ def check_metrics(out: str, epochs: int) -> List[dict]:
     return records
 
 
-def epoch_checkpoints(out: str) -> List[str]:
+def epoch_checkpoints(out: str) -> list[str]:
     """Basenames of the periodic checkpoints in ``out``, oldest first."""
     return sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "model_epoch*.pth")))
 
 
-def final_weights(out: str) -> Dict[str, torch.Tensor]:
+def final_weights(out: str) -> dict[str, torch.Tensor]:
     """The ``model`` state dict of ``out/model_final.pth``."""
     return torch.load(os.path.join(out, "model_final.pth"), map_location="cpu", weights_only=True)["model"]
 
 
-def assert_same_weights(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> None:
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     """Same keys and bit-identical tensors."""
     assert list(a) == list(b)
     different = [k for k in a if not torch.equal(a[k], b[k])]

@@ -1,4 +1,5 @@
 """Two-process DDP on the CPU (gloo) through torchrun, and a resume under it."""
+
 import glob
 import os
 import signal
@@ -8,13 +9,24 @@ import time
 
 import pytest
 import torch
-from engine_helpers import (REPO, SIZES, TOOL, assert_same_weights, check_metrics, config, epoch_checkpoints,
-                            final_weights, run_subprocess, small_opts, subprocess_env)
+from engine_helpers import (
+    REPO,
+    SIZES,
+    TOOL,
+    assert_same_weights,
+    check_metrics,
+    config,
+    epoch_checkpoints,
+    final_weights,
+    run_subprocess,
+    small_opts,
+    subprocess_env,
+)
 
 from pretrain.config import load_config
 from pretrain.engine.checkpoint import load_checkpoint
-from pretrain.engine.training_data import build_data
 from pretrain.engine.metrics import topk_correct
+from pretrain.engine.training_data import build_data
 from pretrain.models import build_arch
 
 CONFIG = "tinyimagenet_preact18_hybridmix_v3"
@@ -22,8 +34,22 @@ CONFIG = "tinyimagenet_preact18_hybridmix_v3"
 
 def torchrun_command(name, opts, resume=False):
     """tools/pretrain_net.py under ``torchrun --standalone --nproc_per_node 2``."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", TOOL,
-            "--config-file", config(name)] + (["--resume"] if resume else []) + list(opts)
+    return (
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            TOOL,
+            "--config-file",
+            config(name),
+        ]
+        + (["--resume"] if resume else [])
+        + list(opts)
+    )
 
 
 def torchrun(name, opts, resume=False):
@@ -34,8 +60,13 @@ def torchrun(name, opts, resume=False):
 @pytest.mark.slow
 def test_two_process_run_and_resume(tiny_root, tmp_path):
     cache = str(tmp_path / "cache")  # packed on first use by rank 0, opened by rank 1
-    opts = lambda out, epochs: small_opts(tiny_root, str(tmp_path / out), MIX__SALIENCY="cached",  # noqa: E731
-                                          SOLVER__MAX_EPOCHS=epochs, DATA__CACHE_DIR=cache)
+    opts = lambda out, epochs: small_opts(
+        tiny_root,
+        str(tmp_path / out),
+        MIX__SALIENCY="cached",  # noqa: E731
+        SOLVER__MAX_EPOCHS=epochs,
+        DATA__CACHE_DIR=cache,
+    )
     proc = torchrun(CONFIG, opts("ref", 2))
     ref = str(tmp_path / "ref")
     assert proc.stdout.count("done: ") == 1  # rank 0 reports
@@ -68,8 +99,15 @@ def test_two_process_run_and_resume(tiny_root, tmp_path):
     # the same weights as the uninterrupted two-process run
     resumed = str(tmp_path / "resumed")
     cmd = torchrun_command(CONFIG, opts("resumed", 2))
-    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=subprocess_env(1),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     while not os.path.exists(os.path.join(resumed, "model_epoch0001.pth")):
         assert proc.poll() is None, proc.stderr.read()[-3000:]
         time.sleep(0.02)
@@ -104,6 +142,18 @@ def test_ranks_share_running_statistics_after_each_epoch(tiny_root, tmp_path):
     script = tmp_path / "rank_buffers.py"
     script.write_text(RANK_BUFFERS)
     opts = small_opts(tiny_root, str(tmp_path / "out"), SOLVER__MAX_EPOCHS=1, DATA__CACHE_DIR=str(tmp_path / "cache"))
-    proc = run_subprocess([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script), config(CONFIG)] + opts, threads=1)
+    proc = run_subprocess(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            config(CONFIG),
+        ]
+        + opts,
+        threads=1,
+    )
     assert "BUFFERS same" in proc.stdout, proc.stdout[-2000:]

@@ -5,6 +5,7 @@ first visits), an epoch's only host synchronisations are the monitor's periodic 
 TRAIN.LOG_PERIOD steps and one at the epoch's end). A mixer that says ``runs_on_host``
 (PuzzleMix's graph cut) is the exception, and must be seen to synchronise.
 """
+
 import math
 
 import pytest
@@ -21,8 +22,17 @@ CASES = [(m, "fresh") for m in MIXERS] + [(m, "cached") for m, cls in MIXERS.ite
 def epoch_syncs(root, out, method, source, log_period, monkeypatch):
     """Syncs recorded in the second epoch of a run on the emulated device, and its step count."""
     monkeypatch.setattr(trainer_mod.dist_utils, "init_distributed", lambda: (0, 1, EMULATED))
-    opts = small_opts(root, out, MIX__METHOD=method, MIX__SALIENCY=source, TRAIN__LOG_PERIOD=log_period,
-                      TRAIN__PROGRESS=True, MODEL__CHANNELS_LAST=True, MODEL__ARCH="resnet20", SOLVER__BATCH_SIZE=2)
+    opts = small_opts(
+        root,
+        out,
+        MIX__METHOD=method,
+        MIX__SALIENCY=source,
+        TRAIN__LOG_PERIOD=log_period,
+        TRAIN__PROGRESS=True,
+        MODEL__CHANNELS_LAST=True,
+        MODEL__ARCH="resnet20",
+        SOLVER__BATCH_SIZE=2,
+    )
     cfg = load_config(config("tinyimagenet_preact18_none"), opts)
     with emulated_device() as emu:
         trainer = trainer_mod.Trainer(cfg)
@@ -34,15 +44,18 @@ def epoch_syncs(root, out, method, source, log_period, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method,source", CASES, ids=[f"{m}-{s}" for m, s in CASES])
-def test_a_steady_state_epoch_reads_the_device_only_at_the_periodic_reads(tiny_root, tmp_path, monkeypatch, method,
-                                                                          source):
+def test_a_steady_state_epoch_reads_the_device_only_at_the_periodic_reads(
+    tiny_root, tmp_path, monkeypatch, method, source
+):
     log_period = 3
     emu, steps = epoch_syncs(tiny_root, str(tmp_path / "out"), method, source, log_period, monkeypatch)
     if make_mixer(method).runs_on_host:
         assert emu.count() > math.ceil(steps / log_period), emu.summary()  # it says so, and it does
         return
     assert emu.count() == math.ceil(steps / log_period), emu.summary()
-    assert all(s.kind == "tolist" and s.where.startswith("pretrain/engine/monitor.py") for s in emu.syncs), emu.summary()
+    assert all(s.kind == "tolist" and s.where.startswith("pretrain/engine/monitor.py") for s in emu.syncs), (
+        emu.summary()
+    )
 
 
 def test_the_emulation_records_what_would_synchronise():
@@ -64,7 +77,13 @@ def test_the_emulation_records_what_would_synchronise():
         (x > 2).nonzero()
         assert (z * x).sum().device == EMULATED
     kinds = [s.kind for s in emu.syncs]
-    assert kinds[:6] == ["item", "item", "tolist", "device-to-host copy", "blocking host-to-device copy",
-                         "torch.tensor(..., device=)"]
+    assert kinds[:6] == [
+        "item",
+        "item",
+        "tolist",
+        "device-to-host copy",
+        "blocking host-to-device copy",
+        "torch.tensor(..., device=)",
+    ]
     assert kinds[6:] == ["data-dependent shape (index)", "data-dependent shape (nonzero)"]
     assert all(s.where.startswith("tests/") for s in emu.syncs), emu.summary()

@@ -1,4 +1,5 @@
 """Top-k counts and the metrics.jsonl writer."""
+
 import json
 
 import torch

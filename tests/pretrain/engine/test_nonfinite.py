@@ -1,4 +1,5 @@
 """A NaN / Inf training loss stops the run with a message naming the epoch and the last good checkpoint."""
+
 import os
 import re
 
@@ -18,8 +19,11 @@ def test_absurd_learning_rate_stops_with_the_epoch_and_last_good_checkpoint(tiny
     out = str(tmp_path / "out")
     with pytest.raises(SystemExit) as err:
         run_pretrain(CONFIG, small_opts(tiny_root, out, SOLVER__BASE_LR=1e10, SOLVER__MAX_EPOCHS=4))
-    found = re.fullmatch(r"error: training loss is not finite \(NaN or Inf\) at epoch (\d), steps? [\d-]+ of 2; "
-                         r"stopped\. Last good checkpoint: (.*)", str(err.value))
+    found = re.fullmatch(
+        r"error: training loss is not finite \(NaN or Inf\) at epoch (\d), steps? [\d-]+ of 2; "
+        r"stopped\. Last good checkpoint: (.*)",
+        str(err.value),
+    )
     assert found, str(err.value)
     epoch, last = int(found.group(1)), found.group(2)
     assert epoch < 4 and not os.path.exists(os.path.join(out, "model_final.pth"))
@@ -48,8 +52,11 @@ def test_nan_in_a_later_epoch_keeps_the_last_good_checkpoint(tiny_root, run_pret
     monkeypatch.setattr(trainer_mod.Trainer, "train_epoch", train_epoch)
     monkeypatch.setattr(trainer_mod, "mix_loss", loss)
     good = os.path.join(out, "model_epoch0001.pth")
-    with pytest.raises(SystemExit, match=rf"^error: training loss is not finite \(NaN or Inf\) at epoch 2, steps 1-2 of 2; "
-                                         rf"stopped\. Last good checkpoint: {good}$"):
+    with pytest.raises(
+        SystemExit,
+        match=rf"^error: training loss is not finite \(NaN or Inf\) at epoch 2, steps 1-2 of 2; "
+        rf"stopped\. Last good checkpoint: {good}$",
+    ):
         run_pretrain(CONFIG, small_opts(tiny_root, out, SOLVER__MAX_EPOCHS=3, TRAIN__KEEP_CHECKPOINTS=1))
     assert epoch_checkpoints(out) == ["model_epoch0001.pth"]
     assert not os.path.exists(os.path.join(out, "model_final.pth"))
@@ -64,8 +71,9 @@ def test_a_nan_on_another_process_stops_this_one_too(tiny_root, tmp_path, monkey
     the same read (here a second rank is simulated by the all-reduce adding its flag)."""
     trainer = trainer_mod.Trainer(load_config(config(CONFIG), small_opts(tiny_root, str(tmp_path / "out"))))
     trainer.world = trainer.monitor.world = 2
-    monkeypatch.setattr(trainer_mod.dist_utils, "all_reduce_sum",
-                        lambda t: t + torch.tensor([0.0, 1.0, 0, 0, 0, 0, 0], dtype=t.dtype))
+    monkeypatch.setattr(
+        trainer_mod.dist_utils, "all_reduce_sum", lambda t: t + torch.tensor([0.0, 1.0, 0, 0, 0, 0, 0], dtype=t.dtype)
+    )
     with pytest.raises(trainer_mod.NonFiniteLossError, match="not finite .* at epoch 1, steps 1-2 of 2"):
         trainer.train_epoch(1)
 

@@ -1,4 +1,5 @@
 """Resuming: a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted one."""
+
 import json
 import os
 import signal
@@ -7,8 +8,17 @@ import time
 
 import pytest
 import torch
-from engine_helpers import (REPO, assert_same_weights, check_metrics, final_weights, read_metrics, run_subprocess,
-                            small_opts, subprocess_env, tool_command)
+from engine_helpers import (
+    REPO,
+    assert_same_weights,
+    check_metrics,
+    final_weights,
+    read_metrics,
+    run_subprocess,
+    small_opts,
+    subprocess_env,
+    tool_command,
+)
 
 from pretrain.engine.checkpoint import epoch_checkpoint_name, last_checkpoint, load_checkpoint
 
@@ -62,7 +72,11 @@ def test_refuses_an_output_dir_with_checkpoints_without_resume(tiny_root, run_pr
     out = tmp_path / "out"
     out.mkdir()
     (out / epoch_checkpoint_name(2)).write_bytes(b"")
-    with pytest.raises(SystemExit, match=r"already holds a run \(model_epoch0002\.pth\): pass --resume to continue it, or choose another OUTPUT_DIR$"):
+    with pytest.raises(
+        SystemExit,
+        match=r"already holds a run \(model_epoch0002\.pth\): pass --resume to continue it, "
+        r"or choose another OUTPUT_DIR$",
+    ):
         run_pretrain(CONFIG, small_opts(tiny_root, str(out)))
     assert sorted(os.listdir(out)) == [epoch_checkpoint_name(2)]  # nothing written, nothing removed
 

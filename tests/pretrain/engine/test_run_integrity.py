@@ -1,5 +1,6 @@
 """The run folder of tools/pretrain_net.py under misuse: flags after the overrides, a locked folder, a
 finished run, config drift on --resume, metrics after a stop, full disks, bad sizes (issue 9)."""
+
 import errno
 import json
 import os
@@ -77,8 +78,11 @@ def test_a_folder_in_use_is_refused(tiny_root, run_pretrain, tmp_path):
     out.mkdir()
     with RunLock(str(out), ["another", "run"]) as lock:
         lock.record_holder()
-        with pytest.raises(SystemExit, match=rf"^error: OUTPUT_DIR {out} is in use by pid {os.getpid()} on .*"
-                                             r"\(another run\): wait for it to end, or choose another OUTPUT_DIR$"):
+        with pytest.raises(
+            SystemExit,
+            match=rf"^error: OUTPUT_DIR {out} is in use by pid {os.getpid()} on .*"
+            r"\(another run\): wait for it to end, or choose another OUTPUT_DIR$",
+        ):
             run_pretrain(CONFIG, small_opts(tiny_root, str(out)))
     assert os.listdir(out) == ["run.lock"]
 
@@ -90,8 +94,11 @@ def test_a_finished_run_is_never_overwritten(tiny_root, run_pretrain, tmp_path, 
     for name in epoch_checkpoints(out) + ["last_checkpoint"]:  # what users delete to save disk
         os.remove(os.path.join(out, name))
     before = snapshot(out)
-    with pytest.raises(SystemExit, match=rf"^error: OUTPUT_DIR {out} holds a finished run of cutmix, ended .*; "
-                                         "a finished run is never overwritten: choose another OUTPUT_DIR$"):
+    with pytest.raises(
+        SystemExit,
+        match=rf"^error: OUTPUT_DIR {out} holds a finished run of cutmix, ended .*; "
+        "a finished run is never overwritten: choose another OUTPUT_DIR$",
+    ):
         run_pretrain("tinyimagenet_preact18_none", small_opts(tiny_root, out, SOLVER__MAX_EPOCHS=1))
     capsys.readouterr()
     assert run_pretrain(CONFIG, small_opts(tiny_root, out, SOLVER__MAX_EPOCHS=1), resume=True) == record
@@ -100,8 +107,9 @@ def test_a_finished_run_is_never_overwritten(tiny_root, run_pretrain, tmp_path, 
 
 
 @pytest.mark.slow
-def test_resume_refuses_another_config_and_metrics_stay_consistent(tiny_root, run_pretrain, tmp_path, monkeypatch,
-                                                                  capsys):
+def test_resume_refuses_another_config_and_metrics_stay_consistent(
+    tiny_root, run_pretrain, tmp_path, monkeypatch, capsys
+):
     out = str(tmp_path / "out")
     opts = small_opts(tiny_root, out, SOLVER__MAX_EPOCHS=2, TRAIN__CHECKPOINT_PERIOD=2)
     stop_after(monkeypatch, 3)  # the signal comes during epoch 1's evaluation: stop after it, no checkpoint yet
@@ -119,8 +127,9 @@ def test_resume_refuses_another_config_and_metrics_stay_consistent(tiny_root, ru
     drift = opts + ["MIX.METHOD", "mixup", "SOLVER.BASE_LR", "0.5"]
     with pytest.raises(SystemExit) as refused:
         run_pretrain(CONFIG, drift, resume=True)
-    assert "in MIX.METHOD: 'cutmix' -> 'mixup'; SOLVER.BASE_LR: 0.05 -> 0.5; resume with the run's config" \
-        in str(refused.value) and str(refused.value).startswith("error: --resume: the config differs from the run's ")
+    assert "in MIX.METHOD: 'cutmix' -> 'mixup'; SOLVER.BASE_LR: 0.05 -> 0.5; resume with the run's config" in str(
+        refused.value
+    ) and str(refused.value).startswith("error: --resume: the config differs from the run's ")
     assert snapshot(out) == before
 
     allowed = small_opts(tiny_root, out, SOLVER__MAX_EPOCHS=3, TRAIN__CHECKPOINT_PERIOD=2, TRAIN__EVAL_PERIOD=2)
@@ -131,8 +140,9 @@ def test_resume_refuses_another_config_and_metrics_stay_consistent(tiny_root, ru
 
 
 @pytest.mark.slow
-def test_a_stop_after_a_checkpoint_resumes_without_duplicate_epochs(tiny_root, run_pretrain, tmp_path, monkeypatch,
-                                                                   capsys):
+def test_a_stop_after_a_checkpoint_resumes_without_duplicate_epochs(
+    tiny_root, run_pretrain, tmp_path, monkeypatch, capsys
+):
     out = str(tmp_path / "out")
     opts = small_opts(tiny_root, out, SOLVER__MAX_EPOCHS=4, TRAIN__CHECKPOINT_PERIOD=2)
     stop_after(monkeypatch, 9, signal.SIGTERM)  # after epoch 3: its record is written, its checkpoint is not
@@ -152,17 +162,23 @@ def test_a_stop_after_a_checkpoint_resumes_without_duplicate_epochs(tiny_root, r
 
 def test_batch_larger_than_the_training_set(tiny_root, run_pretrain, tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(SystemExit, match=r"^error: SOLVER\.BATCH_SIZE: 16 is larger than the training set of 8 "
-                                         r"images: no training step per epoch$"):
+    with pytest.raises(
+        SystemExit,
+        match=r"^error: SOLVER\.BATCH_SIZE: 16 is larger than the training set of 8 "
+        r"images: no training step per epoch$",
+    ):
         run_pretrain(CONFIG, small_opts(tiny_root, str(out), SOLVER__BATCH_SIZE=16))
     assert not (out / "run.json").exists() and not (out / "model_final.pth").exists()
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("MIX.R", "-0.5", r"MIX\.R: expected a patch ratio in \(0, 1\], got -0\.5"),
-    ("MIX.N", "64", r"MIX\.N: expected an integer grid size in \[1, 32\] \(the image side\), got 64"),
-    ("MIX.R", "0.01", r"MIX\.R: patch side floor\(W \* r\) = floor\(32 \* 0\.01\) = 0 must lie in \[1, H=32\]"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("MIX.R", "-0.5", r"MIX\.R: expected a patch ratio in \(0, 1\], got -0\.5"),
+        ("MIX.N", "64", r"MIX\.N: expected an integer grid size in \[1, 32\] \(the image side\), got 64"),
+        ("MIX.R", "0.01", r"MIX\.R: patch side floor\(W \* r\) = floor\(32 \* 0\.01\) = 0 must lie in \[1, H=32\]"),
+    ],
+)
 def test_mixing_geometry_is_checked_up_front_by_key(tiny_root, run_pretrain, tmp_path, key, value, message):
     out = tmp_path / "out"
     with pytest.raises(SystemExit, match=rf"^error: {message}"):
@@ -173,8 +189,11 @@ def test_mixing_geometry_is_checked_up_front_by_key(tiny_root, run_pretrain, tmp
 def test_missing_base_and_output_dir_that_is_a_file(tiny_root, pretrain_tool, run_pretrain, tmp_path):
     leaf = tmp_path / "leaf.yaml"
     leaf.write_text('_BASE_: "Base-Missing.yaml"\nMIX:\n  METHOD: cutmix\n')
-    with pytest.raises(SystemExit, match=rf"^error: {leaf}: _BASE_ {tmp_path / 'Base-Missing.yaml'}: "
-                                         "config file not found$"):
+    with pytest.raises(
+        SystemExit,
+        match=rf"^error: {leaf}: _BASE_ {tmp_path / 'Base-Missing.yaml'}: "
+        "config file not found$",
+    ):
         pretrain_tool.main(pretrain_tool.get_parser().parse_args(["--config-file", str(leaf)]))
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(SystemExit, match=rf"^error: OUTPUT_DIR {tmp_path / 'file'}: exists and is not a folder$"):
@@ -182,8 +201,9 @@ def test_missing_base_and_output_dir_that_is_a_file(tiny_root, pretrain_tool, ru
 
 
 @pytest.mark.slow
-def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_last_good_one(tiny_root, run_pretrain, tmp_path,
-                                                                          monkeypatch):
+def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_last_good_one(
+    tiny_root, run_pretrain, tmp_path, monkeypatch
+):
     real_save = torch.save
 
     def save(obj, f):  # the disk fills up while writing epoch 2's checkpoint
@@ -248,15 +268,25 @@ def test_a_full_cache_dir_is_one_line_not_a_bus_error(tmp_path, tmpfs):
 
     from pretrain.data.demo import write_demo_data
 
-    root = write_demo_data(str(tmp_path / "data"), datasets=("tinyimagenet",), classes=4, train_per_class=40,
-                           val_per_class=1)["tinyimagenet"]  # 160 images of 64 x 64: 1.9 MiB packed
+    root = write_demo_data(
+        str(tmp_path / "data"), datasets=("tinyimagenet",), classes=4, train_per_class=40, val_per_class=1
+    )["tinyimagenet"]  # 160 images of 64 x 64: 1.9 MiB packed
     cache = tmpfs("1m")
     for mode in ("checked", "unchecked"):
-        proc = subprocess.run([sys.executable, "-c", LOAD, root, str(cache / "c"), mode], cwd=REPO,
-                              env=subprocess_env(1), capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", LOAD, root, str(cache / "c"), mode],
+            cwd=REPO,
+            env=subprocess_env(1),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 1, f"{mode}: exit {proc.returncode} (-7: SIGBUS)\n{proc.stderr[-2000:]}"
         last = proc.stderr.strip().splitlines()[-1]
         assert "Traceback" not in proc.stderr and last.startswith(f"error: cannot write {cache / 'c'}")
-        assert ("it needs 2." in last and "MiB are free (DATA.CACHE_DIR chooses another folder)" in last
-                if mode == "checked" else last.endswith("No space left on device"))
+        assert (
+            "it needs 2." in last and "MiB are free (DATA.CACHE_DIR chooses another folder)" in last
+            if mode == "checked"
+            else last.endswith("No space left on device")
+        )
         assert os.listdir(cache / "c") == []  # no half-built pack left

@@ -1,4 +1,5 @@
 """The cached saliency source: source-grid geometry, what a visit stores, what the next visit reads."""
+
 import math
 
 import pytest
@@ -45,7 +46,9 @@ def test_identity_crop_maps_pixels_to_their_own_cells():
     geo = source_cells(0 * one, 0 * one, 64 * one, 64 * one, torch.tensor([False]), (64, 64), (64, 64), (16, 16), "cpu")
     rows = torch.arange(64) // 4
     assert torch.equal(geo.cells[0], rows.view(64, 1) * 16 + rows.view(1, 64))
-    flipped = source_cells(0 * one, 0 * one, 64 * one, 64 * one, torch.tensor([True]), (64, 64), (64, 64), (16, 16), "cpu")
+    flipped = source_cells(
+        0 * one, 0 * one, 64 * one, 64 * one, torch.tensor([True]), (64, 64), (64, 64), (16, 16), "cpu"
+    )
     assert torch.equal(flipped.cells[0], geo.cells[0].flip(1))
 
 
@@ -84,7 +87,9 @@ def test_a_stored_visit_is_served_through_the_next_crop():
 def test_partner_pixels_do_not_reach_the_cache_and_unseen_cells_are_kept():
     cache = SaliencyCache(4, (16, 16), "max", torch.device("cpu"))
     one = torch.ones(2, dtype=torch.long)
-    geo = source_cells(0 * one, 0 * one, 64 * one, 64 * one, torch.tensor([False, True]), (64, 64), (64, 64), (16, 16), "cpu")
+    geo = source_cells(
+        0 * one, 0 * one, 64 * one, 64 * one, torch.tensor([False, True]), (64, 64), (64, 64), (16, 16), "cpu"
+    )
     grad = torch.ones(2, 3, 64, 64)
     own = torch.ones(2, 64, 64, dtype=torch.bool)
     own[:, :32, :] = False  # the top half came from the partner...
@@ -117,7 +122,9 @@ def test_checkpoint_round_trip_and_shape_check():
     other = SaliencyCache(10, (4, 4), "max", torch.device("cpu"))
     other.load_state_dict(cache.state_dict())
     assert torch.equal(other.maps.nan_to_num(-1), cache.maps.nan_to_num(-1))
-    with pytest.raises(ValueError, match=r"saliency cache: the checkpoint's cache \(shape \(10, 16\)\) is not this run's"):
+    with pytest.raises(
+        ValueError, match=r"saliency cache: the checkpoint's cache \(shape \(10, 16\)\) is not this run's"
+    ):
         SaliencyCache(10, (8, 8), "max", torch.device("cpu")).load_state_dict(cache.state_dict())
 
 
@@ -131,8 +138,10 @@ def make_trainer(root, tmp_path, method):
     return Trainer(load_config(config(f"tinyimagenet_preact18_{method}"), opts))
 
 
-@pytest.mark.parametrize("method,grid,reduction", [("hybridmix_v3", (16, 16), "max"), ("puzzlemix", (16, 16), "rms"),
-                                                   ("salfmix_nopool", (64, 64), "max")])
+@pytest.mark.parametrize(
+    "method,grid,reduction",
+    [("hybridmix_v3", (16, 16), "max"), ("puzzlemix", (16, 16), "rms"), ("salfmix_nopool", (64, 64), "max")],
+)
 def test_trainer_builds_the_method_cache(tiny_root, tmp_path, method, grid, reduction):
     cache = make_trainer(tiny_root, tmp_path, method).cache.cache
     assert (cache.grid, cache.reduction) == (grid, reduction)
@@ -171,17 +180,16 @@ def test_agreement_counts_match_a_per_pair_reference(monkeypatch):
     fresh = served.clone()
     fresh[:3] = torch.rand(3, out, out, generator=g)  # three samples whose fresh pass differs
     monkeypatch.setattr(sc, "gradient_saliency", lambda model, images, targets, reduction: fresh)
-    counts = sc.cache_agreement(cache, None, torch.zeros(b, 3, out, out), torch.zeros(b, dtype=torch.long), idx,
-                                geo, n)
+    counts = sc.cache_agreement(cache, None, torch.zeros(b, 3, out, out), torch.zeros(b, dtype=torch.long), idx, geo, n)
     kernel = cell_kernel(out, out, n)
     target = extreme_cells(fresh, kernel)[0]
-    hits = sum(bool((extreme_cells(served[i:i + 1], kernel)[0][0] == target[i]).all()) for i in range(b))
+    hits = sum(bool((extreme_cells(served[i : i + 1], kernel)[0][0] == target[i]).all()) for i in range(b))
     chance = pairs = 0
     for i in range(b):
-        one = CropGeometry(geo.cells[i:i + 1])
+        one = CropGeometry(geo.cells[i : i + 1])
         for j in range(b):
             if j != i:
-                other, _ = cache.lookup(idx[j:j + 1], one)
+                other, _ = cache.lookup(idx[j : j + 1], one)
                 chance += bool((extreme_cells(other, kernel)[0][0] == target[i]).all())
                 pairs += 1
     assert counts.tolist() == [hits, b, chance, pairs]

@@ -1,5 +1,6 @@
 """tools/pretrain_net.py stopped from outside: SIGINT / SIGTERM (one line, the resume command, exit
 130 / 143), SIGKILL before the first checkpoint, and a second run started on a folder in use."""
+
 import json
 import os
 import shlex
@@ -8,16 +9,24 @@ import subprocess
 import time
 
 import pytest
-from engine_helpers import (REPO, check_metrics, epoch_checkpoints, read_metrics, small_opts, subprocess_env,
-                            tool_command)
+from engine_helpers import (
+    REPO,
+    check_metrics,
+    epoch_checkpoints,
+    read_metrics,
+    small_opts,
+    subprocess_env,
+    tool_command,
+)
 
 CONFIG = "tinyimagenet_preact18_hybridmix_v3"
 pytestmark = pytest.mark.slow
 
 
 def start(cmd):
-    return subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for(proc, ready, what, timeout=600.0):
@@ -66,8 +75,14 @@ def test_sigkill_before_the_first_checkpoint_then_resume(tiny_root, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert epoch_checkpoints(out) == [], "killed too late to test anything"
-    done = subprocess.run(tool_command(CONFIG, opts, resume=True), cwd=REPO, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        tool_command(CONFIG, opts, resume=True),
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "no checkpoint found: starting" in done.stdout
     check_metrics(out, 3)
@@ -80,11 +95,20 @@ def test_a_second_run_on_a_folder_in_use_is_refused(tiny_root, tmp_path):
     first.send_signal(signal.SIGSTOP)  # hold it mid-run while the second one starts
     try:
         for resume in (False, True):
-            second = subprocess.run(tool_command("tinyimagenet_preact18_none", small_opts(tiny_root, out), resume),
-                                    cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+            second = subprocess.run(
+                tool_command("tinyimagenet_preact18_none", small_opts(tiny_root, out), resume),
+                cwd=REPO,
+                env=subprocess_env(),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert second.returncode == 1
-            assert second.stderr.strip().splitlines()[-1].startswith(
-                f"error: OUTPUT_DIR {out} is in use by pid {first.pid} on "), second.stderr[-2000:]
+            assert (
+                second.stderr.strip()
+                .splitlines()[-1]
+                .startswith(f"error: OUTPUT_DIR {out} is in use by pid {first.pid} on ")
+            ), second.stderr[-2000:]
     finally:
         first.send_signal(signal.SIGCONT)
     stdout, stderr = first.communicate(timeout=600)

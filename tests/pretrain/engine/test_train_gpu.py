@@ -5,6 +5,7 @@ with the cached saliency (the state a resume must bring back: model, optimizer, 
 cache). cuDNN's kernels are not deterministic, so a resumed run is compared with an
 uninterrupted one within a tolerance, not bit for bit as on the CPU (tests/pretrain/engine/test_resume.py).
 """
+
 import math
 import os
 
@@ -22,8 +23,15 @@ CONFIG = "demo_r50_hybridmix_v3"
 
 
 def gpu_opts(tiny_root: str, out: str, epochs: int = 2):
-    return small_opts(tiny_root, out, MODEL__INPUT_SIZE=64, MODEL__CHANNELS_LAST=True, TRAIN__AMP="bf16",
-                      MIX__SALIENCY="cached", SOLVER__MAX_EPOCHS=epochs)
+    return small_opts(
+        tiny_root,
+        out,
+        MODEL__INPUT_SIZE=64,
+        MODEL__CHANNELS_LAST=True,
+        TRAIN__AMP="bf16",
+        MIX__SALIENCY="cached",
+        SOLVER__MAX_EPOCHS=epochs,
+    )
 
 
 def trainer(tiny_root: str, out: str, epochs: int = 2) -> Trainer:

@@ -1,16 +1,15 @@
 """Two-epoch CPU runs of tools/pretrain_net.py, one per method family, and what they leave behind."""
+
 import os
 
 import pytest
 import torch
 import torchvision
-from engine_helpers import (BATCH, SIZES, check_metrics, config, epoch_checkpoints, final_weights,
-                            small_opts)
+from engine_helpers import BATCH, SIZES, check_metrics, config, epoch_checkpoints, final_weights, small_opts
 
 import pretrain.engine.saliency_cache as cache_mod
 import pretrain.engine.trainer as trainer_mod
 from pretrain.config import load_config
-from pretrain.mixing import MIXERS
 from pretrain.data.loader import epoch_indices
 from pretrain.models import build_arch
 
@@ -61,7 +60,7 @@ def expected_fresh_samples(num: int, seed: int, epochs: int) -> int:
     for epoch in range(1, epochs + 1):
         order = epoch_indices(num, epoch, seed, shuffle=True)
         for k in range(num // BATCH):
-            batch = set(order[k * BATCH:(k + 1) * BATCH].tolist())
+            batch = set(order[k * BATCH : (k + 1) * BATCH].tolist())
             fresh += BATCH if batch - filled else 0
             filled |= batch
     return fresh

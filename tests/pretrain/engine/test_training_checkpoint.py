@@ -1,4 +1,5 @@
 """Checkpoint files: atomic writes, pruning, finding the newest, RNG states."""
+
 import os
 import random
 
@@ -6,8 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.engine.checkpoint import (LAST, epoch_checkpoint_name, last_checkpoint, load_checkpoint,
-                                        rng_states, save_epoch_checkpoint, set_rng_states)
+from pretrain.engine.checkpoint import (
+    LAST,
+    epoch_checkpoint_name,
+    last_checkpoint,
+    load_checkpoint,
+    rng_states,
+    save_epoch_checkpoint,
+    set_rng_states,
+)
 from salfmix.runs.files import atomic_torch_save
 
 

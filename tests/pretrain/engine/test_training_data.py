@@ -1,4 +1,5 @@
 """build_data: rank 0 packs first, the batch is split over the processes, evaluation sees each test sample once."""
+
 import numpy as np
 import pytest
 import torch

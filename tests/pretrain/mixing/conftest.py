@@ -1,4 +1,5 @@
 """Fixtures for the mixing tests: a tiny CNN and seeded batches."""
+
 import pytest
 import torch
 from torch import nn
@@ -53,7 +54,7 @@ def reference_salfmix(images, saliency, n, r, u, pool=True):
         cells = {}  # (top, left) -> (mean, (height, width)); the remainder rows/columns form smaller cells
         for cy in range(0, h, kh):
             for cx in range(0, w, kw):
-                block = saliency[i, cy:cy + kh, cx:cx + kw].float()
+                block = saliency[i, cy : cy + kh, cx : cx + kw].float()
                 cells[(cy, cx)] = (float(block.mean()), tuple(block.shape))
         keys = list(cells)  # row-major, so max()/min() keep the first of equal cells
         best = max(keys, key=lambda k: cells[k][0])
@@ -70,7 +71,7 @@ def reference_salfmix(images, saliency, n, r, u, pool=True):
                 pos.append(valid[min(int(float(uu) * len(valid)), len(valid) - 1)])
             starts.append(pos)
         (ym, xm), (yl, xl) = starts
-        out[i, :, yl:yl + o, xl:xl + o] = images[i, :, ym:ym + o, xm:xm + o]
+        out[i, :, yl : yl + o, xl : xl + o] = images[i, :, ym : ym + o, xm : xm + o]
     return out
 
 

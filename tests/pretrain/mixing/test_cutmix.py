@@ -1,4 +1,5 @@
 """CutMix against the official per-batch procedure."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """Cutout and Cutout with saliency."""
+
 import pytest
 import torch
 

@@ -1,6 +1,7 @@
 """Every mixer split into host draws and device work: ``mixer(...) == apply(..., draw(...))``, the
 draws reach the device in one copy and exactly, channels_last is kept, and ``Mixer.apply``
 compiles whole (``fullgraph``) to the same result, except for a mixer that says ``runs_on_host``."""
+
 import pytest
 import torch
 
@@ -29,8 +30,9 @@ IDS = [f"{name}{'-prob0.5' if kw else ''}" for name, kw in VARIANTS]
 
 def same(a, b):
     fields = ("images", "targets_a", "targets_b", "lam", "own")
-    return all((getattr(a, f) is None and getattr(b, f) is None) or torch.equal(getattr(a, f), getattr(b, f))
-               for f in fields)
+    return all(
+        (getattr(a, f) is None and getattr(b, f) is None) or torch.equal(getattr(a, f), getattr(b, f)) for f in fields
+    )
 
 
 @pytest.mark.parametrize("name,kw", VARIANTS, ids=IDS)
@@ -88,15 +90,23 @@ def test_host_to_device_round_trip_is_exact():
     import pretrain.mixing.base as base
 
     g = torch.Generator().manual_seed(0)
-    draws = {"u": torch.rand(7, generator=g), "perm": torch.randperm(9, generator=g), "flag": True,
-             "nested": {"lam": torch.rand(3, dtype=torch.float64, generator=g), "mask": torch.rand(4, generator=g) > 0.5}}
+    draws = {
+        "u": torch.rand(7, generator=g),
+        "perm": torch.randperm(9, generator=g),
+        "flag": True,
+        "nested": {"lam": torch.rand(3, dtype=torch.float64, generator=g), "mask": torch.rand(4, generator=g) > 0.5},
+    }
     leaves = []
     base._tensors(draws, leaves)
     flat = torch.cat([t.reshape(-1).to(torch.float64) for t in leaves])
     parts = flat.split([t.numel() for t in leaves])
     back = base._rebuild(draws, iter([p.view(t.shape).to(t.dtype) for p, t in zip(parts, leaves)]))
     assert back["flag"] is True
-    for a, b in ((draws["u"], back["u"]), (draws["perm"], back["perm"]), (draws["nested"]["lam"], back["nested"]["lam"]),
-                 (draws["nested"]["mask"], back["nested"]["mask"])):
+    for a, b in (
+        (draws["u"], back["u"]),
+        (draws["perm"], back["perm"]),
+        (draws["nested"]["lam"], back["nested"]["lam"]),
+        (draws["nested"]["mask"], back["nested"]["mask"]),
+    ):
         assert a.dtype == b.dtype and torch.equal(a, b)
     assert host_to_device(draws, torch.device("cpu")) is draws  # nothing to do on the CPU

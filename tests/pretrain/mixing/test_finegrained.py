@@ -1,4 +1,5 @@
 """The torch port of OpenCV's fine-grained saliency against cv2 itself, bit for bit."""
+
 import numpy as np
 import pytest
 import torch
@@ -31,8 +32,18 @@ def structured_batch(rng, h, w, n=6):
     out = []
     for _ in range(n):
         noise = rng.integers(0, 30, (h, w))
-        out.append(blob_image(h, w, rng.uniform(0, h), rng.uniform(0, w), rng.uniform(1, 8),
-                              rng.uniform(-200, 200), rng.uniform(40, 215), noise))
+        out.append(
+            blob_image(
+                h,
+                w,
+                rng.uniform(0, h),
+                rng.uniform(0, w),
+                rng.uniform(1, 8),
+                rng.uniform(-200, 200),
+                rng.uniform(40, 215),
+                noise,
+            )
+        )
     yy, xx = np.mgrid[:h, :w]
     out.append(np.where(xx < w // 3, 30, 220).astype(np.uint8))
     out.append((255 * (yy + xx) / (h + w)).astype(np.uint8))
@@ -122,8 +133,9 @@ FASHION = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 def cv2_float_saliency(images: torch.Tensor) -> np.ndarray:
     """cv2's 8-bit map of each float image [B, C, H, W], as the official code calls it (HWC float32)."""
     detector = cv2.saliency.StaticSaliencyFineGrained_create()
-    return np.stack([np.rint(detector.computeSaliency(np.ascontiguousarray(x.numpy().transpose(1, 2, 0)))[1] * 255)
-                     for x in images])
+    return np.stack(
+        [np.rint(detector.computeSaliency(np.ascontiguousarray(x.numpy().transpose(1, 2, 0)))[1] * 255) for x in images]
+    )
 
 
 @pytest.mark.parametrize("shape,scale,shift", [((32, 32), 1.0, 0.0), ((64, 64), 0.5, 0.2), ((24, 36), 2.0, -0.5)])

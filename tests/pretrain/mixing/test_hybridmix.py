@@ -1,4 +1,5 @@
 """HybridMix against a per-pair Algorithm 2 reference."""
+
 import numpy as np
 import pytest
 import torch
@@ -20,10 +21,10 @@ def _replay_v3(model, images, targets, saliency, seed, per_pair, reference_salfm
     out, lam_out = [], []
     for d in range(b):
         zd, j = int(z[d]), d if per_pair else 0
-        hat1 = reference_salfmix(images[d:d + 1], saliency[d:d + 1], 4, 0.3, u1[d:d + 1])[0]
+        hat1 = reference_salfmix(images[d : d + 1], saliency[d : d + 1], 4, 0.3, u1[d : d + 1])[0]
         # SalfMix(x_z) with x_z's own saliency pass: equal to saliency[z] (eval mode, summed loss).
-        own = gradient_saliency(model, images[zd:zd + 1], targets[zd:zd + 1])
-        hat2 = reference_salfmix(images[zd:zd + 1], own, 4, 0.3, u2[d:d + 1])[0]
+        own = gradient_saliency(model, images[zd : zd + 1], targets[zd : zd + 1])
+        hat2 = reference_salfmix(images[zd : zd + 1], own, 4, 0.3, u2[d : d + 1])[0]
         cut = int(h * np.sqrt(1 - lams[j]))
         cy, cx = int(c[j, 0] * h), int(c[j, 1] * w)
         y1, y2 = max(cy - cut // 2, 0), min(cy + cut // 2, h)

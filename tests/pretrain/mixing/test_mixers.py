@@ -1,4 +1,5 @@
 """Properties every registered mixer must have, and the registry itself."""
+
 import pytest
 import torch
 
@@ -107,7 +108,9 @@ def test_non_finite_saliency_is_refused(name, bad, make_batch):
     images, targets = make_batch()
     saliency = torch.rand(8, 32, 32)
     saliency[3, 5, 7] = bad
-    with pytest.raises(ValueError, match=r"saliency: not finite \(NaN or Inf\) for 1 of 8 samples \(batch positions \[3\]\)"):
+    with pytest.raises(
+        ValueError, match=r"saliency: not finite \(NaN or Inf\) for 1 of 8 samples \(batch positions \[3\]\)"
+    ):
         build(name)(images, targets, saliency=saliency)
 
 
@@ -140,8 +143,14 @@ def test_mix_loss_weights():
     a, b = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 3, 2, 1])
     lam = torch.tensor([1.0, 0.0, 0.5, 0.25])
     ce = torch.nn.functional.cross_entropy
-    expected = sum(float(lam[i]) * ce(logits[i:i + 1], a[i:i + 1]) + (1 - float(lam[i])) * ce(logits[i:i + 1], b[i:i + 1])
-                   for i in range(4)) / 4
+    expected = (
+        sum(
+            float(lam[i]) * ce(logits[i : i + 1], a[i : i + 1])
+            + (1 - float(lam[i])) * ce(logits[i : i + 1], b[i : i + 1])
+            for i in range(4)
+        )
+        / 4
+    )
     assert mix_loss(logits, MixResult(logits, a, b, lam)) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -166,8 +175,14 @@ def test_own_marks_exactly_the_untouched_pixels(name, make_batch):
 
 
 # A blend reports an own mask only after a saliency-guided single-image step (HybridMix v1).
-@pytest.mark.parametrize("name", [n for n in methods("identity", "blend", "graph_cut")
-                                  if not (MIXERS[n].composite == "blend" and MIXERS[n].needs_saliency)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n in methods("identity", "blend", "graph_cut")
+        if not (MIXERS[n].composite == "blend" and MIXERS[n].needs_saliency)
+    ],
+)
 def test_own_is_none_for_blends_and_identity(name, make_batch):
     images, targets = make_batch(b=8)
     result = build(name)(images, targets, saliency=torch.rand(8, 32, 32))
@@ -186,6 +201,13 @@ def test_patch_ratio_methods_are_derived_from_the_config_keys():
 
     # The SalfMix family and its ablations share MIX.R; the paper's other baselines do not.
     assert {n for n in PAPER_ORDER if takes_patch_ratio(n)} == {
-        "cutout_saliency", "salfmix", "salfmix_random", "salfmix_nopool", "hybridmix_v1", "hybridmix_v2", "hybridmix_v3"}
+        "cutout_saliency",
+        "salfmix",
+        "salfmix_random",
+        "salfmix_nopool",
+        "hybridmix_v1",
+        "hybridmix_v2",
+        "hybridmix_v3",
+    }
     for name, cls in MIXERS.items():
         assert takes_patch_ratio(name) == ("r" in cls.config_keys), name

@@ -10,6 +10,7 @@ cut takes float costs truncated to integers (about 1e5 units), summed in another
 device, so a cost can move by a unit and, rarely, a block of the cut with it; at most 2% of the
 pixels and 0.1 of each lam may differ (a wrong transport or mask on the device moves far more).
 """
+
 import pytest
 import torch
 

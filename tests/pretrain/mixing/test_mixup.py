@@ -1,4 +1,5 @@
 """Mixup."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """PuzzleMix: shapes, lam, determinism, saliency behaviour, transport and graph cut vs references."""
+
 import gco
 import numpy as np
 import pytest
@@ -160,7 +161,9 @@ def _reference_transport(img, plan, size):
             if plan[i, j]:
                 r, q = divmod(i, n)
                 rd, qd = divmod(j, n)
-                out[:, rd * size:(rd + 1) * size, qd * size:(qd + 1) * size] = img[:, r * size:(r + 1) * size, q * size:(q + 1) * size]
+                out[:, rd * size : (rd + 1) * size, qd * size : (qd + 1) * size] = img[
+                    :, r * size : (r + 1) * size, q * size : (q + 1) * size
+                ]
     return out
 
 
@@ -209,11 +212,11 @@ def _reference_terms(x1, x2, u1, u2, n, beta, gamma, neigh):
         for r in range(n - 1):
             row = (r + 1) * k - 1
             for c in range(n):
-                pv[r, c] = np.abs(a[:, row, c * k:(c + 1) * k] - b[:, row + 1, c * k:(c + 1) * k]).mean()
+                pv[r, c] = np.abs(a[:, row, c * k : (c + 1) * k] - b[:, row + 1, c * k : (c + 1) * k]).mean()
         for r in range(n):
             for c in range(n - 1):
                 col = (c + 1) * k - 1
-                ph[r, c] = np.abs(a[:, r * k:(r + 1) * k, col] - b[:, r * k:(r + 1) * k, col + 1]).mean()
+                ph[r, c] = np.abs(a[:, r * k : (r + 1) * k, col] - b[:, r * k : (r + 1) * k, col + 1]).mean()
         return beta * gamma * pv, beta * gamma * ph
 
     v = {(a, b): pen(pools[a], pools[b])[0] for a in (0, 1) for b in (0, 1)}
@@ -258,28 +261,46 @@ def test_graphcut_matches_direct_gco_call(block_num, n_labels):
     x1, x2, s1, s2 = _pair(4, seed=9)
     lam, eta, beta = 0.3, 0.2, 1.2 / block_num / 16
     block = 32 // block_num
-    terms = graph_terms(x1, x2, pooled_unary(s1, block), pooled_unary(s2, block), block_num, beta, 0.5, 4,
-                        torch.zeros(()), torch.ones(()))
+    terms = graph_terms(
+        x1,
+        x2,
+        pooled_unary(s1, block),
+        pooled_unary(s2, block),
+        block_num,
+        beta,
+        0.5,
+        4,
+        torch.zeros(()),
+        torch.ones(()),
+    )
     unary, edge_v, edge_h, smooth = graphcut_costs(*terms, lam, beta, eta, n_labels)
     labels = solve_graphcut(unary, edge_v, edge_h, smooth)
     _, mask = puzzle_mix(x1, x2, s1, s2, lam, block_num, transport=False, n_labels=n_labels)
     c1, c2, pv, ph = (t.numpy() for t in terms)
     large = np.float32(1000 * block_num**2)
-    prior = {2: [lam, 1 - lam], 3: [lam**2, 2 * lam * (1 - lam), (1 - lam) ** 2],
-             4: [lam**3, 3 * lam**2 * (1 - lam), 3 * lam * (1 - lam) ** 2, (1 - lam) ** 3]}[n_labels]
+    prior = {
+        2: [lam, 1 - lam],
+        3: [lam**2, 2 * lam * (1 - lam), (1 - lam) ** 2],
+        4: [lam**3, 3 * lam**2 * (1 - lam), 3 * lam * (1 - lam) ** 2, (1 - lam) ** 3],
+    }[n_labels]
     prior = eta * -np.log(np.array(prior) + 1e-8) / block_num**2
     for k in range(4):
         # official graphcut_multi: float32 arithmetic (numpy 1.x scalar casting), int32 truncation
-        ref_unary = np.stack([
-            (np.float32(1 - t) * c1[k] + np.float32(t) * c2[k] + np.float32(prior[i])) * large
-            for i, t in enumerate(np.linspace(0, 1, n_labels))], axis=-1).astype(np.int32)
+        ref_unary = np.stack(
+            [
+                (np.float32(1 - t) * c1[k] + np.float32(t) * c2[k] + np.float32(prior[i])) * large
+                for i, t in enumerate(np.linspace(0, 1, n_labels))
+            ],
+            axis=-1,
+        ).astype(np.int32)
         ref_v = ((pv[k] + np.float32(beta)) * large).astype(np.int32)
         ref_h = ((ph[k] + np.float32(beta)) * large).astype(np.int32)
         np.testing.assert_array_equal(unary[k], ref_unary * 100)
         np.testing.assert_array_equal(edge_v[k], ref_v)
         np.testing.assert_array_equal(edge_h[k], ref_h)
-        label_cost = np.array([[(i - j) ** 2 / (n_labels - 1) ** 2 for j in range(n_labels)]
-                               for i in range(n_labels)], np.float32)
+        label_cost = np.array(
+            [[(i - j) ** 2 / (n_labels - 1) ** 2 for j in range(n_labels)] for i in range(n_labels)], np.float32
+        )
         assert ref_unary.max() < 2**31 // 100000  # no int32 wrap in pyGCO's float mode here
         direct = gco.cut_grid_graph(ref_unary, label_cost, ref_v, ref_h, algorithm="swap")  # the official call
         np.testing.assert_array_equal(labels[k].reshape(-1), direct)

@@ -1,4 +1,5 @@
 """ResizeMix against a per-sample replay of the authors' loop (trainer.py + getbox_new)."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,9 @@ def test_matches_the_authors_loop(h, w, seed):
 def test_pasted_pixels_are_exact_partner_pixels():
     x1 = torch.full((8, 3, 32, 32), -1.0)
     x2 = torch.rand(8, 3, 32, 32) + torch.arange(8.0).view(8, 1, 1, 1) * 10  # each partner its own range
-    result = ResizeMix(generator=torch.Generator().manual_seed(0)).mix_pair(x1, torch.zeros(8).long(), x2, torch.ones(8).long())
+    result = ResizeMix(generator=torch.Generator().manual_seed(0)).mix_pair(
+        x1, torch.zeros(8).long(), x2, torch.ones(8).long()
+    )
     for i in range(8):
         pasted = result.images[i][result.images[i] != -1.0]
         assert torch.isin(pasted, x2[i]).all()  # nearest: no interpolated values
@@ -81,7 +84,7 @@ def test_per_sample_scales_match_interpolate_per_sample():
     tau = 0.1 + 0.7 * torch.rand(16, generator=d, dtype=torch.float64)
     sides = set()
     for i in range(16):
-        small = F.interpolate(x2[i:i + 1], scale_factor=float(tau[i]))[0]
+        small = F.interpolate(x2[i : i + 1], scale_factor=float(tau[i]))[0]
         inside = (result.images[i] != 0).all(dim=0).nonzero()
         (y1, xa), (y2, xb) = inside.min(0).values.tolist(), (inside.max(0).values + 1).tolist()
         assert torch.equal(result.images[i, :, y1:y2, xa:xb], small)

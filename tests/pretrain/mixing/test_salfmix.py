@@ -1,4 +1,5 @@
 """SalfMix: the batched implementation against a plain per-sample Algorithm 1."""
+
 import pytest
 import torch
 
@@ -13,9 +14,20 @@ def draws(seed, b):
 
 @pytest.mark.parametrize(
     "h,w,n,r",
-    [(32, 32, 4, 0.3), (64, 64, 8, 0.3), (32, 32, 4, 0.1), (32, 32, 4, 0.7), (32, 32, 4, 1.0),
-     (30, 30, 4, 0.5), (20, 28, 3, 0.25), (16, 16, 16, 0.2), (16, 16, 1, 0.4), (28, 28, 8, 0.3),
-     (28, 28, 3, 0.1), (23, 17, 5, 0.2)],
+    [
+        (32, 32, 4, 0.3),
+        (64, 64, 8, 0.3),
+        (32, 32, 4, 0.1),
+        (32, 32, 4, 0.7),
+        (32, 32, 4, 1.0),
+        (30, 30, 4, 0.5),
+        (20, 28, 3, 0.25),
+        (16, 16, 16, 0.2),
+        (16, 16, 1, 0.4),
+        (28, 28, 8, 0.3),
+        (28, 28, 3, 0.1),
+        (23, 17, 5, 0.2),
+    ],
 )
 def test_matches_per_sample_reference(reference_salfmix, h, w, n, r):
     g = torch.Generator().manual_seed(1)
@@ -71,15 +83,15 @@ def test_copies_most_salient_patch_over_least_salient():
 def test_patch_contains_its_cell_and_stays_inside():
     # With o > cell, P_m must contain the argmax cell: check the pasted values came from there.
     g = torch.Generator().manual_seed(4)
-    for trial in range(20):
+    for _ in range(20):
         images = torch.rand(1, 1, 32, 32, generator=g) + torch.arange(1024.0).view(1, 1, 32, 32) * 10
         saliency = torch.zeros(1, 32, 32)
         cy, cx = [int(v) for v in torch.randint(4, (2,), generator=g) * 8]
-        saliency[0, cy:cy + 8, cx:cx + 8] = 1.0
+        saliency[0, cy : cy + 8, cx : cx + 8] = 1.0
         saliency[0, 0:8, 24:32] -= 1.0 if (cy, cx) != (0, 24) else 0.0
         out = salfmix(images.expand(1, 3, 32, 32).contiguous(), saliency, 4, 0.5, g)
         moved = (out[0, 0] != images[0, 0]).nonzero()
-        src_idx = ((out[0, 0][moved[:, 0], moved[:, 1]] / 10).floor().long())  # original flat index
+        src_idx = (out[0, 0][moved[:, 0], moved[:, 1]] / 10).floor().long()  # original flat index
         ys, xs = src_idx // 32, src_idx % 32
         assert ys.min() <= cy and ys.max() >= cy + 7 and xs.min() <= cx and xs.max() >= cx + 7
 
@@ -119,12 +131,14 @@ def test_variants_need_saliency_or_not(batch, model):
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"n": 4, "r": 0.0}, "r: expected a patch ratio in \\(0, 1\\]"),
-     ({"n": 4, "r": 1.5}, "r: expected"),
-     ({"n": 0, "r": 0.3}, "n: expected an integer grid size"),
-     ({"n": 33, "r": 0.3}, "n: expected an integer grid size in \\[1, 32\\]"),
-     ({"n": 2.5, "r": 0.3}, "n: expected"),
-     ({"n": 4, "r": 0.01}, "patch side floor")],
+    [
+        ({"n": 4, "r": 0.0}, "r: expected a patch ratio in \\(0, 1\\]"),
+        ({"n": 4, "r": 1.5}, "r: expected"),
+        ({"n": 0, "r": 0.3}, "n: expected an integer grid size"),
+        ({"n": 33, "r": 0.3}, "n: expected an integer grid size in \\[1, 32\\]"),
+        ({"n": 2.5, "r": 0.3}, "n: expected"),
+        ({"n": 4, "r": 0.01}, "patch side floor"),
+    ],
 )
 def test_bad_arguments(kwargs, message):
     images, saliency = torch.randn(2, 3, 32, 32), torch.rand(2, 32, 32)

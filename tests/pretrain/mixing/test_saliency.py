@@ -1,4 +1,5 @@
 """gradient_saliency: eq. (2)-(3), eval mode, no side effects on the model."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,8 +12,8 @@ def test_matches_per_sample_autograd(model, make_batch):
     sal = gradient_saliency(model, images, targets)
     model.eval()
     for i in range(5):
-        x = images[i:i + 1].clone().requires_grad_(True)
-        F.cross_entropy(model(x), targets[i:i + 1]).backward()
+        x = images[i : i + 1].clone().requires_grad_(True)
+        F.cross_entropy(model(x), targets[i : i + 1]).backward()
         assert torch.allclose(sal[i], x.grad[0].abs().amax(dim=0), atol=1e-6, rtol=1e-4)
 
 

@@ -1,4 +1,5 @@
 """gradient_saliency on CUDA: the CPU's map, in fp32 and under bf16 autocast (GPU only)."""
+
 import copy
 
 import pytest

@@ -1,4 +1,5 @@
 """SaliencyMix: the official per-batch procedure and the corrected per-sample mode."""
+
 import sys
 
 import numpy as np
@@ -246,8 +247,7 @@ def test_cv2_reads_raw_float_bytes_on_float_input():
             on, off = on + np.maximum(diff, 0) % 256, off + np.maximum(-diff, 0) % 256
         # float32 ratio, float64 product; a zero maximum (0 / 0 in C++) gives 0.
         on8, off8 = (
-            np.trunc(255.0 * (m.astype(np.float32) / np.float32(m.max())).astype(np.float64))
-            if m.max() > 0 else m
+            np.trunc(255.0 * (m.astype(np.float32) / np.float32(m.max())).astype(np.float64)) if m.max() > 0 else m
             for m in (on, off)
         )
         expected = np.trunc(255.0 * (on8 + off8) / max(on8.max(), off8.max())) % 256

@@ -1,4 +1,5 @@
 """PyramidNet-110: sizes against the PyramidNet paper, the additive widths, the zero-padded shortcut."""
+
 import pytest
 import torch
 

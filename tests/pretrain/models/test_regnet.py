@@ -1,4 +1,5 @@
 """RegNetX-200MF (Table 6): the design-space widths, the paper's 2.3 M, the CIFAR strides, the init."""
+
 import pytest
 import torch
 from torchvision.models.regnet import BlockParams, RegNet
@@ -59,8 +60,9 @@ def test_cifar_layout_keeps_32px_until_the_second_stage() -> None:
 def test_blocks_start_as_their_shortcut() -> None:
     net = build_arch("regnetx_200m", 10).eval()
     block, identity = net.stages[1][0], net.stages[2][1]
-    assert all(torch.equal(b.branch[-1].weight, torch.zeros_like(b.branch[-1].weight))
-               for stage in net.stages for b in stage)
+    assert all(
+        torch.equal(b.branch[-1].weight, torch.zeros_like(b.branch[-1].weight)) for stage in net.stages for b in stage
+    )
     assert torch.equal(block.branch[1].weight, torch.ones(56))
     x = torch.randn(3, 24, 6, 6)
     assert torch.allclose(block(x), torch.relu(block.shortcut(x)))

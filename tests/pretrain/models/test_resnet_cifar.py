@@ -1,4 +1,5 @@
 """ResNet-20 (He et al. 2016, CIFAR): size against the paper, shapes at 28 and 32 px, option-A shortcuts."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """Reading classifier checkpoints."""
+
 import pytest
 import torch
 import torchvision
@@ -8,8 +9,11 @@ from pretrain.models import load_resnet50, read_state_dict
 
 def test_reads_ours_plain_and_ddp(tmp_path):
     state = torchvision.models.resnet50(num_classes=5).state_dict()
-    for name, obj in [("plain", state), ("ours", {"model": state, "epoch": 3}),
-                      ("ddp", {"model": {f"module.{k}": v for k, v in state.items()}})]:
+    for name, obj in [
+        ("plain", state),
+        ("ours", {"model": state, "epoch": 3}),
+        ("ddp", {"model": {f"module.{k}": v for k, v in state.items()}}),
+    ]:
         path = tmp_path / f"{name}.pth"
         torch.save(obj, path)
         loaded = read_state_dict(str(path))

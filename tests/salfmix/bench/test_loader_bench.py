@@ -1,4 +1,5 @@
 """Smoke test of the loader benchmark (the real numbers come from ``python -m salfmix.bench.pretrain``)."""
+
 import pytest
 
 from pretrain.data.demo import write_demo_data

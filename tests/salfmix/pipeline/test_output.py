@@ -1,4 +1,6 @@
-"""salfmix.pipeline.output: a stage's output in its log (and the terminal), signals forwarded to child processes once."""
+"""salfmix.pipeline.output: a stage's output in its log (and the terminal), signals forwarded to
+child processes once."""
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """``--launcher slurm``: the jobs it plans, the input it refuses before submitting, and -- on a real
 one-node SLURM (the ``slurm_cluster`` fixture) -- a grid that is requeued mid-pretraining and ends
 with the weights and the report of an uninterrupted local run."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
 
 import pytest
 import torch
@@ -28,30 +28,64 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"tiny": tiny, "voc": make_voc_demo(str(root / "voc"), num_trainval=4, num_test=3, seed=1)}
 
 
-def _options(data: dict, out: Path, epochs: int = 1) -> List[str]:
-    return ["--out", str(out), "--pretrain-config", "pretrain/Base-Demo-R50.yaml",
-            "--det-config", "detection/voc_demo_faster_rcnn_R_50_FPN_cpu.yaml",
-            "--pretrain-opts", f"DATA.ROOT {data['tiny']} SOLVER.MAX_EPOCHS {epochs} SOLVER.BATCH_SIZE 6 "
-            "MODEL.INPUT_SIZE 32 MIX.START_EPOCH 1 TRAIN.CHECKPOINT_PERIOD 1",
-            "--det-opts", f"SALFMIX.VOC_FOLDER.DIR {data['voc']} SOLVER.MAX_ITER 2 SOLVER.WARMUP_ITERS 1 "
-            "SOLVER.STEPS () SOLVER.CHECKPOINT_PERIOD 100000"]
+def _options(data: dict, out: Path, epochs: int = 1) -> list[str]:
+    return [
+        "--out",
+        str(out),
+        "--pretrain-config",
+        "pretrain/Base-Demo-R50.yaml",
+        "--det-config",
+        "detection/voc_demo_faster_rcnn_R_50_FPN_cpu.yaml",
+        "--pretrain-opts",
+        f"DATA.ROOT {data['tiny']} SOLVER.MAX_EPOCHS {epochs} SOLVER.BATCH_SIZE 6 "
+        "MODEL.INPUT_SIZE 32 MIX.START_EPOCH 1 TRAIN.CHECKPOINT_PERIOD 1",
+        "--det-opts",
+        f"SALFMIX.VOC_FOLDER.DIR {data['voc']} SOLVER.MAX_ITER 2 SOLVER.WARMUP_ITERS 1 "
+        "SOLVER.STEPS () SOLVER.CHECKPOINT_PERIOD 100000",
+    ]
 
 
 def _methods(*argv: str, env: dict = None, timeout: float = 900) -> subprocess.CompletedProcess:
     # One torch thread, as a job of --cpus-per-task 1 uses: both launchers compute the same numbers.
     env = env or dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "salfmix.cli.run_methods", *argv], cwd=str(REPO), text=True,
-                          capture_output=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "salfmix.cli.run_methods", *argv],
+        cwd=str(REPO),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def test_dry_run_prints_every_job_and_its_dependencies(data: dict, tmp_path: Path) -> None:
-    proc = _methods("--methods", "none cutmix", *_options(data, tmp_path / "out"), "--launcher", "slurm",
-                    "--dry-run", "--gpus-per-node", "4", "--nodes", "2", "--time", "600", "--partition", "gpu")
+    proc = _methods(
+        "--methods",
+        "none cutmix",
+        *_options(data, tmp_path / "out"),
+        "--launcher",
+        "slurm",
+        "--dry-run",
+        "--gpus-per-node",
+        "4",
+        "--nodes",
+        "2",
+        "--time",
+        "600",
+        "--partition",
+        "gpu",
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines] == [
-        "none_s0/pretrain", "none_s0/convert", "none_s0/detection",
-        "cutmix_s0/pretrain", "cutmix_s0/convert", "cutmix_s0/detection", "report"]
+        "none_s0/pretrain",
+        "none_s0/convert",
+        "none_s0/detection",
+        "cutmix_s0/pretrain",
+        "cutmix_s0/convert",
+        "cutmix_s0/detection",
+        "report",
+    ]
     assert "nodes=2 cpus=4 gpus/node=4 time=600min partition=gpu" in lines[0] and "no dependency" in lines[0]
     assert "nodes=1 cpus=1 gpus=0" in lines[1] and lines[1].endswith("afterok: none_s0/pretrain")
     assert lines[2].endswith("afterok: none_s0/convert")
@@ -59,16 +93,20 @@ def test_dry_run_prints_every_job_and_its_dependencies(data: dict, tmp_path: Pat
     assert not (tmp_path / "out" / "slurm").exists()  # nothing submitted, nothing recorded
 
 
-@pytest.mark.parametrize("yaml_text, message", [
-    ("partitoin: gpu\n", "unknown key partitoin (valid: partition, account"),
-    ("time_min: -5\n", "time_min -5: expected a non-negative integer"),
-    ("- a list\n", "expected a mapping of keys, got list"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("partitoin: gpu\n", "unknown key partitoin (valid: partition, account"),
+        ("time_min: -5\n", "time_min -5: expected a non-negative integer"),
+        ("- a list\n", "expected a mapping of keys, got list"),
+    ],
+)
 def test_bad_cluster_config_is_one_line(data: dict, tmp_path: Path, yaml_text: str, message: str) -> None:
     config = tmp_path / "cluster.yaml"
     config.write_text(yaml_text)
-    proc = _methods("--methods", "none", *_options(data, tmp_path / "out"), "--launcher", "slurm",
-                    "--cluster-config", str(config))
+    proc = _methods(
+        "--methods", "none", *_options(data, tmp_path / "out"), "--launcher", "slurm", "--cluster-config", str(config)
+    )
     assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1], proc.stderr
     assert not (tmp_path / "out" / "slurm").exists()
 
@@ -77,8 +115,9 @@ def test_no_sbatch_on_the_path_is_one_line(data: dict, tmp_path: Path) -> None:
     env = dict(os.environ, PATH=os.path.dirname(sys.executable))  # python, and no SLURM
     proc = _methods("--methods", "none", *_options(data, tmp_path / "out"), "--launcher", "slurm", env=env)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == ("run_methods: error: --launcher slurm: sbatch is not on the PATH "
-                                                    "(run on a login node of the cluster)")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "run_methods: error: --launcher slurm: sbatch is not on the PATH (run on a login node of the cluster)"
+    )
 
 
 def test_gpus_asked_for_must_be_visible(monkeypatch) -> None:
@@ -116,11 +155,13 @@ def _report_rows(folder: Path) -> dict:
 
 @pytest.mark.slow
 def test_unknown_partition_is_refused_before_submitting(slurm_cluster, data: dict, tmp_path: Path) -> None:
-    proc = _methods("--methods", "none", *_options(data, tmp_path / "out"), "--launcher", "slurm",
-                    "--partition", "nope")
+    proc = _methods(
+        "--methods", "none", *_options(data, tmp_path / "out"), "--launcher", "slurm", "--partition", "nope"
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == ("run_methods: error: --partition nope: no such partition "
-                                                    "(this cluster has: debug)")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "run_methods: error: --partition nope: no such partition (this cluster has: debug)"
+    )
     short = _methods("--methods", "none", *_options(data, tmp_path / "out"), "--launcher", "slurm", "--time", "1")
     assert short.returncode == 2 and "shorter than the stop warning" in short.stderr
     assert not (tmp_path / "out" / "slurm").exists()
@@ -156,8 +197,15 @@ def test_requeued_grid_ends_as_the_local_run(slurm_cluster, data: dict, local_gr
     proc = _methods(*slurm, "--no-wait")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = json.loads((remote / "slurm" / "jobs.json").read_text())
-    assert sorted(jobs) == ["none_s0/convert", "none_s0/detection", "none_s0/pretrain", "report",
-                            "salfmix_s0/convert", "salfmix_s0/detection", "salfmix_s0/pretrain"]
+    assert sorted(jobs) == [
+        "none_s0/convert",
+        "none_s0/detection",
+        "none_s0/pretrain",
+        "report",
+        "salfmix_s0/convert",
+        "salfmix_s0/detection",
+        "salfmix_s0/pretrain",
+    ]
     job = jobs["none_s0/pretrain"]["job_id"]
     run = remote / "pretrain" / "none_s0"
     _wait("the first checkpoint of none_s0", lambda: (_manifest(run).get("epoch") or 0) >= 1)
@@ -187,14 +235,23 @@ def test_requeued_grid_ends_as_the_local_run(slurm_cluster, data: dict, local_gr
 
 
 @pytest.mark.slow
-def test_time_limit_warning_checkpoints_and_requeues(slurm_cluster, data: dict, local_grid: Path,
-                                                     tmp_path: Path) -> None:
+def test_time_limit_warning_checkpoints_and_requeues(
+    slurm_cluster, data: dict, local_grid: Path, tmp_path: Path
+) -> None:
     """SIGUSR2, what SLURM sends ``signal_delay_s`` before a time limit (sent here at once with
     ``scancel --signal``): the stage stops at a safe point, submitit requeues the job, the next
     attempt resumes and ends with the uninterrupted run's weights."""
     remote = tmp_path / "slurm"
-    slurm = ["--methods", "none", "--quiet", *_options(data, remote, epochs=6), "--launcher", "slurm",
-             "--cpus-per-task", "1"]
+    slurm = [
+        "--methods",
+        "none",
+        "--quiet",
+        *_options(data, remote, epochs=6),
+        "--launcher",
+        "slurm",
+        "--cpus-per-task",
+        "1",
+    ]
     assert _methods(*slurm, "--no-wait").returncode == 0
     job = json.loads((remote / "slurm" / "jobs.json").read_text())["none_s0/pretrain"]["job_id"]
     run = remote / "pretrain" / "none_s0"
@@ -217,14 +274,37 @@ def test_a_study_on_slurm_reports_as_the_local_one(slurm_cluster, tmp_path: Path
 
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 255, (24, 32, 32, 3), dtype=np.uint8), np.arange(24) % 3
-    data = write_cifar(str(tmp_path / "data"), "cifar10", images[:12], labels[:12], images[12:], labels[12:],
-                       ["a", "b", "c"])
-    argv = ["--data-root", data, "--methods", "none", "salfmix", "--seeds", "0", "--epochs", "2",
-            "--batch-size", "4", "--input-size", "16", "--start-epoch", "1", "--threads", "1"]
+    data = write_cifar(
+        str(tmp_path / "data"), "cifar10", images[:12], labels[:12], images[12:], labels[12:], ["a", "b", "c"]
+    )
+    argv = [
+        "--data-root",
+        data,
+        "--methods",
+        "none",
+        "salfmix",
+        "--seeds",
+        "0",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--input-size",
+        "16",
+        "--start-epoch",
+        "1",
+        "--threads",
+        "1",
+    ]
 
     def study(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "salfmix.cli.run_study", *argv, *extra], cwd=str(REPO),
-                              text=True, capture_output=True, timeout=900)
+        return subprocess.run(
+            [sys.executable, "-m", "salfmix.cli.run_study", *argv, *extra],
+            cwd=str(REPO),
+            text=True,
+            capture_output=True,
+            timeout=900,
+        )
 
     local = study("--output-root", str(tmp_path / "local"))
     assert local.returncode == 0, local.stderr[-2000:]

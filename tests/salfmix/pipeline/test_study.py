@@ -1,4 +1,5 @@
 """salfmix.pipeline.study: a run stopped by a signal of its own stops the study (no new run starts)."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """salfmix.runs.cli: flags anywhere among the overrides; the resume command."""
+
 import argparse
 import shlex
 
@@ -16,11 +17,14 @@ def parser(remainder: bool) -> argparse.ArgumentParser:
 
 
 @pytest.mark.parametrize("remainder", [True, False])
-@pytest.mark.parametrize("argv", [
-    ["--config-file", "f.yaml", "--resume", "SEED", "-1", "OUTPUT_DIR", "o"],
-    ["--config-file", "f.yaml", "SEED", "-1", "OUTPUT_DIR", "o", "--resume"],
-    ["SEED", "-1", "--resume", "OUTPUT_DIR", "o", "--config-file", "f.yaml"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config-file", "f.yaml", "--resume", "SEED", "-1", "OUTPUT_DIR", "o"],
+        ["--config-file", "f.yaml", "SEED", "-1", "OUTPUT_DIR", "o", "--resume"],
+        ["SEED", "-1", "--resume", "OUTPUT_DIR", "o", "--config-file", "f.yaml"],
+    ],
+)
 def test_flags_anywhere(remainder, argv):
     args = parser(remainder).parse_args(argv)
     assert args.resume and args.config_file == "f.yaml" and args.opts == ["SEED", "-1", "OUTPUT_DIR", "o"]

@@ -1,4 +1,5 @@
 """salfmix.runs.files: atomic writes (path first), their errors in one line, and stale temp files."""
+
 import errno
 import os
 import subprocess
@@ -7,8 +8,14 @@ import pytest
 import torch
 
 from salfmix.errors import WriteError
-from salfmix.runs.files import (atomic_torch_save, atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text,
-                        remove_stale_temps)
+from salfmix.runs.files import (
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temps,
+)
 
 
 def test_writes_and_replaces(tmp_path):
@@ -59,7 +66,7 @@ def test_torch_save_wrapping_enospc_is_still_named(tmp_path, monkeypatch):
         try:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 704 vs 598")
+            raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 704 vs 598") from None
 
     monkeypatch.setattr(torch, "save", save)
     with pytest.raises(WriteError, match=r"model\.pth: No space left on device$"):

@@ -1,4 +1,5 @@
 """salfmix.runs.folder.RunFolder: what a run may do to a folder, and what the manifest records."""
+
 import json
 import os
 
@@ -14,9 +15,17 @@ CONFIG = "MIX:\n  METHOD: none\n  R: 0.3\nSOLVER:\n  BASE_LR: 0.05\n  MAX_EPOCHS
 
 def folder(path, resume=False, config=CONFIG, **kw):
     kw.setdefault("allowed", ("SOLVER.MAX_EPOCHS", "TRAIN.*"))
-    return RunFolder(str(path), stage="pretrain", config_text=config, resume=resume, method="none",
-                     command=["train"], resume_command="train --resume",
-                     artefacts=("metrics.jsonl", "model_epoch*.pth"), **kw)
+    return RunFolder(
+        str(path),
+        stage="pretrain",
+        config_text=config,
+        resume=resume,
+        method="none",
+        command=["train"],
+        resume_command="train --resume",
+        artefacts=("metrics.jsonl", "model_epoch*.pth"),
+        **kw,
+    )
 
 
 def finished_run(path):
@@ -86,9 +95,11 @@ def test_resume_with_another_config_names_every_key(tmp_path):
     drift = CONFIG.replace("METHOD: none", "METHOD: cutmix").replace("BASE_LR: 0.05", "BASE_LR: 0.5")
     with pytest.raises(RunRefused) as err:
         folder(tmp_path, resume=True, config=drift).open()
-    assert ("the config differs from the run's " in str(err.value)
-            and "in MIX.METHOD: 'none' -> 'cutmix'; SOLVER.BASE_LR: 0.05 -> 0.5; resume with the run's config"
-            in str(err.value))
+    assert "the config differs from the run's " in str(
+        err.value
+    ) and "in MIX.METHOD: 'none' -> 'cutmix'; SOLVER.BASE_LR: 0.05 -> 0.5; resume with the run's config" in str(
+        err.value
+    )
     allowed = CONFIG.replace("MAX_EPOCHS: 2", "MAX_EPOCHS: 5").replace("PROGRESS: true", "PROGRESS: false")
     run = folder(tmp_path, resume=True, config=allowed)
     assert run.open() == RESUME

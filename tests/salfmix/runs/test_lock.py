@@ -1,4 +1,5 @@
 """salfmix.runs.lock: one live holder per run folder; a dead holder's lock does not block."""
+
 import json
 import os
 import signal
@@ -11,14 +12,21 @@ from salfmix.errors import RunLocked
 from salfmix.runs.lock import LOCK_FILE, RunLock
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-HOLD = ("import sys, time; from salfmix.runs.lock import RunLock; "
-        "lock = RunLock(sys.argv[1], ['train', 'it']).acquire(); lock.record_holder(); "
-        "print('held', flush=True); time.sleep(600)")
+HOLD = (
+    "import sys, time; from salfmix.runs.lock import RunLock; "
+    "lock = RunLock(sys.argv[1], ['train', 'it']).acquire(); lock.record_holder(); "
+    "print('held', flush=True); time.sleep(600)"
+)
 
 
 def hold_in_subprocess(folder):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, folder], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, folder],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=REPO),
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 

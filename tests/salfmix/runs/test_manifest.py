@@ -1,4 +1,5 @@
 """salfmix.runs.manifest: flat config comparison, versions, the git commit."""
+
 import os
 import shutil
 import subprocess
@@ -21,7 +22,11 @@ def test_config_drift_lists_every_difference_outside_the_allowlist():
     assert describe_drift(drift, limit=2) == "A.B: 1 -> 2; A.C: [1, 2] -> [1, 3]; and 2 more"
     assert config_drift(OLD, OLD) == []
     assert [k for k, _, _ in config_drift(OLD, new, allowed=("TRAIN.PROGRESS", "A.B"))] == [
-        "A.C", "D", "E", "TRAIN.EVAL_PERIOD"]
+        "A.C",
+        "D",
+        "E",
+        "TRAIN.EVAL_PERIOD",
+    ]
 
 
 def test_versions_and_commit(tmp_path):
@@ -32,8 +37,9 @@ def test_versions_and_commit(tmp_path):
         pytest.skip("no git")
     repo = tmp_path / "repo"
     repo.mkdir()
-    env = dict(os.environ, GIT_AUTHOR_NAME="a", GIT_AUTHOR_EMAIL="a@b", GIT_COMMITTER_NAME="a",
-               GIT_COMMITTER_EMAIL="a@b")
+    env = dict(
+        os.environ, GIT_AUTHOR_NAME="a", GIT_AUTHOR_EMAIL="a@b", GIT_COMMITTER_NAME="a", GIT_COMMITTER_EMAIL="a@b"
+    )
     for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
         subprocess.run(["git", *cmd], cwd=repo, check=True, env=env)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()

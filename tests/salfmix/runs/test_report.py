@@ -1,4 +1,5 @@
 """salfmix.runs.report: what both stages' reports share (the tools' use of it: tests/tools/test_report_tools.py)."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,17 @@ import statistics
 import pytest
 
 from salfmix.runs import report
-from salfmix.runs.report import (ReportError, csv_text, format_mean_std, markdown_table, mean_std, read_json, read_yaml,
-                         unique_run_dirs, write_report_files)
+from salfmix.runs.report import (
+    ReportError,
+    csv_text,
+    format_mean_std,
+    markdown_table,
+    mean_std,
+    read_json,
+    read_yaml,
+    unique_run_dirs,
+    write_report_files,
+)
 
 
 def test_mean_and_sample_std_leave_out_missing_values() -> None:
@@ -18,8 +28,11 @@ def test_mean_and_sample_std_leave_out_missing_values() -> None:
     assert stats["mean"] == pytest.approx(3.0) and stats["std"] == pytest.approx(statistics.stdev([1.0, 2.0, 6.0]))
     assert mean_std([4.0]) == {"mean": 4.0, "std": None}
     assert mean_std([None, float("inf")]) == {"mean": None, "std": None}
-    assert (format_mean_std(12.0, 2.0), format_mean_std(7.0, None), format_mean_std(None, None)) == \
-        ("12.00 ± 2.00", "7.00", "-")
+    assert (format_mean_std(12.0, 2.0), format_mean_std(7.0, None), format_mean_std(None, None)) == (
+        "12.00 ± 2.00",
+        "7.00",
+        "-",
+    )
 
 
 def test_tables() -> None:
@@ -53,8 +66,14 @@ def test_a_folder_given_twice_is_counted_once(tmp_path) -> None:
 
 
 def test_report_files_are_written_with_null_for_nan(tmp_path) -> None:
-    paths = write_report_files(str(tmp_path / "r"), "# t\n", "a\n", {"x": float("nan"), "y": [1.0]},
-                               lambda path: open(path, "wb").write(b"png"), png_name="chart.png")
+    paths = write_report_files(
+        str(tmp_path / "r"),
+        "# t\n",
+        "a\n",
+        {"x": float("nan"), "y": [1.0]},
+        lambda path: open(path, "wb").write(b"png"),
+        png_name="chart.png",
+    )
     assert json.load(open(paths["json"])) == {"x": None, "y": [1.0]}
     assert sorted(os.listdir(tmp_path / "r")) == ["chart.png", "report.csv", "report.json", "report.md"]
 

@@ -1,4 +1,5 @@
 """salfmix.runs.signals: SIGINT / SIGTERM only set a flag; the loop stops at a safe point."""
+
 import os
 import signal
 
