@@ -24,8 +24,8 @@ Restored when missing (every use below is in Detectron2 0.6's own source):
     of ``data/transforms/transform.py:ExtentTransform``, evaluated when
     ``detectron2.data`` is imported: without it the data package does not import.
 
-Also silenced: the FutureWarning current torch gives for each ``torch.jit.script`` that
-Detectron2 0.6 runs at import (that message only).
+Also silenced: the warning current torch gives for each ``torch.jit.script`` that Detectron2 0.6
+runs at import (that message only; a FutureWarning from torch 2.14, a DeprecationWarning in 2.11).
 
 Not handled here: Detectron2's ``model_zoo`` imports ``pkg_resources``, which setuptools
 82 removed; keep ``setuptools<82`` installed.
@@ -75,6 +75,7 @@ RESTORED.extend(f"numpy.{n}" for n in restore(numpy, NUMPY_ALIASES))
 RESTORED.extend(f"PIL.Image.{n}" for n in restore(PIL.Image, PIL_IMAGE_ALIASES))
 
 # Detectron2 0.6 scripts a few helpers with ``torch.jit.script`` when it is imported; current
-# torch answers each with a FutureWarning the user can do nothing about, printed in the middle
-# of every tool's output. Only that message is silenced.
-warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+# torch answers each with a warning the user can do nothing about, printed in the middle of every
+# tool's output (FutureWarning in torch 2.14, DeprecationWarning in 2.11). Only that message is silenced.
+for _category in (FutureWarning, DeprecationWarning):
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=_category)
