@@ -96,6 +96,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="print the plan (with --launcher slurm: every job and its resources) and exit",
     )
     p.add_argument("--opts", nargs="*", default=[], help="further KEY VALUE overrides for every run (flags may follow)")
+    p.add_argument("--status", action="store_true", help="print every run's state (and SLURM job); run nothing")
     add_launcher_options(p, dry_run=False)
     return p
 
@@ -126,6 +127,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise FileNotFoundError(f"--config-file {missing[0]}: config file not found")
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
+    if args.status:
+        from salfmix.pipeline.launch import print_study_status
+
+        print_study_status(runs, os.path.abspath(args.output_root))
+        return {"ran": [], "skipped": [], "failed": {}, "report": None, "wall_s": 0.0}
     if not os.path.isdir(args.data_root):
         raise SystemExit(f"error: --data-root {args.data_root}: not a folder")
     try:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from salfmix.errors import PipelineError
 from salfmix.pipeline.plan import Plan
 
-__all__ = ["launch_slurm", "launch_study_slurm", "print_status", "submit_and_follow"]
+__all__ = ["launch_slurm", "launch_study_slurm", "print_status", "print_study_status", "submit_and_follow"]
 
 
 def _slurm():
@@ -43,9 +43,36 @@ def print_status(plans: Sequence[Plan], out: str, report_out: str | None) -> Non
         from salfmix.pipeline import stages
 
         rows = [(p.name, "pretrain", stages.pretrain_state(p.pretrain_dir, p.label), "-", "-") for p in plans]
-    widths = [max(len(str(r[i])) for r in [("run", "stage", "state", "job", "slurm")] + list(rows)) for i in range(5)]
-    for row in [("run", "stage", "state", "job", "slurm"), *rows]:
+    _print_rows(rows)
+
+
+def _print_rows(rows: Sequence[tuple]) -> None:
+    header = ("run", "stage", "state", "job", "slurm")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
+    for row in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def print_study_status(runs: Sequence, out: str) -> None:
+    """Every run of a study: its run folder's state, its SLURM job and the job's state."""
+    from salfmix.runs.manifest import read_manifest
+
+    try:
+        slurm = _slurm()
+    except PipelineError:
+        slurm = None
+    recorded = slurm.recorded_jobs(out) if slurm is not None else {}
+    states = slurm.slurm_states([v.get("job_id", "") for v in recorded.values()]) if slurm is not None else {}
+    rows = []
+    for run in runs:
+        manifest = read_manifest(run.run_dir) if os.path.isdir(run.run_dir) else None
+        state = (manifest or {}).get("status") or ("empty" if not os.path.isdir(run.run_dir) else "no manifest")
+        job = (recorded.get(f"{run.tag}/seed{run.seed}") or {}).get("job_id", "")
+        rows.append((f"{run.tag}/seed{run.seed}", "pretrain", state, job or "-", states.get(job, "") or "-"))
+    job = (recorded.get("report") or {}).get("job_id", "")
+    written = os.path.isfile(os.path.join(out, "report", "report.md"))
+    rows.append(("(all)", "report", "written" if written else "-", job or "-", states.get(job, "") or "-"))
+    _print_rows(rows)
 
 
 def launch_slurm(

@@ -318,3 +318,7 @@ def test_a_study_on_slurm_reports_as_the_local_one(slurm_cluster, tmp_path: Path
         report = json.loads((tmp_path / name / "report" / "report.json").read_text())
         rows[name] = {row["label"]: row["top1_mean"] for row in report["rows"]}
     assert rows["slurm"] == rows["local"] and sorted(rows["local"]) == ["none", "salfmix"]
+    status = study("--output-root", str(tmp_path / "slurm"), "--status")
+    lines = [line.split() for line in status.stdout.splitlines()[1:]]
+    assert [line[0] for line in lines] == ["none/seed0", "salfmix/seed0", "(all)"], status.stdout
+    assert all(line[2] in ("finished", "written") and line[4] == "COMPLETED" for line in lines), status.stdout
