@@ -55,7 +55,7 @@ def _print_rows(rows: Sequence[tuple]) -> None:
 
 def print_study_status(runs: Sequence, out: str) -> None:
     """Every run of a study: its run folder's state, its SLURM job and the job's state."""
-    from salfmix.runs.manifest import read_manifest
+    from salfmix.pipeline.stages import folder_status
 
     try:
         slurm = _slurm()
@@ -65,8 +65,7 @@ def print_study_status(runs: Sequence, out: str) -> None:
     states = slurm.slurm_states([v.get("job_id", "") for v in recorded.values()]) if slurm is not None else {}
     rows = []
     for run in runs:
-        manifest = read_manifest(run.run_dir) if os.path.isdir(run.run_dir) else None
-        state = (manifest or {}).get("status") or ("empty" if not os.path.isdir(run.run_dir) else "no manifest")
+        state = folder_status(run.run_dir)
         job = (recorded.get(f"{run.tag}/seed{run.seed}") or {}).get("job_id", "")
         rows.append((f"{run.tag}/seed{run.seed}", "pretrain", state, job or "-", states.get(job, "") or "-"))
     job = (recorded.get("report") or {}).get("job_id", "")

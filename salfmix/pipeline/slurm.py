@@ -377,8 +377,7 @@ def plan_jobs(
             key = f"{plan.name}/{stage}"
             if stage_done(plan, stage):
                 continue
-            job_id = (recorded.get(key) or {}).get("job_id")
-            job_id = job_id if job_id and states.get(job_id) in ACTIVE else None
+            job_id = queued_job(recorded, key, states)
             job = StageJob(stage, plan=plan, gpus_per_node=0 if stage == "convert" else res.gpus_per_node)
             jobs.append(JobPlan(key, job, stage == "convert", [previous] if previous else [], job_id))
             previous = key
@@ -389,15 +388,18 @@ def plan_jobs(
     )
 
 
+def queued_job(recorded: dict[str, Any], key: str, states: dict[str, str]) -> str | None:
+    """The recorded job of ``key`` if SLURM still has it queued or running (else None: submit anew)."""
+    job_id = (recorded.get(key) or {}).get("job_id")
+    return job_id if job_id and states.get(job_id) in ACTIVE else None
+
+
 def _with_report(
     jobs: list[JobPlan], report: _Job, after: list[str], recorded: dict[str, Any], states: dict[str, str]
 ) -> list[JobPlan]:
-    job_id = (recorded.get("report") or {}).get("job_id")
     unchanged = all(item.job_id for item in jobs)  # nothing new to wait for: a queued report job will do
-    return [
-        *jobs,
-        JobPlan("report", report, True, after, job_id if unchanged and states.get(job_id) in ACTIVE else None),
-    ]
+    job_id = queued_job(recorded, "report", states) if unchanged else None
+    return [*jobs, JobPlan("report", report, True, after, job_id)]
 
 
 def plan_study_jobs(
@@ -417,7 +419,7 @@ def plan_study_jobs(
         if run.done:
             continue
         key = f"{run.tag}/seed{run.seed}"
-        job_id = (recorded.get(key) or {}).get("job_id")
+        job_id = queued_job(recorded, key, states)
         job = StudyJob(
             recipe,
             data_root,
@@ -426,7 +428,7 @@ def plan_study_jobs(
             keep_checkpoints=keep_checkpoints,
             gpus_per_node=res.gpus_per_node,
         )
-        jobs.append(JobPlan(key, job, False, [], job_id if job_id and states.get(job_id) in ACTIVE else None))
+        jobs.append(JobPlan(key, job, False, [], job_id))
     report = StudyJob(recipe, data_root, runs=list(runs), report_out=report_out, title=title)
     return _with_report(jobs, report, [item.key for item in jobs], recorded, states)
 
@@ -500,7 +502,7 @@ def wait_for(ids: dict[str, str], poll_s: float = 5.0) -> dict[str, str]:
 
 def status_rows(plans: Sequence[Plan], out: str, report_out: str) -> list[tuple[str, str, str, str, str]]:
     """(name, stage, state of its run folder, job id, SLURM state) for every stage of every plan."""
-    from salfmix.runs.manifest import read_manifest
+    from salfmix.pipeline.stages import folder_status
 
     recorded = recorded_jobs(out)
     states = slurm_states([v.get("job_id", "") for v in recorded.values()])
@@ -514,9 +516,7 @@ def status_rows(plans: Sequence[Plan], out: str, report_out: str) -> list[tuple[
                     else ("missing" if not os.path.exists(plan.weights) else "stale")
                 )
             else:
-                folder = plan.pretrain_dir if stage == "pretrain" else plan.det_dir
-                manifest = read_manifest(folder) if os.path.isdir(folder) else None
-                state = (manifest or {}).get("status") or ("empty" if not os.path.isdir(folder) else "no manifest")
+                state = folder_status(plan.pretrain_dir if stage == "pretrain" else plan.det_dir)
             job = (recorded.get(f"{plan.name}/{stage}") or {}).get("job_id", "")
             rows.append((plan.name, stage, state, job or "-", states.get(job, "") or "-"))
     job = (recorded.get("report") or {}).get("job_id", "")

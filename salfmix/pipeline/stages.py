@@ -47,6 +47,7 @@ __all__ = [
     "convert",
     "detection_state",
     "evaluate_detection",
+    "folder_status",
     "pretrain_state",
     "run_pretrain",
     "train_detection",
@@ -123,6 +124,14 @@ def _state(folder: str, stage: str, label: str, artefacts: Sequence[str], method
         return RESUME
     probe = RunFolder(folder, stage=stage, config_text="", resume=False, artefacts=artefacts)
     return RESUME if probe.found_artefacts() else FRESH
+
+
+def folder_status(folder: str) -> str:
+    """What a run folder's manifest says (``running``, ``finished``, ...) for a status table;
+    ``empty`` when there is no folder, ``no manifest`` when it holds none."""
+    if not os.path.isdir(folder):
+        return "empty"
+    return (read_manifest(folder) or {}).get("status") or "no manifest"
 
 
 def pretrain_state(folder: str, label: str) -> str:
