@@ -63,14 +63,20 @@ def test_a_signal_reaches_the_child_once_and_its_status_comes_back(tmp_path) -> 
     assert signal.getsignal(signal.SIGTERM) is before  # the handler was put back
 
 
+# The child writes its markers whole (temp file, then rename): the test polls for them, and a
+# marker seen between its creation and its write would read empty.
 CHILD = """
 import os, signal, sys, time
 marker = sys.argv[1]
+def put(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 def handle(signum, frame):
-    open(marker, "w").write(str(signum))
+    put(marker, str(signum))
     sys.exit(143)
 signal.signal(signal.SIGTERM, handle)
-open(marker + ".started", "w").write(str(os.getpid()))
+put(marker + ".started", str(os.getpid()))
 time.sleep(120)
 """
 
