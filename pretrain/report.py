@@ -8,11 +8,16 @@ a patch ratio get ``_r<R>`` appended when R is not the paper's 0.3, and a run wh
 ``MIX.SALIENCY cached`` gets ``+cached``. Runs sharing a name are averaged; the spread is the
 sample standard deviation (ddof = 1) over seeds. Chosen pairs of rows are compared with Welch's
 two-sided t-test on their per-seed top-1 errors (``compare``).
+
+The training side of a run, where its last record has it, comes beside the test error: the
+optimised loss of the last epoch (``train_loss``: on the mixed batches of a mixing method) and, for
+a run with ``TEST.TRAIN_SET``, the loss and top-1 error of the final model on the clean training
+set (``train_eval_loss``, ``train_top1_err``), which say whether a run has fit its training data.
+The tables and the chart are :mod:`pretrain.report_format`'s.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -20,11 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from pretrain.mixing import MIXERS, takes_patch_ratio
 from salfmix.runs import report as shared
-from salfmix.runs.files import atomic_write_bytes
 
 PAPER_R = 0.3
 BASELINE = "none"
@@ -48,6 +50,10 @@ class RunResult:
     max_epochs: int | None
     top1_err: float
     top5_err: float
+    # The training side (None where the last record lacks it): see the module's docstring.
+    train_loss: float | None = None
+    train_eval_loss: float | None = None
+    train_top1_err: float | None = None
     # What the averaging compares: the resolved config (with the defaults for keys added since
     # the run) and the data it recorded in run.json.
     recipe: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -127,8 +133,22 @@ def read_run(run_dir: str) -> RunResult:
         None if max_epochs is None else int(max_epochs),
         float(last["top1_err"]),
         float(last["top5_err"]),
-        recipe,
+        *(_optional_float(last, key, run_dir) for key in TRAIN_KEYS),
+        recipe=recipe,
     )
+
+
+# The training-side keys of a run's last record, in RunResult's order, and their row names.
+TRAIN_KEYS = ("train_loss", "train_eval_loss", "train_top1_err")
+
+
+def _optional_float(record: dict[str, Any], key: str, run_dir: str) -> float | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ReportError(f"{run_dir}/metrics.jsonl: the last record's {key!r} is {value!r}, expected a number")
+    return float(value)
 
 
 # Keys in which runs of one row may differ: the seed, where runs and data are, how they report.
@@ -209,6 +229,7 @@ def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> list
                 "top5_std": top5["std"],
                 "top1_per_seed": [m.top1_err for m in members],
                 "top5_per_seed": [m.top5_err for m in members],
+                **_train_columns(members),
                 "run_dirs": [m.run_dir for m in members],
                 "complete": all(m.complete for m in members),
             }
@@ -222,6 +243,17 @@ def aggregate(runs: Sequence[RunResult], allow_incomplete: bool = False) -> list
             if row["top1_std"] is not None and base["top1_std"] is not None:
                 row["delta_se"] = math.sqrt(row["top1_std"] ** 2 / row["n"] + base["top1_std"] ** 2 / base["n"])
     return rows
+
+
+def _train_columns(members: Sequence[RunResult]) -> dict[str, float | None]:
+    """``<key>_mean`` / ``<key>_std`` of each training-side key, None unless every seed has it (a
+    mean over some of the seeds would not be the row's)."""
+    out: dict[str, float | None] = {}
+    for key in TRAIN_KEYS:
+        values = [getattr(m, key) for m in members]
+        stats = shared.mean_std(values) if all(v is not None for v in values) else {"mean": None, "std": None}
+        out[f"{key}_mean"], out[f"{key}_std"] = stats["mean"], stats["std"]
+    return out
 
 
 def compare_rows(rows: Sequence[dict[str, Any]], pairs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
@@ -257,148 +289,3 @@ def build_report(
     rows = aggregate(runs, allow_incomplete)
     runs_out = [{k: v for k, v in asdict(r).items() if k != "recipe"} for r in runs]
     return {"title": title, "rows": rows, "runs": runs_out, "comparisons": compare_rows(rows, compare)}
-
-
-def _format_p(p: float | None) -> str:
-    """A p-value with three decimals, or in scientific notation below 0.001 (never "0.000")."""
-    if p is None:
-        return "-"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def _comparison_lines(comparisons: Sequence[dict[str, Any]]) -> list[str]:
-    if not comparisons:
-        return []
-    head = ["comparison (top-1 err)", "seeds", "Δ (a − b)", "\\|Δ\\|/SE", "Welch df", "Welch p (two-sided)"]
-    rows = []
-    for c in comparisons:
-        rows.append(
-            [
-                f"{c['a']} − {c['b']}",
-                f"{c['n_a']} + {c['n_b']}",
-                "-" if c["diff"] is None else f"{c['diff']:+.2f}",
-                "-" if not c["se"] else f"{abs(c['diff']) / c['se']:.1f}",
-                "-" if c["df"] is None else f"{c['df']:.1f}",
-                _format_p(c["p"]),
-            ]
-        )
-    return [
-        "",
-        "Welch's two-sided t-test on the per-seed top-1 errors of two rows:",
-        "",
-        *shared.markdown_table(head, rows),
-    ]
-
-
-def to_markdown(report: dict[str, Any]) -> str:
-    """The report as a markdown table (one row per method)."""
-    head = ["method", "seeds", "top-1 err", "top-5 err", "Δ top-1 vs none", "\\|Δ\\|/SE", "top-1 per seed"]
-    rows = []
-    for row in report["rows"]:
-        delta = "" if row["delta_top1"] is None else f"{row['delta_top1']:+.2f}"
-        ratio = "" if not row["delta_se"] else f"{abs(row['delta_top1']) / row['delta_se']:.1f}"
-        seeds = ", ".join(f"{v:.2f}" for v in row["top1_per_seed"])
-        flag = "" if row["complete"] else " (incomplete)"
-        rows.append(
-            [
-                f"{row['label']}{flag}",
-                row["n"],
-                shared.format_mean_std(row["top1_mean"], row["top1_std"]),
-                shared.format_mean_std(row["top5_mean"], row["top5_std"]),
-                delta,
-                ratio,
-                seeds,
-            ]
-        )
-    lines = [
-        f"## {report['title']}",
-        "",
-        f"Final-epoch test error (%), mean ± sample std over seeds; {len(report['runs'])} runs. "
-        "Δ = mean top-1 minus the `none` row; |Δ|/SE compares it with the seed-to-seed spread.",
-        "",
-        *shared.markdown_table(head, rows),
-        *_comparison_lines(report.get("comparisons", ())),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-CSV_FIELDS = (
-    "label",
-    "method",
-    "r",
-    "n",
-    "seeds",
-    "top1_mean",
-    "top1_std",
-    "top5_mean",
-    "top5_std",
-    "delta_top1",
-    "delta_se",
-    "top1_per_seed",
-    "top5_per_seed",
-)
-
-
-def to_csv(report: dict[str, Any]) -> str:
-    """The rows as CSV (per-seed values joined with ';')."""
-    rows = []
-    for row in report["rows"]:
-        out = {k: row[k] for k in CSV_FIELDS}
-        for k in ("seeds", "top1_per_seed", "top5_per_seed"):
-            out[k] = ";".join(str(v) for v in row[k])
-        rows.append([out[k] for k in CSV_FIELDS])
-    return shared.csv_text(CSV_FIELDS, rows)
-
-
-def to_png(report: dict[str, Any]) -> bytes:
-    """A bar chart of mean top-1 error per method with sample-std error bars and per-seed dots."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report["rows"]
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(rows) + 2), 4.2), dpi=120)
-    means = [r["top1_mean"] for r in rows]
-    stds = [r["top1_std"] or 0.0 for r in rows]
-    ax.bar(x, means, yerr=stds, capsize=3, color="#7aa6c2", edgecolor="#2f4f63", label="mean ± sample std")
-    for i, row in enumerate(rows):
-        ax.scatter(
-            np.full(row["n"], i),
-            row["top1_per_seed"],
-            s=10,
-            color="black",
-            zorder=3,
-            label="one seed" if i == 0 else None,
-        )
-    base = next((r for r in rows if r["label"] == BASELINE), None)
-    if base is not None:
-        ax.axhline(base["top1_mean"], color="#b03030", lw=1, ls="--", label=f"{BASELINE} (mean)")
-    ax.set_xticks(x)
-    ax.set_xticklabels([r["label"] for r in rows], rotation=55, ha="right", fontsize=8)
-    ax.set_ylabel("top-1 test error (%)")
-    ax.set_title(report["title"], fontsize=10)
-    low = min(min(r["top1_per_seed"]) for r in rows)
-    high = max(max(r["top1_per_seed"]) for r in rows)
-    ax.set_ylim(max(0.0, low - 0.25 * (high - low + 1)), high + 0.15 * (high - low + 1))
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def write_report(report: dict[str, Any], out: str, png_name: str = "report.png") -> dict[str, str]:
-    """Write report.md / .csv / .json and the chart under ``out`` (each atomically); returns the paths."""
-    return shared.write_report_files(
-        out,
-        to_markdown(report),
-        to_csv(report),
-        report,
-        lambda path: atomic_write_bytes(path, to_png(report)),
-        png_name,
-        json_indent=1,
-    )

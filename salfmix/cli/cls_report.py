@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 
-from pretrain.report import ReportError, build_report, write_report
+from pretrain.report import ReportError, build_report
+from pretrain.report_format import write_report
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,8 @@ import sys
 from typing import Any
 
 from pretrain.mixing import MIXERS
-from pretrain.report import ReportError, build_report, write_report
+from pretrain.report import ReportError, build_report
+from pretrain.report_format import write_report
 from salfmix.errors import PipelineError
 from salfmix.pipeline.cli import add_launcher_options
 from salfmix.pipeline.study import (

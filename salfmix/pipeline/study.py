@@ -374,7 +374,8 @@ def study_report(runs: Sequence[StudyRun], report_out: str, title: str, show: bo
     """The classification report (:mod:`pretrain.report`) of the finished ``runs`` in
     ``report_out``; returns its Markdown. Unfinished runs are named in a :class:`PipelineError`
     raised after the report of the others is written."""
-    from pretrain.report import ReportError, build_report, write_report
+    from pretrain.report import ReportError, build_report
+    from pretrain.report_format import write_report
 
     finished = [r.run_dir for r in runs if r.done]
     text = ""
