@@ -162,7 +162,6 @@ MOVED_KEYS = {
     "MIX.RESIZEMIX_SCALE": "SCALE",
 }
 
-DATASETS = ("tinyimagenet", "cifar10", "cifar100", "fashion_mnist")
 AMP_MODES = ("none", "bf16")
 LR_SCHEDULES = ("step", "cosine")
 SALIENCY_SOURCES = ("fresh", "cached")
@@ -175,6 +174,7 @@ def get_cfg_defaults() -> CfgNode:
 
 def assert_cfg(cfg: CfgNode) -> None:
     """Check values the YAML types alone cannot; raises ValueError naming the key."""
+    from pretrain.data.sources import NAMES as DATASETS
     from pretrain.mixing import MIXERS
     from pretrain.models import ARCHS
 

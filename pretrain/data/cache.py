@@ -34,12 +34,9 @@ from tqdm import tqdm
 from salfmix.errors import WriteError
 from salfmix.runs.files import describe_os_error
 
-from .cifar import cifar_files, read_cifar, resolve_cifar
-from .fashion_mnist import fashion_files, read_fashion_mnist
-from .tinyimagenet import label_files, list_tinyimagenet, resolve_root
+from .sources import open_split
 
 CACHE_VERSION = 1
-NAMES = ("tinyimagenet", "cifar10", "cifar100", "fashion_mnist")
 SizeArg = int | tuple[int, int] | None
 
 
@@ -302,26 +299,16 @@ def load_dataset(
 ) -> PackedDataset:
     """Load split ``split`` of dataset ``name`` from ``root``, packing it first if needed.
 
-    ``name`` is ``"tinyimagenet"`` (split ``"train"`` / ``"val"``), ``"cifar10"``,
-    ``"cifar100"`` or ``"fashion_mnist"`` (``"train"`` / ``"test"``, ``"val"`` = ``"test"``;
-    Fashion-MNIST's grey channel is stored three times). ``size`` (int or
+    ``name`` is one of :data:`pretrain.data.sources.NAMES`: ``"tinyimagenet"`` (split ``"train"``
+    / ``"val"``), ``"cifar10"``, ``"cifar100"`` or ``"fashion_mnist"`` (``"train"`` / ``"test"``,
+    ``"val"`` = ``"test"``; Fashion-MNIST's grey channel is stored three times). ``size`` (int or
     ``(h, w)``) resizes every image at pack time; without it all images must share the first
     one's size. ``num_workers`` decoding threads (default: min(8, CPUs)). ``cache_dir`` defaults
     to :func:`default_cache_dir`.
     """
-    if name not in NAMES:
-        raise ValueError(f"dataset name {name!r}: expected one of {NAMES}")
     hw = _hw(size)
-    if name == "tinyimagenet":
-        paths, labels, classes = list_tinyimagenet(root, split)
-        base = resolve_root(root)
-        sources = label_files(root, split) + paths
-    elif name == "fashion_mnist":
-        sources, base = fashion_files(root, split), root
-    else:
-        sources = cifar_files(root, split, name)
-        base = resolve_cifar(root, name)[0]
-    split = "test" if name != "tinyimagenet" and split == "val" else split
+    opened = open_split(name, root, split)
+    sources, base, split = opened.sources, opened.base, opened.split
     tag = "native" if hw is None else f"{hw[0]}x{hw[1]}"
     fingerprint = _fingerprint(sources, base, f"salfmix-cache v{CACHE_VERSION} {name} {split} {tag}")
     cache_dir = cache_dir or default_cache_dir(root)
@@ -336,16 +323,13 @@ def load_dataset(
 
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise ValueError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True: truncated images would be packed silently")
-    if name == "tinyimagenet":
-        first = decode_image(paths[0], hw)
-        shape_hw = first.shape[:2]
-        fill = _fill_from_files(paths, hw, shape_hw, num_workers or min(8, os.cpu_count() or 1))
+    images, labels, classes = opened.read()
+    if isinstance(images, np.ndarray):
+        shape_hw = hw or images.shape[1:3]
+        fill = _fill_from_array(images, hw)
     else:
-        array, labels, classes = (
-            read_fashion_mnist(root, split) if name == "fashion_mnist" else read_cifar(root, split, name)
-        )
-        shape_hw = hw or array.shape[1:3]
-        fill = _fill_from_array(array, hw)
+        shape_hw = decode_image(images[0], hw).shape[:2]
+        fill = _fill_from_files(images, hw, shape_hw, num_workers or min(8, os.cpu_count() or 1))
     meta = {
         "version": CACHE_VERSION,
         "name": name,
