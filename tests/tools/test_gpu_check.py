@@ -230,8 +230,9 @@ def test_step_limits_fit_the_budget():
     assert common + verify + limit(smoke) <= 420 - reserve
 
 
-def test_preflight_names_a_missing_module_and_its_wheel(load_tool, tmp_path, monkeypatch):
-    tool = load_tool("gpu_check_wheels")
+def test_preflight_names_a_missing_module_and_its_wheel(tmp_path, monkeypatch):
+    import salfmix.install.machine as tool
+
     monkeypatch.setattr(
         tool, "MODULES", (("json", "machine"), ("no_such_module_x", "gco-wrapper"), ("no_such_module_y", "machine"))
     )
