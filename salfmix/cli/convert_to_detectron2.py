@@ -44,9 +44,9 @@ def main(args: argparse.Namespace) -> str:
         raise DetectionSetupError(f"{args.input}: checkpoint not found")
     if os.path.exists(args.output) and not args.force:
         raise DetectionSetupError(f"{args.output}: exists; pass --force to replace it")
-    remove_stale_temps(os.path.dirname(args.output) or ".", dead_writers_only=True)  # of a killed conversion
     # A stop signal waits for the (atomic) write to end: OUT is then complete, or not there at all.
     with StopSignals() as stop:
+        remove_stale_temps(os.path.dirname(args.output) or ".", dead_writers_only=True)  # of a killed conversion
         state, note = read_checkpoint(args.input)
         try:
             model = convert_state_dict(state)

@@ -363,7 +363,12 @@ def test_a_stopped_conversion_leaves_a_complete_file_or_none(data: dict, tmp_pat
     live.write_bytes(b"writing")
     tool = [sys.executable, str(REPO / "tools" / "convert_to_detectron2.py"), str(source), str(target)]
     proc = subprocess.Popen(tool, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    # The stale temp goes once the tool is inside its stop handlers (a fixed sleep could signal a
+    # slow machine's tool while it still imports torch: killed by the default action, not stopped).
+    deadline = time.monotonic() + 300
+    while stale.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode in (0, 143), stderr
