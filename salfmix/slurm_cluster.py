@@ -196,9 +196,12 @@ class LocalSlurm:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=10)
-        for pid in self.leftover_processes() if "slurmd" in self.started else []:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        if "slurmd" in self.started:
+            for pid in self.leftover_processes():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            # SIGKILL is delivered, not waited for: a busy process takes a moment to exit.
+            self._wait("the jobs' processes to exit", lambda: not self.leftover_processes(), timeout=30.0, fail=False)
         self.started.clear()
 
     def __enter__(self) -> LocalSlurm:
@@ -376,8 +379,10 @@ LogFile={work / "log" / "slurmdbd.log"}
             try:
                 comm = (entry / "comm").read_text().strip()
                 environ = (entry / "environ").read_bytes().split(b"\0")
-            except OSError:
+                # A zombie runs nothing and holds nothing: it only waits for its parent to reap it.
+                zombie = (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z"
+            except (OSError, IndexError):
                 continue
-            if comm == "slurmstepd" or tag in environ:
+            if not zombie and (comm == "slurmstepd" or tag in environ):
                 pids.append(int(entry.name))
         return pids

@@ -148,3 +148,25 @@ echo "no signal"
     assert text.startswith("USR1 after "), text
     assert int(text.split()[2]) < 60
     _wait("accounting", lambda: _states(job) == ["COMPLETED"])
+
+
+def test_leftovers_are_the_cluster_jobs_live_processes_not_zombies() -> None:
+    """What stop() kills and the session checks is gone: a live process of the cluster's jobs is
+    a leftover, the same process once exited (a zombie its parent has not reaped yet) is not."""
+    import sys
+
+    cluster = LocalSlurm()
+    # A process named slurmstepd (as a job step's is): a zombie keeps its name, not its environment.
+    child = (
+        "import ctypes, sys; ctypes.CDLL(None).prctl(15, b'slurmstepd', 0, 0, 0); print(flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        proc.stdout.readline()  # renamed
+        assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "slurmstepd"
+        assert proc.pid in cluster.leftover_processes()
+        proc.stdin.close()  # it exits; not reaped (no wait) it stays a zombie
+        _wait("the child to exit", lambda: Path(f"/proc/{proc.pid}/stat").read_text().split(")")[-1].split()[0] == "Z")
+        assert proc.pid not in cluster.leftover_processes()
+    finally:
+        proc.wait()
