@@ -133,12 +133,13 @@ def read_run(run_dir: str) -> RunResult:
         None if max_epochs is None else int(max_epochs),
         float(last["top1_err"]),
         float(last["top5_err"]),
-        *(_optional_float(last, key, run_dir) for key in TRAIN_KEYS),
         recipe=recipe,
+        **{key: _optional_float(last, key, run_dir) for key in TRAIN_KEYS},
     )
 
 
-# The training-side keys of a run's last record, in RunResult's order, and their row names.
+# The training-side keys of a run's last record (RunResult fields of the same names; a row has
+# ``<key>_mean`` / ``<key>_std``).
 TRAIN_KEYS = ("train_loss", "train_eval_loss", "train_top1_err")
 
 
