@@ -197,12 +197,18 @@ class LocalSlurm:
                     proc.kill()
                     proc.wait(timeout=10)
         if "slurmd" in self.started:
-            for pid in self.leftover_processes():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            # SIGKILL is delivered, not waited for: a busy process takes a moment to exit.
-            self._wait("the jobs' processes to exit", lambda: not self.leftover_processes(), timeout=30.0, fail=False)
+            # SIGKILL is delivered, not waited for: a busy process takes a moment to exit, and one a
+            # job was still starting may appear after the first look. Kill until none is left.
+            self._wait("the jobs' processes to exit", self._kill_leftovers, timeout=30.0, fail=False)
         self.started.clear()
+
+    def _kill_leftovers(self) -> bool:
+        """SIGKILL every leftover process of this cluster's jobs; whether there was none."""
+        pids = self.leftover_processes()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return not pids
 
     def __enter__(self) -> LocalSlurm:
         return self
