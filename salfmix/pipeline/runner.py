@@ -78,7 +78,10 @@ def _pretrain_stage(plan: Plan, ctx: stages.Context, quiet: bool) -> None:
             plan.pretrain_config, plan.pretrain_overrides(), state == stages.RESUME, ctx, plan.num_gpus
         ),
     )
-    if stages.pretrain_state(plan.pretrain_dir, plan.label) != stages.FINISHED:
+    # Only rank 0's machine writes the run folder and checks it: another machine's copy of a shared
+    # file system may show rank 0's last writes late (and Detectron2's launch, unlike torchrun,
+    # does not wait for the other machines before it returns).
+    if ctx.main_node and stages.pretrain_state(plan.pretrain_dir, plan.label) != stages.FINISHED:
         raise PipelineError(
             f"[{plan.name}] pretrain: {plan.pretrain_dir} is not finished after the run (see {plan.log('pretrain')})"
         )
@@ -121,7 +124,7 @@ def _detection_stage(plan: Plan, ctx: stages.Context, quiet: bool) -> None:
         )
     else:
         resuming = f" (resuming {plan.det_dir})" if state == stages.RESUME else ""
-        if state == stages.FRESH or recorded_backbone(plan.det_dir) is None:
+        if ctx.main_node and (state == stages.FRESH or recorded_backbone(plan.det_dir) is None):
             # which pretraining run this detection run's backbone comes from, before it starts
             stages.record_backbone(plan.det_dir, backbone_key(plan))
         _say(plan, f"fine-tune + evaluate: {plan.det_config}{resuming}")
@@ -134,7 +137,7 @@ def _detection_stage(plan: Plan, ctx: stages.Context, quiet: bool) -> None:
                 plan.det_config, plan.det_overrides(), state == stages.RESUME, ctx, plan.num_gpus
             ),
         )
-    if stages.detection_state(plan.det_dir, plan.label) != stages.FINISHED:
+    if ctx.main_node and stages.detection_state(plan.det_dir, plan.label) != stages.FINISHED:  # as for pretrain
         raise PipelineError(
             f"[{plan.name}] {plan.det_dir}: no final evaluation results after fine-tuning (see {plan.log('detection')})"
         )

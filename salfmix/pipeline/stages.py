@@ -79,6 +79,11 @@ class Context:
     master_addr: str = ""
     master_port: int = 29500
 
+    @property
+    def main_node(self) -> bool:
+        """Whether this machine holds rank 0, the one that writes and checks the run folders."""
+        return self.node_rank == 0
+
     def processes(self, per_node: int) -> bool:
         """Whether a stage of ``per_node`` processes runs in child processes (several processes
         or several machines), not in this one."""

@@ -322,3 +322,23 @@ def test_a_study_on_slurm_reports_as_the_local_one(slurm_cluster, tmp_path: Path
     lines = [line.split() for line in status.stdout.splitlines()[1:]]
     assert [line[0] for line in lines] == ["none/seed0", "salfmix/seed0", "(all)"], status.stdout
     assert all(line[2] in ("finished", "written") and line[4] == "COMPLETED" for line in lines), status.stdout
+
+
+@pytest.mark.slow
+def test_a_node_of_a_multi_node_job_finds_its_rank_and_the_rendezvous(slurm_cluster, monkeypatch) -> None:
+    """What each task of a two-node job gives the stage (test_multinode.py runs a stage with it):
+    its node rank, the first host of the job's node list as the rendezvous, one port for all."""
+    from salfmix.pipeline import slurm
+
+    env = {
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+        "SLURM_NODEID": "1",
+        "SLURM_JOB_ID": "123456",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    ctx = slurm._node_context()
+    assert ctx == {"nnodes": 2, "node_rank": 1, "master_addr": "gpu07", "master_port": 20000 + 123456 % 20000}
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
+    assert slurm._node_context() == {}  # one node: torchrun --standalone
