@@ -129,6 +129,35 @@ def test_the_wheel_installs_three_top_level_packages_and_the_configs(wheel):
     assert shipped == checkout and "salfmix/install/gpu_requirements.txt" in names
 
 
+def _train_one_epoch(work: Path, env: dict, method: str, *opts: str) -> subprocess.CompletedProcess:
+    """Generated TinyImageNet in ``work/data``, then one epoch of ``method`` (with ``opts``) into
+    ``work/out``, by module name: whatever ``env``'s PYTHONPATH holds is what runs."""
+    demo = ["--out", "data", "--datasets", "tinyimagenet", "--classes", "3", "--train-per-class", "4"]
+    subprocess.run(
+        [sys.executable, "-m", "salfmix.cli.make_demo_data", *demo, "--val-per-class", "2"],
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    config = [
+        "--config-file",
+        "pretrain/Base-Demo-R50.yaml",
+        "MIX.METHOD",
+        method,
+        "DATA.ROOT",
+        "data/tiny-imagenet-200",
+    ]
+    small = "OUTPUT_DIR out SOLVER.MAX_EPOCHS 1 SOLVER.BATCH_SIZE 4 MODEL.INPUT_SIZE 32 TRAIN.PROGRESS False"
+    return subprocess.run(
+        [sys.executable, "-m", "salfmix.cli.pretrain", *config, *small.split(), "TEST.BATCH_SIZE", "4", *opts],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
 @pytest.mark.slow
 def test_the_installed_wheel_runs_without_the_checkout(wheel, tmp_path):
     """The wheel's files alone (no checkout on sys.path) find their configs and run a pretraining."""
@@ -149,58 +178,7 @@ def test_the_installed_wheel_runs_without_the_checkout(wheel, tmp_path):
         [sys.executable, "-c", probe], cwd=work, env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert all(p.startswith(str(site)) for p in paths), paths
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "salfmix.cli.make_demo_data",
-            "--out",
-            "data",
-            "--datasets",
-            "tinyimagenet",
-            "--classes",
-            "3",
-            "--train-per-class",
-            "4",
-            "--val-per-class",
-            "2",
-        ],
-        cwd=work,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "salfmix.cli.pretrain",
-            "--config-file",
-            "pretrain/Base-Demo-R50.yaml",
-            "MIX.METHOD",
-            "salfmix",
-            "DATA.ROOT",
-            "data/tiny-imagenet-200",
-            "OUTPUT_DIR",
-            "out",
-            "SOLVER.MAX_EPOCHS",
-            "1",
-            "SOLVER.BATCH_SIZE",
-            "4",
-            "MODEL.INPUT_SIZE",
-            "32",
-            "MIX.START_EPOCH",
-            "1",
-            "TRAIN.PROGRESS",
-            "False",
-            "TEST.BATCH_SIZE",
-            "4",
-        ],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    run = _train_one_epoch(work, env, "salfmix", "MIX.START_EPOCH", "1")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert (work / "out" / "model_final.pth").is_file()
     manifest = (work / "out" / "run.json").read_text(encoding="utf-8").replace(sys.executable, "PYTHON")
@@ -236,55 +214,6 @@ def test_a_new_method_is_one_module(tmp_path):
     assert passed >= 15, run.stdout[-1000:]  # the generic tests did select it
     work = tmp_path / "work"
     work.mkdir()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "salfmix.cli.make_demo_data",
-            "--out",
-            "data",
-            "--datasets",
-            "tinyimagenet",
-            "--classes",
-            "3",
-            "--train-per-class",
-            "4",
-            "--val-per-class",
-            "2",
-        ],
-        cwd=work,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    train = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "salfmix.cli.pretrain",
-            "--config-file",
-            "pretrain/Base-Demo-R50.yaml",
-            "MIX.METHOD",
-            name,
-            "DATA.ROOT",
-            "data/tiny-imagenet-200",
-            "OUTPUT_DIR",
-            "out",
-            "SOLVER.MAX_EPOCHS",
-            "1",
-            "SOLVER.BATCH_SIZE",
-            "4",
-            "MODEL.INPUT_SIZE",
-            "32",
-            "TRAIN.PROGRESS",
-            "False",
-            "TEST.BATCH_SIZE",
-            "4",
-        ],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    train = _train_one_epoch(work, env, name)
     assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
     assert f"METHOD: {name}" in (work / "out" / "config.yaml").read_text(encoding="utf-8")

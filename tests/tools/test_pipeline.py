@@ -290,10 +290,9 @@ def test_a_failing_stage_names_its_log(data: dict, tmp_path: Path) -> None:
     assert "no_such_data" in Path(log).read_text()  # the stage's own output is in its log
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_the_stage_and_the_same_command_continues(data: dict, tmp_path: Path) -> None:
-    out = str(tmp_path / "stop")
-    cmd = [sys.executable, PIPELINE, "--method", "none", "--quiet", *_options(data, out, epochs=200)]
+def _signal_after_first_epoch(cmd: list[str], out: str, signum: int) -> tuple[str, str, subprocess.Popen]:
+    """Start the pipeline ``cmd``; once its pretraining has logged an epoch, send ``signum``;
+    return its stdout, stderr and the ended process."""
     proc = subprocess.Popen(
         cmd,
         cwd=str(REPO),
@@ -306,8 +305,16 @@ def test_ctrl_c_stops_the_stage_and_the_same_command_continues(data: dict, tmp_p
     deadline = time.time() + 600
     while not metrics.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=600)
+    return stdout, stderr, proc
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_stage_and_the_same_command_continues(data: dict, tmp_path: Path) -> None:
+    out = str(tmp_path / "stop")
+    cmd = [sys.executable, PIPELINE, "--method", "none", "--quiet", *_options(data, out, epochs=200)]
+    stdout, stderr, proc = _signal_after_first_epoch(cmd, out, signal.SIGINT)
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1].startswith("run_pipeline: stopped by SIGINT")
     assert stderr.strip().splitlines()[-1].endswith("run the same command again to continue")
@@ -325,20 +332,7 @@ def test_sigterm_with_two_processes_is_a_clean_stop(data: dict, tmp_path: Path) 
     point and the command ends 143 with the resume line, not with torchrun's traceback and 1."""
     out = str(tmp_path / "stop2")
     cmd = [sys.executable, PIPELINE, "--method", "none", "--num-gpus", "2", *_options(data, out, epochs=200)]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=str(REPO),
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    metrics = Path(out, "pretrain", "none_s0", "metrics.jsonl")
-    deadline = time.time() + 600
-    while not metrics.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=600)
+    stdout, stderr, proc = _signal_after_first_epoch(cmd, out, signal.SIGTERM)
     assert proc.returncode == 143, stderr[-3000:]
     assert stderr.strip().splitlines()[-1].startswith("run_pipeline: stopped by SIGTERM"), stderr[-3000:]
     assert "Traceback" not in stderr and "exited with status" not in stderr, stderr[-3000:]
