@@ -23,26 +23,10 @@ from salfmix.errors import RunError
 from salfmix.runs.folder import FINISHED, RESUME, RunFolder
 from salfmix.runs.signals import StopSignals
 
-# Keys a --resume may change: where the data and caches are, how the run reports and keeps
-# checkpoints, how often it reads its loss, whether it compiles (the same numbers), the evaluation
-# batch, and MAX_EPOCHS (not below the checkpoint's epoch: the trainer
-# refuses that). Everything else would make the folder's weights a mix of two configs.
-RESUME_MAY_CHANGE = (
-    "OUTPUT_DIR",
-    "SOLVER.MAX_EPOCHS",
-    "TRAIN.PROGRESS",
-    "TRAIN.EVAL_PERIOD",
-    "TRAIN.KEEP_CHECKPOINTS",
-    "TRAIN.CHECKPOINT_PERIOD",
-    "TRAIN.LOG_PERIOD",
-    "TRAIN.COMPILE",
-    "DATA.ROOT",
-    "DATA.CACHE_DIR",
-    "TEST.BATCH_SIZE",
-)
 # Keys in which a request may differ from a finished run and still ask for that very run (where the
-# run, its data and caches are; how it reports): a --resume, a pipeline or a study that finds the
-# run finished reuses it only then. SOLVER.MAX_EPOCHS is not among them: more epochs is another run.
+# run, its data and caches are; how it reports, how often it reads its loss, whether it compiles:
+# the same numbers; the evaluation batch): a --resume, a pipeline or a study that finds the run
+# finished reuses it only then. SOLVER.MAX_EPOCHS is not among them: more epochs is another run.
 SAME_RUN = (
     "OUTPUT_DIR",
     "TRAIN.PROGRESS",
@@ -55,6 +39,10 @@ SAME_RUN = (
     "DATA.CACHE_DIR",
     "TEST.BATCH_SIZE",
 )
+# Keys a --resume of an unfinished run may change: those, and MAX_EPOCHS (not below the
+# checkpoint's epoch: the trainer refuses that). Everything else would make the folder's weights a
+# mix of two configs.
+RESUME_MAY_CHANGE = (*SAME_RUN, "SOLVER.MAX_EPOCHS")
 # The files of a pretraining run besides run.json, config.yaml and model_final.pth.
 ARTEFACTS = ("metrics.jsonl", "model_epoch*.pth", "last_checkpoint", "tb")
 
