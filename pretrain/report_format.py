@@ -53,14 +53,14 @@ TRAIN_COLUMNS = (
 )
 
 
-def _train_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, int]]:
+def _shown_train_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, int]]:
     return [c for c in TRAIN_COLUMNS if any(row.get(f"{c[0]}_mean") is not None for row in rows)]
 
 
 def to_markdown(report: dict[str, Any]) -> str:
     """The report as a markdown table (one row per method), the training side (where the runs
     logged it) between the test error and the per-seed values."""
-    train = _train_columns(report["rows"])
+    train = _shown_train_columns(report["rows"])
     head = ["method", "seeds", "top-1 err", "top-5 err", "Δ top-1 vs none", "\\|Δ\\|/SE"]
     head += [name for _, name, _ in train] + ["top-1 per seed"]
     rows = []

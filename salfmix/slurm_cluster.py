@@ -384,11 +384,11 @@ LogFile={work / "log" / "slurmdbd.log"}
                 continue
             try:
                 comm = (entry / "comm").read_text().strip()
+                # A zombie's environ cannot be read (ESRCH): it is skipped, as it should be (it runs
+                # nothing and holds nothing, it only waits for its parent to reap it).
                 environ = (entry / "environ").read_bytes().split(b"\0")
-                # A zombie runs nothing and holds nothing: it only waits for its parent to reap it.
-                zombie = (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z"
-            except (OSError, IndexError):
+            except OSError:
                 continue
-            if not zombie and (comm == "slurmstepd" or tag in environ):
+            if comm == "slurmstepd" or tag in environ:
                 pids.append(int(entry.name))
         return pids
