@@ -20,7 +20,7 @@ from torch import Tensor
 
 from pretrain.mixing.base import Draws, Mixer, MixResult, register, uniform, unmixed
 from pretrain.mixing.geometry import box_mask, like, random_centered_boxes, square_boxes
-from pretrain.mixing.salfmix import check_n, check_r, patch_side, position_draws, salfmix_positions
+from pretrain.mixing.salfmix import SalfMix, check_n, patch_side, salfmix_positions
 
 
 def cutout_holes(b: int, h: int, w: int, length: int, u: Tensor) -> Tensor:
@@ -61,24 +61,9 @@ class Cutout(Mixer):
 
 
 @register("cutout_saliency")
-class CutoutSaliency(Mixer):
-    """Cutout that drops the least salient patch P_l (paper section 6.2)."""
-
-    composite = "single_image"
-    needs_saliency = True
-    start_epoch = 2  # an ablation of SalfMix: the same schedule (Algorithm 2)
-    config_keys = {"n": "MIX.N", "r": "MIX.R"}
-
-    def __init__(self, n: int = 4, r: float = 0.3, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.n, self.r = check_n(n), check_r(r)
-
-    def check_input(self, h: int, w: int) -> None:
-        check_n(self.n, min(h, w))
-        patch_side(self.r, h, w)
-
-    def host_draws(self, shape: tuple[int, ...]) -> Draws:
-        return {"u": position_draws(shape[0], self.generator)}
+class CutoutSaliency(SalfMix):
+    """Cutout that drops the least salient patch P_l (paper section 6.2). An ablation of SalfMix:
+    its grid, patch, draws and schedule (Algorithm 2); only what happens at P_l differs."""
 
     def apply(self, images: Tensor, targets: Tensor, saliency: Tensor | None, draws: Draws) -> MixResult:
         _, _, h, w = images.shape
