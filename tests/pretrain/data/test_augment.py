@@ -11,7 +11,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import RandomResizedCrop
 
-from pretrain.data.augment import EvalTransform, TrainAugment, channel_stats, crop_resize, sample_crops
+from pretrain.data.augment import EvalTransform, TrainAugment, channel_stats, sample_crops
+from pretrain.data.crop_resize import crop_resize
 
 TOL = 1e-5
 PLAIN = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # output = augmented image in [0, 1]
