@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from stop_signals import StopAfter
 
 import detection  # noqa: F401  (before Detectron2)
 from salfmix.errors import DetectionSetupError
@@ -126,27 +127,6 @@ def test_a_finished_run_its_config_and_its_lock(
         lock.record_holder()
         with pytest.raises(RunLocked, match=rf"OUTPUT_DIR {out} is in use by pid {os.getpid()} .*\(someone else\)"):
             _main(load_detection_tool, evaluate)
-
-
-class StopAfter:
-    """Stands in for salfmix.runs.signals.StopSignals: a SIGINT arrives during the ``polls``-th iteration."""
-
-    def __init__(self, polls: int) -> None:
-        self.polls, self.count = polls, 0
-
-    def __call__(self):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @property
-    def signum(self):
-        self.count += 1
-        return signal.SIGINT if self.count >= self.polls else None
 
 
 @pytest.mark.slow

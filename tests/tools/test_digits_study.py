@@ -199,35 +199,28 @@ def test_run_study_one_base_config_for_every_method(load_tool, capsys, tmp_path)
         )
 
 
+# One epoch at 16 px, batch 4, mixing from the first epoch: the smallest run that trains and mixes.
+TINY_RUN = ["--epochs", "1", "--batch-size", "4", "--input-size", "16", "--start-epoch", "1"]
+
+
+def _study_argv(tmp_path, methods, n_images: int, n_classes: int, seed: int, *extra: str) -> list[str]:
+    """run_study's arguments for ``methods`` (seed 0, no ablations) over a generated CIFAR-10
+    folder of ``n_images`` random images, half to train and half to test."""
+    images = np.random.default_rng(seed).integers(0, 255, (n_images, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(n_images) % n_classes
+    half = n_images // 2
+    classes = [chr(ord("a") + k) for k in range(n_classes)]
+    data = write_cifar(
+        str(tmp_path / "data"), "cifar10", images[:half], labels[:half], images[half:], labels[half:], classes
+    )
+    return ["--data-root", data, "--output-root", str(tmp_path / "study"), "--methods", *methods, "--ablations",
+            "--seeds", "0", *extra]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_run_study_tiny_runs_then_skips(load_tool, tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, (24, 32, 32, 3), dtype=np.uint8)
-    labels = np.arange(24) % 3
-    data = write_cifar(
-        str(tmp_path / "data"), "cifar10", images[:12], labels[:12], images[12:], labels[12:], ["a", "b", "c"]
-    )
     tool = load_tool("run_study")
-    argv = [
-        "--data-root",
-        data,
-        "--output-root",
-        str(tmp_path / "study"),
-        "--methods",
-        "none",
-        "salfmix",
-        "--ablations",
-        "--seeds",
-        "0",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--input-size",
-        "16",
-        "--start-epoch",
-        "1",
-    ]
+    argv = _study_argv(tmp_path, ["none", "salfmix"], 24, 3, 0, *TINY_RUN)
     first = tool.main(tool.get_parser().parse_args(argv))
     assert not first["failed"] and len(first["ran"]) == 2 and not first["skipped"]
     run = tmp_path / "study" / "salfmix" / "seed0"
@@ -251,26 +244,8 @@ def test_run_study_refuses_a_config_that_trains_another_method(load_tool, tmp_pa
     """A leaf of one method as --config-file would train that method under every tag's name."""
     from leaves import leaf_config
 
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
-    data = write_cifar(
-        str(tmp_path / "data"), "cifar10", images[:4], np.arange(4) % 2, images[4:], np.arange(4) % 2, ["a", "b"]
-    )
     tool = load_tool("run_study")
-    argv = [
-        "--data-root",
-        data,
-        "--output-root",
-        str(tmp_path / "study"),
-        "--methods",
-        "none",
-        "cutmix",
-        "--ablations",
-        "--seeds",
-        "0",
-        "--config-file",
-        leaf_config("cifar10_preact18_none"),
-    ]
+    argv = _study_argv(tmp_path, ["none", "cutmix"], 8, 2, 0, "--config-file", leaf_config("cifar10_preact18_none"))
     with pytest.raises(SystemExit, match="cutmix: .*cifar10_preact18_none.yaml trains MIX.METHOD none, not cutmix"):
         tool.main(tool.get_parser().parse_args(argv))
     assert not (tmp_path / "study").exists()
@@ -278,34 +253,8 @@ def test_run_study_refuses_a_config_that_trains_another_method(load_tool, tmp_pa
 
 @pytest.mark.slow
 def test_run_study_jobs_run_as_child_processes(load_tool, tmp_path):
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)
-    labels = np.arange(16) % 2
-    data = write_cifar(str(tmp_path / "data"), "cifar10", images[:8], labels[:8], images[8:], labels[8:], ["a", "b"])
     tool = load_tool("run_study")
-    argv = [
-        "--data-root",
-        data,
-        "--output-root",
-        str(tmp_path / "study"),
-        "--methods",
-        "none",
-        "cutout",
-        "--ablations",
-        "--seeds",
-        "0",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--input-size",
-        "16",
-        "--jobs",
-        "2",
-        "--start-epoch",
-        "1",
-        "--no-report",
-    ]
+    argv = _study_argv(tmp_path, ["none", "cutout"], 16, 2, 1, *TINY_RUN, "--jobs", "2", "--no-report")
     first = tool.main(tool.get_parser().parse_args(argv))
     assert not first["failed"] and len(first["ran"]) == 2
     for tag in ("none", "cutout"):

@@ -3,16 +3,23 @@
 import pytest
 from engine_helpers import SIZES, config, load_pretrain_tool
 
+from pretrain.data.cache import load_dataset
 from pretrain.data.demo import write_demo_data
+
+SPLITS = {"tinyimagenet": ("train", "val"), "cifar10": ("train", "test")}
 
 
 @pytest.fixture(scope="session")
 def engine_data(tmp_path_factory) -> dict[str, str]:
-    """``{"tinyimagenet": folder, "cifar10": folder}`` of the generated data (packed on first use)."""
+    """``{"tinyimagenet": folder, "cifar10": folder}`` of the generated data, packed in its default
+    cache here: no test's output depends on whether an earlier test packed it (tests of the packing
+    itself use caches of their own)."""
     out = str(tmp_path_factory.mktemp("engine_data"))
     made = {}
     for name, (classes, train, test) in SIZES.items():  # CIFAR-10 always has 10 classes
         made.update(write_demo_data(out, datasets=(name,), classes=classes, train_per_class=train, val_per_class=test))
+        for split in SPLITS[name]:
+            load_dataset(name, made[name], split, progress=False)
     return made
 
 

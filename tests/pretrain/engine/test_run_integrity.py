@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 from engine_helpers import check_metrics, config, epoch_checkpoints, read_metrics, small_opts
+from stop_signals import StopAfter
 
 CONFIG = "tinyimagenet_preact18_cutmix"
 
@@ -26,31 +27,9 @@ def snapshot(out):
     return found
 
 
-class StopAfter:
-    """Stands in for salfmix.runs.signals.StopSignals: a SIGINT arrives before the ``polls``-th poll.
-
-    The trainer polls after every step and after every epoch but the last (2 steps per epoch here).
-    """
-
-    def __init__(self, polls, signum=signal.SIGINT):
-        self.polls, self.sig, self.count = polls, signum, 0
-
-    def __call__(self):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @property
-    def signum(self):
-        self.count += 1
-        return self.sig if self.count >= self.polls else None
-
-
 def stop_after(monkeypatch, polls, signum=signal.SIGINT):
+    """The run sees ``signum`` at its ``polls``-th poll: the trainer polls after every step and
+    after every epoch but the last (2 steps per epoch here)."""
     import pretrain.engine.runner as runner
 
     monkeypatch.setattr(runner, "StopSignals", StopAfter(polls, signum))
