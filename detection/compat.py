@@ -79,3 +79,6 @@ RESTORED.extend(f"PIL.Image.{n}" for n in restore(PIL.Image, PIL_IMAGE_ALIASES))
 # tool's output (FutureWarning in torch 2.14, DeprecationWarning in 2.11). Only that message is silenced.
 for _category in (FutureWarning, DeprecationWarning):
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=_category)
+# Its anchor generator calls ``torch.meshgrid`` without ``indexing``, relying on the default "ij"
+# (which it gets): torch warns at the first training step. Our own code always passes ``indexing``.
+warnings.filterwarnings("ignore", message=r"torch\.meshgrid: in an upcoming release", category=UserWarning)
