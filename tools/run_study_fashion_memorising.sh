@@ -12,7 +12,7 @@
 #   tools/run_study_fashion_memorising.sh [OUTPUT_ROOT] [DATA_ROOT]
 #
 # DATA_ROOT holds {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz (default: where Debian's
-# dataset-fashion-mnist package puts them). About 7 h on 2 CPU cores (docs/RESULTS.md).
+# dataset-fashion-mnist package puts them). About 9.5 h on 2 idle CPU cores (docs/RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
