@@ -6,12 +6,19 @@ and exit 130 / 143); torchrun itself then raises ``SignalException`` (or, if the
 faster, ``ChildFailedError`` for their exit codes) and ends with a traceback and status 1. Here it
 ends with the signal's status, 128 + N, and no traceback, so that whoever started it (the
 pipeline, a scheduler, a shell) sees a stopped run, not a crash.
+
+Without ``--log-dir`` torchrun makes a ``torchelastic_*`` folder in the temp folder for its
+workers' error files and never removes it: a study or a test suite of launches left hundreds.
+Here that folder is made inside one of our own, and what stays empty of files is removed at the end
+(logs asked for with ``--redirects`` / ``--tee`` but no ``--log-dir`` stay where they were written).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import tempfile
 
 STOPPED = {128 + signal.SIGINT, 128 + signal.SIGTERM}
 
@@ -22,6 +29,8 @@ def main() -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun_main
 
+    # tempfile.tempdir is this process's only (not the environment's): the workers are unaffected.
+    own = tempfile.tempdir = tempfile.mkdtemp(prefix="salfmix-torchrun-")
     try:
         torchrun_main()
     except SignalException as err:
@@ -35,7 +44,19 @@ def main() -> int:
         if codes and codes <= STOPPED:
             return max(codes)
         raise
+    finally:
+        tempfile.tempdir = None
+        _remove_empty_folders(own)
     return 0
+
+
+def _remove_empty_folders(root: str) -> None:
+    """Remove ``root`` and the folders under it that hold no file, deepest first."""
+    for folder, _, _ in sorted(os.walk(root), key=lambda entry: entry[0].count(os.sep), reverse=True):
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty: a file under it is kept
+            pass
 
 
 if __name__ == "__main__":

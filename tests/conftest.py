@@ -46,6 +46,18 @@ def load_tool():
     return tool_module
 
 
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """A folder for one test module's shared fixtures, removed when the module ends: the
+    per-test folders go when each test passes (pytest.ini), and without this a module's
+    checkpoints would stay on the disk until the whole session ends."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("module")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
     """A one-node SLURM cluster with accounting on this machine (salfmix.slurm_cluster), started
@@ -72,6 +84,26 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
     if pids:  # we started the cluster: nothing of it is left
         assert node_state() is None
         assert not cluster.leftover_processes()
+
+
+# What a full run holds on the disk at its peak (measured: README, "The two commands"): the
+# per-test folders go when their test passes (pytest.ini), the shared fixtures' at their end.
+PEAK_DISK_GIB = 3
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """One line up front where the temp folder is short of space: a full disk otherwise shows as
+    hundreds of unrelated errors (``OSError: [Errno 28]``) long into the run."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free / 2**30
+    if free < PEAK_DISK_GIB + 1:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        line = f"WARNING: {folder} has {free:.1f} GiB free; a full run holds up to {PEAK_DISK_GIB} GiB there at once"
+        if reporter is not None:
+            reporter.write_line(line, yellow=True, bold=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -103,10 +103,12 @@ def _copy_checkout(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+def wheel(module_tmp: Path) -> Path:
+    out = module_tmp / "wheel"
+    out.mkdir()
     # Built from a copy: the build must not write into the checkout (build/, *.egg-info).
-    build = _copy_checkout(tmp_path_factory.mktemp("build"))
+    (module_tmp / "build").mkdir()
+    build = _copy_checkout(module_tmp / "build")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(build)],
         check=True,

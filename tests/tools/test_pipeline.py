@@ -32,12 +32,13 @@ def _run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def data(module_tmp: Path) -> dict:
     """Tiny generated TinyImageNet and VOC layouts."""
     from detection.voc_demo import make_voc_demo
     from pretrain.data.demo import write_demo_data
 
-    root = tmp_path_factory.mktemp("pipeline_data")
+    root = module_tmp / "pipeline_data"
+    root.mkdir()
     tiny = write_demo_data(str(root), ["tinyimagenet"], classes=3, train_per_class=6, val_per_class=2)["tinyimagenet"]
     voc = make_voc_demo(str(root / "voc"), num_trainval=4, num_test=3, seed=1)
     return {"tiny": tiny, "voc": voc}

@@ -18,12 +18,13 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def data(module_tmp: Path) -> dict:
     """Tiny generated TinyImageNet and VOC layouts."""
     from detection.voc_demo import make_voc_demo
     from pretrain.data.demo import write_demo_data
 
-    root = tmp_path_factory.mktemp("slurm_data")
+    root = module_tmp / "slurm_data"
+    root.mkdir()
     tiny = write_demo_data(str(root), ["tinyimagenet"], classes=3, train_per_class=6, val_per_class=2)["tinyimagenet"]
     return {"tiny": tiny, "voc": make_voc_demo(str(root / "voc"), num_trainval=4, num_test=3, seed=1)}
 
@@ -171,9 +172,10 @@ GRID = ["--methods", "none salfmix", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def local_grid(data: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def local_grid(data: dict, module_tmp: Path) -> Path:
     """The grid run by the local launcher, uninterrupted."""
-    local = tmp_path_factory.mktemp("local_grid")
+    local = module_tmp / "local_grid"
+    local.mkdir()
     proc = _methods(*GRID, *_options(data, local, epochs=6))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return local
