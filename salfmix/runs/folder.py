@@ -38,6 +38,7 @@ from salfmix.runs.manifest import (
     config_drift,
     config_hash,
     describe_drift,
+    machine,
     now,
     read_manifest,
     versions,
@@ -82,8 +83,9 @@ def _attempts(previous: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _attempt() -> dict[str, Any]:
-    """This attempt: where and when it started, and under SLURM its job id and restart count."""
-    attempt: dict[str, Any] = {"started": now(), "host": socket.gethostname(), "pid": os.getpid()}
+    """This attempt: where, on what hardware and when it started, and under SLURM its job id and
+    restart count (a resumed run may go on on another machine: recorded per attempt)."""
+    attempt: dict[str, Any] = {"started": now(), "host": socket.gethostname(), "pid": os.getpid(), "machine": machine()}
     if os.environ.get("SLURM_JOB_ID"):
         attempt.update(
             slurm_job_id=os.environ["SLURM_JOB_ID"],

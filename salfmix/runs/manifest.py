@@ -5,7 +5,8 @@
     {"stage": "pretrain" | "detection", "status": "running" | "finished" | "failed" | "interrupted",
      "method": ..., "config_hash": sha256 of the resolved config.yaml text, "started": ..., "ended": ...,
      "command": [...], "resume_command": "...", "versions": {...}, "error": ..., "attempts": [
-         {"started", "host", "pid", "slurm_job_id", "slurm_restart_count", "ended", "end"}, ...], ...}
+         {"started", "host", "pid", "machine", "slurm_job_id", "slurm_restart_count", "ended", "end"},
+         ...], ...}
 
 plus what a stage adds (e.g. ``epoch``, the newest checkpointed epoch). Times are local ISO 8601.
 """
@@ -19,6 +20,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from importlib import metadata
@@ -72,6 +74,37 @@ def versions() -> dict[str, str | None]:
         found[package] = _version(package)
     found["git_commit"] = git_commit()
     return found
+
+
+def machine() -> dict[str, Any]:
+    """The hardware a run's numbers depend on beyond code and versions: the float kernels are
+    chosen per CPU instruction set (and GPU), and sums depend on the thread count, so a rerun is
+    bit for bit the same only where these match (docs/RESULTS.md, "Reproducing a run").
+
+    ``{"cpu": model name, "cpus": logical CPUs}``, plus, where torch is imported,
+    ``"cpu_capability"`` (the kernels torch dispatches to: ``AVX512``, ``AVX2``, ...),
+    ``"torch_threads"`` and ``"gpus"`` (device names; absent without CUDA).
+    """
+    found: dict[str, Any] = {"cpu": _cpu_model(), "cpus": os.cpu_count()}
+    torch = sys.modules.get("torch")  # never imported here: this module serves torch-free tools too
+    if torch is not None:
+        found["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        found["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            found["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return found
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what the platform says)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def _version(package: str) -> str | None:

@@ -51,6 +51,8 @@ def test_manifest_of_a_run(tmp_path):
     assert set(m["versions"]) == {"python", "salfmix", "torch", "torchvision", "detectron2", "git_commit"}
     assert m["started"] <= m["ended"] and m["error"] is None
     assert sorted(os.listdir(tmp_path)) == ["config.yaml", "model_final.pth", MANIFEST, LOCK_FILE]
+    # What the numbers depend on beyond code and versions is recorded per attempt.
+    assert m["attempts"][0]["machine"]["cpu"] and m["attempts"][0]["machine"]["torch_threads"] >= 1
 
 
 def test_a_finished_run_is_never_overwritten(tmp_path):

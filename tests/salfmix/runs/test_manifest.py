@@ -1,4 +1,4 @@
-"""salfmix.runs.manifest: flat config comparison, versions, the git commit."""
+"""salfmix.runs.manifest: flat config comparison, versions, the git commit, the machine."""
 
 import os
 import shutil
@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from salfmix.runs.manifest import config_drift, describe_drift, flatten, git_commit, versions
+from salfmix.runs.manifest import config_drift, describe_drift, flatten, git_commit, machine, versions
 
 OLD = "A:\n  B: 1\n  C: [1, 2]\nD: x\nTRAIN:\n  PROGRESS: true\n  EVAL_PERIOD: 1\n"
 
@@ -47,3 +47,17 @@ def test_versions_and_commit(tmp_path):
     (repo / "f").write_text("x")
     subprocess.run(["git", "add", "f"], cwd=repo, check=True)
     assert git_commit(str(repo)) == head + "+dirty"
+
+
+def test_machine_names_the_cpu_kernels_and_threads():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        found = machine()
+    finally:
+        torch.set_num_threads(threads)
+    assert found["cpu"] and found["cpus"] == os.cpu_count() and found["torch_threads"] == 1
+    assert found["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert ("gpus" in found) == torch.cuda.is_available()
