@@ -33,6 +33,7 @@ import detection  # noqa: F401  (before Detectron2: restores the names it needs)
 from detection.run_folder import already_finished, check_training_run
 from detection.train import check_setup, init_torchrun
 from detection.train import run as train
+from salfmix.distributed import leave_process_group
 from salfmix.errors import DetectionSetupError, RunError
 from salfmix.runs.cli import flags_anywhere, resume_command
 from salfmix.runs.signals import Interrupted
@@ -72,7 +73,7 @@ def main(args: argparse.Namespace) -> Any:
         "salfmix.cli.train_detection", args.config_file, args.opts, launcher, resume=args.resume or not args.eval_only
     )
     if init_torchrun():  # torchrun started this process: it is one worker of the job
-        return train(args)
+        return train_and_leave(args)
     world_size = args.num_gpus * args.num_machines
     if world_size > 1 and not torch.cuda.is_available():
         raise DetectionSetupError(
@@ -98,13 +99,25 @@ def main(args: argparse.Namespace) -> Any:
         check_training_run(cfg, args, world_size)
         args.datasets_validated = True  # the spawned workers skip parsing every annotation again
     return launch(
-        train,
+        train_and_leave,
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         args=(args,),
     )
+
+
+def train_and_leave(args: argparse.Namespace) -> Any:
+    """Train (or evaluate) in this process, then leave the job's process group, if any: after
+    the run ends or every process stopped together (see :func:`salfmix.distributed.leave_process_group`)."""
+    try:
+        result = train(args)
+    except Interrupted:
+        leave_process_group()
+        raise
+    leave_process_group()
+    return result
 
 
 def run(argv: list[str] | None = None) -> None:

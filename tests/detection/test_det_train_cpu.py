@@ -277,3 +277,20 @@ def test_torchrun_bad_annotation_stops_every_process(voc_demo_dir, converted_r50
     # rank 0 found it; rank 1, which did not parse, stops with the same line instead of waiting
     expected = f"error: {xml}: missing <difficult>"
     assert proc.stderr.count(expected) == 2, proc.stderr[-3000:]
+
+
+def test_the_tool_leaves_the_process_group_it_ran_in(load_detection_tool, voc_demo_dir, converted_r50, tmp_path):
+    """As the pretraining tool (tests/pretrain/engine/test_distributed.py): a worker that exits
+    still in its gloo group can abort at the interpreter's shutdown after a finished run."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        opts = ["MODEL.WEIGHTS", converted_r50, "SALFMIX.VOC_FOLDER.DIR", voc_demo_dir]
+        opts += ["OUTPUT_DIR", str(tmp_path / "e")]
+        _train(load_detection_tool, ["--eval-only", "--config-file", DEMO_CONFIG, *opts])
+        assert (tmp_path / "e" / "eval_results.json").is_file()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

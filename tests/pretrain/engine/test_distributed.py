@@ -157,3 +157,18 @@ def test_ranks_share_running_statistics_after_each_epoch(tiny_root, tmp_path):
         threads=1,
     )
     assert "BUFFERS same" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_the_tool_leaves_the_process_group_it_trained_in(run_pretrain, tiny_root, tmp_path):
+    """A rank that exits still in its gloo group can abort at the interpreter's shutdown (SIGABRT
+    after a finished run, seen under torchrun): the tool destroys the group when the run ends."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        opts = small_opts(tiny_root, str(tmp_path / "out"), SOLVER__MAX_EPOCHS=1)
+        run_pretrain("tinyimagenet_preact18_none", opts)
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
