@@ -87,11 +87,19 @@ def machine() -> dict[str, Any]:
     """
     found: dict[str, Any] = {"cpu": _cpu_model(), "cpus": os.cpu_count()}
     torch = sys.modules.get("torch")  # never imported here: this module serves torch-free tools too
-    if torch is not None:
-        found["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-        found["torch_threads"] = torch.get_num_threads()
-        if torch.cuda.is_available():
+    if torch is None:
+        return found
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    if capability is not None:  # torch 2.1+
+        found["cpu_capability"] = capability()
+    found["torch_threads"] = torch.get_num_threads()
+    # Only the training process records a manifest (RunFolder.start), and it is about to use the
+    # GPUs anyway: reading their names here (which initialises CUDA) forks nothing that needs them.
+    if torch.cuda.is_available():
+        try:
             found["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        except RuntimeError as err:  # a driver problem is the run's to report, not the manifest's
+            found["gpus"] = f"unknown ({' '.join(str(err).split())[:200]})"
     return found
 
 
