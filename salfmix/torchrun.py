@@ -52,7 +52,7 @@ def main() -> int:
 
 def _remove_empty_folders(root: str) -> None:
     """Remove ``root`` and the folders under it that hold no file, deepest first."""
-    for folder, _, _ in sorted(os.walk(root), key=lambda entry: entry[0].count(os.sep), reverse=True):
+    for folder, _, _ in os.walk(root, topdown=False):
         try:
             os.rmdir(folder)
         except OSError:  # not empty: a file under it is kept

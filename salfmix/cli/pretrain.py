@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     and with status 130 / 143 (one line naming the resume command) on SIGINT / SIGTERM."""
     from pretrain.engine.runner import run_pretraining
     from pretrain.engine.trainer import NonFiniteLossError
-    from salfmix.distributed import leave_process_group
+    from salfmix.distributed import leaving_process_group
 
     try:
         cfg = load_config(args.config_file, args.opts)
@@ -46,15 +46,14 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     again = resume_command("salfmix.cli.pretrain", args.config_file, args.opts)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     try:
-        result = run_pretraining(cfg, resume=args.resume, resume_cmd=again)
+        with leaving_process_group():
+            result = run_pretraining(cfg, resume=args.resume, resume_cmd=again)
     except Interrupted as stop:
-        leave_process_group()  # every rank stopped at the same step
         if main_rank:
             print(f"{stop}; resume with: {again}", file=sys.stderr)
         raise SystemExit(stop.exit_code) from None
     except (RunError, ValueError, FileNotFoundError, NonFiniteLossError) as err:
         raise SystemExit(f"error: {err}") from None
-    leave_process_group()
     if not main_rank:
         return result.record
     if result.status == "already finished":

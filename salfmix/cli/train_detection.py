@@ -33,7 +33,7 @@ import detection  # noqa: F401  (before Detectron2: restores the names it needs)
 from detection.run_folder import already_finished, check_training_run
 from detection.train import check_setup, init_torchrun
 from detection.train import run as train
-from salfmix.distributed import leave_process_group
+from salfmix.distributed import leaving_process_group
 from salfmix.errors import DetectionSetupError, RunError
 from salfmix.runs.cli import flags_anywhere, resume_command
 from salfmix.runs.signals import Interrupted
@@ -110,14 +110,9 @@ def main(args: argparse.Namespace) -> Any:
 
 def train_and_leave(args: argparse.Namespace) -> Any:
     """Train (or evaluate) in this process, then leave the job's process group, if any: after
-    the run ends or every process stopped together (see :func:`salfmix.distributed.leave_process_group`)."""
-    try:
-        result = train(args)
-    except Interrupted:
-        leave_process_group()
-        raise
-    leave_process_group()
-    return result
+    the run ends or every process stopped together (:func:`salfmix.distributed.leaving_process_group`)."""
+    with leaving_process_group():
+        return train(args)
 
 
 def run(argv: list[str] | None = None) -> None:

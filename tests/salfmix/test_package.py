@@ -107,7 +107,6 @@ def wheel(module_tmp: Path) -> Path:
     out = module_tmp / "wheel"
     out.mkdir()
     # Built from a copy: the build must not write into the checkout (build/, *.egg-info).
-    (module_tmp / "build").mkdir()
     build = _copy_checkout(module_tmp / "build")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(build)],
